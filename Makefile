@@ -1,0 +1,45 @@
+# The README's two commands: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LOCK := requirements/constraints.txt
+OUT ?= out/demo
+
+.PHONY: demo test lint typecheck lock browser clean
+
+$(STAMP): pyproject.toml $(LOCK)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,gx]"
+	touch $(STAMP)
+
+# Headless Chromium for the HTML-report browser tests (Debian package; skipped if present).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found: browser tests will be skipped"; fi; }
+
+demo: $(STAMP)
+	$(BIN)/python -m cartreg.demo --out $(OUT)
+
+test: $(STAMP) browser
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Regenerate the pinned versions from pyproject.toml (needs the venv for pip-tools).
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --strip-extras --extra dev --extra gx --no-emit-index-url --no-emit-find-links \
+	  --output-file $(LOCK) pyproject.toml
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from cartreg.cli.main import main
+
+main()

@@ -1,0 +1,108 @@
+"""Entry point of the ``cartreg`` command.
+
+Subcommands are imported only when invoked, so ``cartreg --help`` stays fast: polars, pandera,
+lifelines and GX are never imported at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any
+
+import click
+
+from cartreg import __version__
+
+# name -> "module:attribute". A command appears once its module exists.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "schema": ("cartreg.cli.schema", "Data model: documentation and conformance checks."),
+    "ingest": ("cartreg.cli.ingest", "Harmonize a site submission into CDM tables."),
+    "profile": ("cartreg.cli.profile", "Profile source files to help write a mapping."),
+    "mapping": ("cartreg.cli.mapping", "Draft and check site mapping files."),
+    "synth": ("cartreg.cli.synth", "Simulate a synthetic multi-site cohort."),
+    "validate": ("cartreg.cli.validate", "Run data-quality rules on harmonized tables."),
+    "check": ("cartreg.cli.check", "Ingest and validate a submission (the everyday command)."),
+    "rules": ("cartreg.cli.rules", "List and document data-quality rules."),
+    "export": ("cartreg.cli.export", "Export to other tools (Great Expectations)."),
+    "registry": ("cartreg.cli.registry", "Consortium registry: submit, status, diff, merge."),
+    "analyze": ("cartreg.cli.analyze", "Time-to-event datasets and outcome analyses."),
+    "demo": ("cartreg.cli.demo", "Run the whole pipeline on sample_data/."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, (module, _) in COMMANDS.items() if importlib.util.find_spec(module)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS or not importlib.util.find_spec(COMMANDS[cmd_name][0]):
+            return None
+        module = importlib.import_module(COMMANDS[cmd_name][0])
+        command: click.Command = getattr(module, cmd_name.replace("-", "_"))
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help comes from COMMANDS so that `cartreg --help` imports no subcommand.
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cartreg")
+@click.option(
+    "--schemas",
+    type=click.Path(file_okay=False, path_type=str),
+    envvar="CARTREG_SCHEMAS",
+    default=None,
+    help="Folder with the CDM schemas and vocabularies (default: bundled; env CARTREG_SCHEMAS).",
+)
+@click.pass_context
+def cli(ctx: click.Context, schemas: str | None) -> None:
+    """cartreg: harmonize, validate and analyse B-ALL CD19 CAR T registry data.
+
+    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 unusable input or configuration.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["schemas"] = schemas
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; any CartregError becomes one line on stderr and exit code 2."""
+    from cartreg.errors import CartregError
+
+    try:
+        return cli.main(args=argv, prog_name="cartreg", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except CartregError as exc:
+        click.echo(f"error: {exc.one_line()}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug in cartreg, not in the user's input
+        if os.environ.get("CARTREG_DEBUG"):
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            " (rerun with CARTREG_DEBUG=1 for a traceback and report it)",
+            err=True,
+        )
+        sys.exit(3)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,52 @@
+"""One exception tree. Bad *data* never raises: it becomes a finding.
+
+Exceptions are for input the toolkit cannot use at all (a broken schema, mapping or rule file,
+a missing input file). Each renders as one line: what, where, and how to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CartregError(Exception):
+    """Base class. ``str(err)`` is the one-line message shown to users (CLI exit code 2)."""
+
+    def __init__(self, message: str, *, where: str = "", hint: str = "") -> None:
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return " ".join(text.split())
+
+
+class ConfigError(CartregError):
+    """A schema, vocabulary, mapping or rule file is unusable.
+
+    ``where`` is ``file`` or ``file: key.path`` so the user can go straight to the problem.
+    """
+
+    def __init__(
+        self, message: str, *, path: Path | str, key: str = "", hint: str = ""
+    ) -> None:
+        self.path = str(path)
+        self.key = key
+        where = f"{self.path}: {key}" if key else self.path
+        super().__init__(message, where=where, hint=hint)
+
+
+class InputError(CartregError):
+    """An input file or folder is missing, unreadable or not of a supported kind."""
+
+
+def did_you_mean(name: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str:
+    """A "did you mean" hint for a misspelt name, or an empty string if nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""

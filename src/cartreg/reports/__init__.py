@@ -1,0 +1,1 @@
+"""Renderers of findings and reports (terminal, JSON, HTML, CSV). The library never prints."""
