@@ -22,7 +22,7 @@ browser:
 	  else echo "chromium not found: browser tests will be skipped"; fi; }
 
 demo: $(STAMP)
-	$(BIN)/python -m cartreg.demo --out $(OUT)
+	$(BIN)/cartreg demo --out $(OUT)
 
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks

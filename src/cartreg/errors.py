@@ -31,9 +31,7 @@ class ConfigError(CartregError):
     ``where`` is ``file`` or ``file: key.path`` so the user can go straight to the problem.
     """
 
-    def __init__(
-        self, message: str, *, path: Path | str, key: str = "", hint: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, path: Path | str, key: str = "", hint: str = "") -> None:
         self.path = str(path)
         self.key = key
         where = f"{self.path}: {key}" if key else self.path

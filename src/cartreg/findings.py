@@ -92,10 +92,10 @@ def findings_frame(frame: pl.DataFrame) -> pl.DataFrame:
     import polars as pl
 
     schema = finding_schema()
-    missing = [pl.lit(None, dtype=schema[n]).alias(n) for n in FINDING_FIELDS if n not in frame.columns]
-    frame = frame.with_columns(missing).select(
-        [pl.col(n).cast(schema[n]) for n in FINDING_FIELDS]
-    )
+    missing = [
+        pl.lit(None, dtype=schema[n]).alias(n) for n in FINDING_FIELDS if n not in frame.columns
+    ]
+    frame = frame.with_columns(missing).select([pl.col(n).cast(schema[n]) for n in FINDING_FIELDS])
     if frame.height == 0:
         return frame
     ids = [

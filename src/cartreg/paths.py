@@ -41,3 +41,10 @@ def rules_dir(override: Path | str | None = None) -> Path:
 def repo_root() -> Path:
     """Root of a source checkout (used for docs and sample data paths in a checkout)."""
     return _PACKAGE_DIR.parent.parent
+
+
+def endpoints_dir(override: Path | str | None = None) -> Path:
+    """The endpoint declarations folder: explicit override, then the bundled copy."""
+    if override is not None:
+        return Path(override)
+    return _bundled("endpoints")

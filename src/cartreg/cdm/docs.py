@@ -17,14 +17,13 @@ _ROLE_NOTE = {
 
 def _constraints(col: ColumnSpec) -> str:
     parts: list[str] = []
-    if col.min is not None or col.max is not None:
-        low = "" if col.min is None else f"{col.min:g}"
-        high = "" if col.max is None else f"{col.max:g}"
-        parts.append(f"range [{low}, {high}]")
+    if col.range_text:
+        parts.append(f"range {col.range_text}")
     if col.pattern:
         parts.append(f"pattern `{col.pattern}`")
     if col.vocabulary:
-        parts.append(f"vocabulary [{col.vocabulary}](#vocabulary-{col.vocabulary.replace('_', '-')})")
+        anchor = col.vocabulary.replace("_", "-")
+        parts.append(f"vocabulary [{col.vocabulary}](#vocabulary-{anchor})")
     if col.identifier:
         parts.append("direct identifier (masked in reports)")
     return "; ".join(parts)
@@ -49,7 +48,9 @@ def render_markdown(cdm: CDM) -> str:
         "## Tables",
         "",
     ]
-    lines += [f"- [{t.name}](#table-{t.name.replace('_', '-')}): {t.title}" for t in cdm.tables.values()]
+    lines += [
+        f"- [{t.name}](#table-{t.name.replace('_', '-')}): {t.title}" for t in cdm.tables.values()
+    ]
     for table in cdm.tables.values():
         lines += [
             "",
@@ -60,7 +61,9 @@ def render_markdown(cdm: CDM) -> str:
             f"Primary key: `{', '.join(table.primary_key)}`."
             + (
                 " Foreign keys: "
-                + "; ".join(f"`{', '.join(fk.columns)}` → {fk.references}" for fk in table.foreign_keys)
+                + "; ".join(
+                    f"`{', '.join(fk.columns)}` → {fk.references}" for fk in table.foreign_keys
+                )
                 + "."
                 if table.foreign_keys
                 else ""
@@ -72,10 +75,9 @@ def render_markdown(cdm: CDM) -> str:
         for col in table.columns:
             note = _ROLE_NOTE.get(col.role)
             description = f"({note}) {col.description}" if note else col.description
-            lines.append(
-                f"| `{col.name}` | {col.dtype} | {'yes' if col.required else ''} | "
-                f"{_md_cell(col.unit or '')} | {_md_cell(_constraints(col))} | {_md_cell(description)} |"
-            )
+            cells = [f"`{col.name}`", col.dtype, "yes" if col.required else ""]
+            cells += [_md_cell(col.unit or ""), _md_cell(_constraints(col)), _md_cell(description)]
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Vocabularies", ""]
     for name in cdm.vocabularies:
         vocab = cdm.vocabularies[name]
@@ -89,57 +91,68 @@ def render_markdown(cdm: CDM) -> str:
         ]
         for term in vocab.terms:
             codes = ", ".join(f"{k}: {v}" for k, v in term.codes.items())
-            lines.append(
-                f"| `{term.code}` | {_md_cell(term.label)} | {_md_cell(', '.join(term.synonyms))} | {_md_cell(codes)} |"
-            )
+            cells = [f"`{term.code}`", term.label, ", ".join(term.synonyms), codes]
+            lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem}"
+    "table{border-collapse:collapse;margin:1rem 0}"
+    "td,th{border:1px solid #ccc;padding:.25rem .5rem;vertical-align:top;text-align:left}"
+    "th{background:#f0f0f0}code{font-size:.9em}"
+)
+_INTRO = (
+    "<p>Every table also carries the lineage columns <code>site_id</code>, "
+    "<code>source_file</code>, <code>source_row</code>. Coded columns keep the source string in "
+    "<code>&lt;column&gt;_raw</code>; dates carry <code>&lt;column&gt;_precision</code>; event "
+    "dates carry <code>&lt;event&gt;_day</code> (days from the index infusion).</p>"
+)
+
+
+def _html_row(cells: list[str], tag: str = "td") -> str:
+    return "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
 
 
 def render_html(cdm: CDM) -> str:
     """The data dictionary as one self-contained HTML page."""
     esc = html.escape
+    title = f"cartreg data dictionary (CDM {esc(cdm.version)})"
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>cartreg data dictionary (CDM {esc(cdm.version)})</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem}"
-        "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;"
-        "vertical-align:top;text-align:left}th{background:#f0f0f0}code{font-size:.9em}</style>",
-        "</head><body>",
-        f"<h1>cartreg data dictionary (CDM {esc(cdm.version)})</h1>",
-        "<p>Every table also carries the lineage columns <code>site_id</code>, <code>source_file</code>, "
-        "<code>source_row</code>. Coded columns keep the source string in <code>&lt;column&gt;_raw</code>; "
-        "dates carry <code>&lt;column&gt;_precision</code>; event dates carry <code>&lt;event&gt;_day</code> "
-        "(days from the index infusion).</p>",
+        f"<title>{title}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{title}</h1>",
+        _INTRO,
     ]
+    column_header = ["column", "type", "required", "unit", "constraints", "description"]
     for table in cdm.tables.values():
-        parts.append(f"<h2 id='table-{esc(table.name)}'>Table {esc(table.name)}</h2><p>{esc(table.description)}</p>")
+        parts.append(f"<h2 id='table-{esc(table.name)}'>Table {esc(table.name)}</h2>")
+        parts.append(f"<p>{esc(table.description)}</p>")
         parts.append(f"<p>Primary key: <code>{esc(', '.join(table.primary_key))}</code></p>")
-        parts.append("<table><tr><th>column</th><th>type</th><th>required</th><th>unit</th><th>constraints</th><th>description</th></tr>")
+        parts.append("<table>" + _html_row(column_header, "th"))
         for col in table.columns:
-            vocab = (
-                f"<a href='#vocabulary-{esc(col.vocabulary)}'>{esc(col.vocabulary)}</a>" if col.vocabulary else ""
-            )
-            rng = ""
-            if col.min is not None or col.max is not None:
-                rng = f"[{'' if col.min is None else f'{col.min:g}'}, {'' if col.max is None else f'{col.max:g}'}]"
-            cons = " ".join(x for x in (rng, esc(col.pattern or ""), vocab) if x)
-            parts.append(
-                f"<tr><td><code>{esc(col.name)}</code></td><td>{col.dtype}</td><td>{'yes' if col.required else ''}</td>"
-                f"<td>{esc(col.unit or '')}</td><td>{cons}</td><td>{esc(col.description)}</td></tr>"
-            )
+            vocab = ""
+            if col.vocabulary:
+                vocab = f"<a href='#vocabulary-{esc(col.vocabulary)}'>{esc(col.vocabulary)}</a>"
+            constraints = " ".join(x for x in (col.range_text, esc(col.pattern or ""), vocab) if x)
+            cells = [f"<code>{esc(col.name)}</code>", col.dtype, "yes" if col.required else ""]
+            cells += [esc(col.unit or ""), constraints, esc(col.description)]
+            parts.append(_html_row(cells))
         parts.append("</table>")
     parts.append("<h2>Vocabularies</h2>")
     for name in cdm.vocabularies:
-        vocab = cdm.vocabularies[name]
-        parts.append(f"<h3 id='vocabulary-{esc(name)}'>{esc(name)}</h3><p>{esc(vocab.description)}</p>")
-        parts.append("<table><tr><th>code</th><th>label</th><th>also accepted</th><th>external codes</th></tr>")
-        for term in vocab.terms:
+        vocab_spec = cdm.vocabularies[name]
+        parts.append(f"<h3 id='vocabulary-{esc(name)}'>{esc(name)}</h3>")
+        parts.append(f"<p>{esc(vocab_spec.description)}</p>")
+        parts.append(
+            "<table>" + _html_row(["code", "label", "also accepted", "external codes"], "th")
+        )
+        for term in vocab_spec.terms:
             codes = ", ".join(f"{k}: {v}" for k, v in term.codes.items())
-            parts.append(
-                f"<tr><td><code>{esc(term.code)}</code></td><td>{esc(term.label)}</td>"
-                f"<td>{esc(', '.join(term.synonyms))}</td><td>{esc(codes)}</td></tr>"
-            )
+            cells = [f"<code>{esc(term.code)}</code>", esc(term.label)]
+            cells += [esc(", ".join(term.synonyms)), esc(codes)]
+            parts.append(_html_row(cells))
         parts.append("</table>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
@@ -153,15 +166,33 @@ def write_xlsx(cdm: CDM, path: Path) -> None:
     book = xlsxwriter.Workbook(str(path))
     bold = book.add_format({"bold": True})
     sheet = book.add_worksheet("columns")
-    header = ["table", "column", "type", "required", "unit", "vocabulary", "min", "max", "pattern", "description"]
+    header = [
+        "table",
+        "column",
+        "type",
+        "required",
+        "unit",
+        "vocabulary",
+        "min",
+        "max",
+        "pattern",
+        "description",
+    ]
     sheet.write_row(0, 0, header, bold)
     row = 1
     for table in cdm.tables.values():
         for col in table.columns:
             values = [
-                table.name, col.name, col.dtype, "yes" if col.required else "", col.unit or "",
-                col.vocabulary or "", "" if col.min is None else col.min, "" if col.max is None else col.max,
-                col.pattern or "", col.description,
+                table.name,
+                col.name,
+                col.dtype,
+                "yes" if col.required else "",
+                col.unit or "",
+                col.vocabulary or "",
+                "" if col.min is None else col.min,
+                "" if col.max is None else col.max,
+                col.pattern or "",
+                col.description,
             ]
             # write_string keeps user text from ever being read as a formula
             for c, value in enumerate(values):
@@ -178,7 +209,9 @@ def write_xlsx(cdm: CDM, path: Path) -> None:
     for name in cdm.vocabularies:
         for term in cdm.vocabularies[name].terms:
             codes = ", ".join(f"{k}: {v}" for k, v in term.codes.items())
-            for c, value in enumerate([name, term.code, term.label, ", ".join(term.synonyms), codes]):
+            for c, value in enumerate(
+                [name, term.code, term.label, ", ".join(term.synonyms), codes]
+            ):
                 terms.write_string(row, c, value)
             row += 1
     terms.freeze_panes(1, 0)

@@ -26,11 +26,26 @@ DTYPES: tuple[str, ...] = ("string", "integer", "float", "boolean", "date")
 ColumnRole = Literal["declared", "lineage", "raw", "precision", "day_offset"]
 
 _COLUMN_KEYS = {
-    "name", "dtype", "required", "unit", "description", "vocabulary", "min", "max",
-    "pattern", "identifier", "day_offset",
+    "name",
+    "dtype",
+    "required",
+    "unit",
+    "description",
+    "vocabulary",
+    "min",
+    "max",
+    "pattern",
+    "identifier",
+    "day_offset",
 }
 _TABLE_KEYS = {
-    "cdm_version", "table", "title", "description", "primary_key", "foreign_keys", "columns",
+    "cdm_version",
+    "table",
+    "title",
+    "description",
+    "primary_key",
+    "foreign_keys",
+    "columns",
 }
 _MANIFEST_KEYS = {"cdm_version", "tables", "lineage_columns"}
 
@@ -55,6 +70,15 @@ class ColumnSpec:
     @property
     def is_coded(self) -> bool:
         return self.vocabulary is not None
+
+    @property
+    def range_text(self) -> str:
+        """Allowed range as "[min, max]" with an empty side when unbounded; "" if none."""
+        if self.min is None and self.max is None:
+            return ""
+        low = "" if self.min is None else f"{self.min:g}"
+        high = "" if self.max is None else f"{self.max:g}"
+        return f"[{low}, {high}]"
 
 
 @dataclass(frozen=True)
@@ -133,14 +157,16 @@ def _parse_column(
     raw: Any, path: Path, where: str, vocabularies: Vocabularies, role: ColumnRole = "declared"
 ) -> ColumnSpec:
     if not isinstance(raw, dict):
-        raise ConfigError("a column must be a mapping with 'name' and 'dtype'", path=path, key=where)
-    _check_keys(raw, _COLUMN_KEYS, path, where)
+        raise ConfigError(
+            "a column must be a mapping with 'name' and 'dtype'", path=path, key=where
+        )
     name = raw.get("name")
     if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
         raise ConfigError(
             f"column name must be a lower-case identifier, got {name!r}", path=path, key=where
         )
     where = f"{where}({name})"
+    _check_keys(raw, _COLUMN_KEYS, path, where)
     dtype = raw.get("dtype")
     if dtype not in DTYPES:
         raise ConfigError(
@@ -160,9 +186,13 @@ def _parse_column(
                 or "add schemas/vocabularies/<name>.yaml",
             )
         if dtype != "string":
-            raise ConfigError("coded columns must have dtype string", path=path, key=f"{where}.dtype")
+            raise ConfigError(
+                "coded columns must have dtype string", path=path, key=f"{where}.dtype"
+            )
     if raw.get("day_offset") and dtype != "date":
-        raise ConfigError("day_offset applies to date columns only", path=path, key=f"{where}.day_offset")
+        raise ConfigError(
+            "day_offset applies to date columns only", path=path, key=f"{where}.day_offset"
+        )
     if raw.get("day_offset") and not name.endswith("_date"):
         raise ConfigError(
             "a column with day_offset must be named <event>_date", path=path, key=f"{where}.name"
@@ -174,7 +204,9 @@ def _parse_column(
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise ConfigError(f"invalid regular expression: {exc}", path=path, key=f"{where}.pattern") from None
+            raise ConfigError(
+                f"invalid regular expression: {exc}", path=path, key=f"{where}.pattern"
+            ) from None
     return ColumnSpec(
         name=name,
         dtype=dtype,
@@ -320,7 +352,9 @@ def load_cdm(path: Path | str | None = None) -> CDM:
     manifest_path = root / "cdm.yaml"
     if not manifest_path.is_file():
         raise ConfigError(
-            "schemas folder has no cdm.yaml", path=root, hint="point --schemas at a folder like schemas/"
+            "schemas folder has no cdm.yaml",
+            path=root,
+            hint="point --schemas at a folder like schemas/",
         )
     manifest = load_yaml(manifest_path)
     if not isinstance(manifest, dict):
@@ -328,7 +362,9 @@ def load_cdm(path: Path | str | None = None) -> CDM:
     _check_keys(manifest, _MANIFEST_KEYS, manifest_path, "")
     version = manifest.get("cdm_version")
     if not isinstance(version, str) or not version:
-        raise ConfigError("cdm_version must be a string like \"0.1.0\"", path=manifest_path, key="cdm_version")
+        raise ConfigError(
+            'cdm_version must be a string like "0.1.0"', path=manifest_path, key="cdm_version"
+        )
     vocabularies = load_vocabularies(root / "vocabularies")
     lineage = [
         _parse_column(raw, manifest_path, f"lineage_columns[{i}]", vocabularies, role="lineage")

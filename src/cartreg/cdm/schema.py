@@ -57,7 +57,8 @@ def build_schema(table: TableSpec, cdm: CDM) -> pa.DataFrameSchema:
     """
     cached = cdm.schema_cache.get(table.name)
     if cached is not None and cached[0] is table:
-        return cached[1]
+        hit: pa.DataFrameSchema = cached[1]
+        return hit
     columns = {
         col.name: pa.Column(
             polars_dtype(col),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -12,16 +13,19 @@ if TYPE_CHECKING:
     from cartreg.cdm import CDM
 
 FAIL_ON_CHOICES = ("error", "warning", "info", "never")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail_on_option(default: str = "error") -> Any:
-    return click.option(
+def fail_on_option(default: str = "error") -> Callable[[F], F]:
+    """The shared ``--fail-on`` option (exit code 1 at or above this severity)."""
+    option: Callable[[F], F] = click.option(
         "--fail-on",
         type=click.Choice(FAIL_ON_CHOICES),
         default=default,
         show_default=True,
         help="Exit with code 1 when a finding of this severity or worse is reported.",
     )
+    return option
 
 
 def cdm_from_context(ctx: click.Context) -> CDM:

@@ -47,8 +47,13 @@ def docs(ctx: click.Context, fmt: str, out: Path | None) -> None:
 @schema.command("validate")
 @click.argument("tables", type=click.Path(path_type=Path))
 @fail_on_option()
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the findings as a JSON list of finding records.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the findings as a JSON list of finding records.",
+)
 @click.pass_context
 def validate(ctx: click.Context, tables: Path, fail_on: str, json_out: Path | None) -> None:
     """Check a folder of harmonized tables (<table>.parquet or .csv) against the CDM."""

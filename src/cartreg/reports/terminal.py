@@ -19,9 +19,13 @@ def findings_summary(findings: pl.DataFrame) -> Table:
         table.add_column(name, justify="right" if name == "findings" else "left")
     if findings.height == 0:
         return table
-    counts = findings.group_by("severity", "rule_id", "table").len().sort("severity", "rule_id", "table")
+    counts = (
+        findings.group_by("severity", "rule_id", "table").len().sort("severity", "rule_id", "table")
+    )
     for severity, rule_id, table_name, n in counts.iter_rows():
-        table.add_row(f"[{_STYLE.get(severity, '')}]{severity}[/]", rule_id, table_name or "", str(n))
+        table.add_row(
+            f"[{_STYLE.get(severity, '')}]{severity}[/]", rule_id, table_name or "", str(n)
+        )
     return table
 
 
