@@ -11,7 +11,7 @@ OUT ?= out/demo
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,gx]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,gx,bench]"
 	touch $(STAMP)
 
 # Headless Chromium for the HTML-report browser tests (Debian package; skipped if present).
@@ -38,7 +38,7 @@ typecheck: $(STAMP)
 
 # Regenerate the pinned versions from pyproject.toml (needs the venv for pip-tools).
 lock: $(STAMP)
-	$(BIN)/pip-compile --quiet --strip-extras --extra dev --extra gx --no-emit-index-url --no-emit-find-links \
+	$(BIN)/pip-compile --quiet --strip-extras --extra dev --extra gx --extra bench --no-emit-index-url --no-emit-find-links \
 	  --output-file $(LOCK) pyproject.toml
 
 clean:
