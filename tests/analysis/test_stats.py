@@ -16,6 +16,16 @@ Reference outputs were produced with::
     #   age coef 0.16162 exp(coef) 1.17541 se(coef) 0.04974 z 3.249 p 0.00116
     binom.test(0, 10)$conf.int        # 0.0000000 0.3084971
 
+The same numbers were reproduced independently with statsmodels 0.15 (not a cartreg
+dependency) on the data below::
+
+    from statsmodels.duration.hazard_regression import PHReg
+    from statsmodels.duration.survfunc import SurvfuncRight, survdiff
+    PHReg(time, x[:, None], status=status, ties="efron").fit()   # aml: 0.91553 (se 0.51193)
+    survdiff(time, status, x)                                     # (3.3964, 0.065339)
+    SurvfuncRight(time_m, status_m).quantile(0.5)                 # 31 (Maintained), 23 (Non.)
+    PHReg(futime, age[:, None], status=fustat, ties="efron").fit()  # 0.16162 (se 0.04974)
+
 lifelines' median interval uses the log(-log) transform (R: ``conf.type = "log-log"``); the
 expected interval is derived in ``_loglog_median_ci`` from R's printed survival and standard
 errors, independently of lifelines.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import polars as pl
 from rich.table import Table
 
 if TYPE_CHECKING:
-    import polars as pl
+    from cartreg.validation import Report
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -46,3 +47,56 @@ def findings_table(findings: pl.DataFrame, limit: int = 50) -> Table:
             row["message"],
         )
     return table
+
+
+def report_renderables(report: Report, *, worst: int = 10, limit: int = 30) -> list[Any]:
+    """Summary by severity and category, the worst rules, per-site counts, then the findings."""
+    summary = report.summary()
+    out: list[Any] = []
+    head = Table(title=f"Validation: {summary['status']}", show_header=True)
+    head.add_column("severity")
+    head.add_column("findings", justify="right")
+    for sev, n in summary["findings_by_severity"].items():
+        head.add_row(f"[{_STYLE.get(sev, '')}]{sev}[/]", str(n))
+    out.append(head)
+    cats = Table(title="Findings by Kahn category")
+    cats.add_column("category")
+    cats.add_column("findings", justify="right")
+    for cat, n in summary["findings_by_category"].items():
+        cats.add_row(cat, str(n))
+    out.append(cats)
+    statuses = Table(title="Rules by status")
+    statuses.add_column("status")
+    statuses.add_column("rules", justify="right")
+    for status, n in summary["rules_by_status"].items():
+        statuses.add_row(status, str(n))
+    out.append(statuses)
+    failed = report.results.filter(pl.col("status").is_in(["FAILED", "ERROR"])).sort(
+        ["num_violated", "rule_id"], descending=[True, False]
+    )
+    rules = Table(title=f"Worst rules (top {worst})")
+    for name in ("rule", "severity", "status", "violated", "denominator", "%", "name"):
+        rules.add_column(
+            name, justify="right" if name in ("violated", "denominator", "%") else "left"
+        )
+    for row in failed.head(worst).iter_rows(named=True):
+        pct = "" if row["pct_violated"] is None else f"{row['pct_violated']:.1f}"
+        rules.add_row(
+            row["rule_id"],
+            f"[{_STYLE.get(row['severity'], '')}]{row['severity']}[/]",
+            row["status"],
+            str(row["num_violated"]),
+            str(row["num_denominator"]),
+            pct,
+            row["name"],
+        )
+    out.append(rules)
+    sites = Table(title="Findings by site")
+    for name in ("site", "error", "warning", "info"):
+        sites.add_column(name, justify="left" if name == "site" else "right")
+    for row in summary["findings_by_site"]:
+        sites.add_row(row["site_id"], str(row["error"]), str(row["warning"]), str(row["info"]))
+    out.append(sites)
+    if report.findings.height:
+        out.append(findings_table(report.findings, limit=limit))
+    return out
