@@ -1,0 +1,452 @@
+"""``cartreg registry``: the consortium registry (init, submit, status, diff, accept, merge)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cartreg.cli.common import cdm_from_context, console, exit_code_for, fail_on_option
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_REGISTRY_HELP = "Registry file (default: $CARTREG_REGISTRY or registry.duckdb)."
+
+
+def _registry_option() -> Callable[[F], F]:
+    return click.option(
+        "--registry",
+        "registry_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="CARTREG_REGISTRY",
+        default=Path("registry.duckdb"),
+        show_default=True,
+        help=_REGISTRY_HELP,
+    )
+
+
+def _lock_option() -> Callable[[F], F]:
+    return click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        help="Seconds to wait for another process using the registry.",
+    )
+
+
+@click.group()
+def registry() -> None:
+    """Consortium registry: submit, status, diff, merge.
+
+    Lifecycle: submit (ingest + validate + store as a new version) -> review (status, diff) ->
+    accept/reject -> merge (latest accepted version of each site).
+    """
+
+
+@registry.command("init")
+@click.argument(
+    "path", type=click.Path(dir_okay=False, path_type=Path), default=Path("registry.duckdb")
+)
+@_lock_option()
+def init(path: Path, lock_timeout: float) -> None:
+    """Create a registry file (or upgrade an older one in place)."""
+    from cartreg.registry.store import STORE_SCHEMA_VERSION, init_registry
+
+    applied = init_registry(path, lock_timeout=lock_timeout)
+    if applied:
+        console().print(
+            f"{path}: store schema version {STORE_SCHEMA_VERSION} "
+            f"(applied migrations {', '.join(str(v) for v in applied)})"
+        )
+    else:
+        console().print(f"{path}: already at store schema version {STORE_SCHEMA_VERSION}")
+
+
+def _report_submit(result: Any) -> None:
+    out = console()
+    if result.is_noop:
+        out.print(
+            f"{result.site_id}: inputs identical to version {result.noop_of_version}; "
+            "recorded as a no-op, nothing stored"
+        )
+        return
+    style = "green" if result.status == "accepted" else "bold red"
+    rows = ", ".join(f"{t} {n}" for t, n in result.rows.items() if n)
+    out.print(
+        f"{result.site_id}: stored version {result.version} as [{style}]{result.status}[/] "
+        f"({result.n_errors} errors, {result.n_warnings} warnings; rows: {rows or 'none'})"
+    )
+    if result.status == "rejected":
+        out.print(
+            "rejected versions are kept but never merged; fix the data and resubmit, or run "
+            f"`cartreg registry accept --site {result.site_id} --version {result.version} "
+            '--reason "..."`'
+        )
+
+
+def _fail_on(default: str = "error") -> Callable[[F], F]:
+    decorator: Callable[[F], F] = fail_on_option(default)
+    return decorator
+
+
+def _submit_options(func: F) -> F:
+    for decorator in reversed(
+        [
+            click.option("--site", required=True, help="Site id, e.g. REDCAP_A."),
+            click.option(
+                "--mapping",
+                "mapping_path",
+                required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="The site's mapping YAML.",
+            ),
+            _registry_option(),
+            _fail_on(),
+            click.option(
+                "--accept-reason",
+                default=None,
+                help="Accept the version despite findings at --fail-on, with this reason.",
+            ),
+            click.option("--who", default=None, help="Submitter recorded (default: login name)."),
+            _lock_option(),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+@registry.command("submit")
+@click.argument("submission_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_submit_options
+@click.option(
+    "--keep-output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also keep the ingest output folder here.",
+)
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    submission_dir: Path,
+    site: str,
+    mapping_path: Path,
+    registry_path: Path,
+    fail_on: str,
+    accept_reason: str | None,
+    who: str | None,
+    lock_timeout: float,
+    keep_output: Path | None,
+) -> None:
+    """Ingest, validate and store SUBMISSION_DIR as the site's next version."""
+    from cartreg.registry.submit import submit_submission
+
+    result = submit_submission(
+        registry_path,
+        submission_dir,
+        site=site.upper(),
+        mapping_path=mapping_path,
+        fail_on=fail_on,
+        accept_reason=accept_reason,
+        who=who,
+        keep_output=keep_output,
+        cdm=cdm_from_context(ctx),
+        lock_timeout=lock_timeout,
+    )
+    _report_submit(result)
+    ctx.exit(1 if result.status == "rejected" else 0)
+
+
+@registry.command("store")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_submit_options
+@click.pass_context
+def store(
+    ctx: click.Context,
+    out_dir: Path,
+    site: str,
+    mapping_path: Path,
+    registry_path: Path,
+    fail_on: str,
+    accept_reason: str | None,
+    who: str | None,
+    lock_timeout: float,
+) -> None:
+    """Validate and store an existing ingest output folder (from `cartreg ingest`)."""
+    import polars as pl
+
+    from cartreg.registry.submit import load_output_findings, submit_output, validate_output
+
+    cdm = cdm_from_context(ctx)
+    validation, rule_version = validate_output(out_dir, cdm=cdm)
+    findings = pl.concat(
+        [load_output_findings(out_dir), validation], how="vertical_relaxed"
+    ).unique("finding_id", keep="first", maintain_order=True)
+    result = submit_output(
+        registry_path,
+        out_dir,
+        site=site.upper(),
+        findings=findings,
+        rule_version=rule_version,
+        mapping_path=mapping_path,
+        fail_on=fail_on,
+        accept_reason=accept_reason,
+        who=who,
+        cdm=cdm,
+        lock_timeout=lock_timeout,
+    )
+    _report_submit(result)
+    ctx.exit(1 if result.status == "rejected" else 0)
+
+
+@registry.command("status")
+@_registry_option()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_lock_option()
+def status(registry_path: Path, as_json: bool, lock_timeout: float) -> None:
+    """Sites, versions, dates, accepted/rejected, patient and event counts, findings."""
+    from cartreg.registry.render import status_table
+    from cartreg.registry.status import registry_status
+    from cartreg.registry.store import open_registry
+
+    with open_registry(registry_path, lock_timeout=lock_timeout) as reg:
+        frame = registry_status(reg)
+    if as_json:
+        click.echo(json.dumps(frame.to_dicts(), indent=2, default=str))
+        return
+    if frame.height == 0:
+        console().print(f"{registry_path}: no submissions yet")
+        return
+    console().print(status_table(frame))
+
+
+@registry.command("diff")
+@click.option("--site", required=True, help="Site id.")
+@click.option(
+    "--from",
+    "from_version",
+    type=int,
+    default=None,
+    help="Base version (default: latest accepted version before --to).",
+)
+@click.option(
+    "--to", "to_version", type=int, default=None, help="Target version (default: latest)."
+)
+@_registry_option()
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the diff as JSON to this file ('-': standard output).",
+)
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the diff as an HTML page.",
+)
+@_fail_on("never")
+@_lock_option()
+@click.pass_context
+def diff(
+    ctx: click.Context,
+    site: str,
+    from_version: int | None,
+    to_version: int | None,
+    registry_path: Path,
+    json_out: Path | None,
+    html_out: Path | None,
+    fail_on: str,
+    lock_timeout: float,
+) -> None:
+    """Patients and events added/removed and values changed between two versions."""
+    from cartreg.registry.diff import diff_versions
+    from cartreg.registry.render import diff_html, diff_renderables
+    from cartreg.registry.store import open_registry
+
+    with open_registry(registry_path, lock_timeout=lock_timeout) as reg:
+        report = diff_versions(
+            reg,
+            site.upper(),
+            from_version=from_version,
+            to_version=to_version,
+            cdm=cdm_from_context(ctx),
+        )
+    text = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+    if json_out is not None and str(json_out) == "-":
+        click.echo(text, nl=False)
+    else:
+        out = console()
+        for item in diff_renderables(report):
+            out.print(item)
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(text, encoding="utf-8")
+    if html_out is not None:
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(diff_html(report), encoding="utf-8")
+    ctx.exit(exit_code_for(report.findings, fail_on))
+
+
+def _decide(
+    registry_path: Path,
+    site: str,
+    version: int,
+    reason: str,
+    who: str | None,
+    lock_timeout: float,
+    status_value: str,
+) -> None:
+    from cartreg.registry.submit import decide
+
+    decide(
+        registry_path,
+        site=site.upper(),
+        version=version,
+        status=status_value,
+        reason=reason,
+        who=who,
+        lock_timeout=lock_timeout,
+    )
+    from rich.markup import escape
+
+    console().print(escape(f"{site.upper()} version {version}: {status_value} ({reason})"))
+
+
+def _decision_options(func: F) -> F:
+    for decorator in reversed(
+        [
+            click.option("--site", required=True, help="Site id."),
+            click.option("--version", "version", required=True, type=int, help="Version number."),
+            click.option("--reason", required=True, help="Why (kept in the decision log)."),
+            click.option("--who", default=None, help="Reviewer (default: login name)."),
+            _registry_option(),
+            _lock_option(),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+@registry.command("accept")
+@_decision_options
+def accept(
+    site: str, version: int, reason: str, who: str | None, registry_path: Path, lock_timeout: float
+) -> None:
+    """Accept a stored version (e.g. a rejected one after review), with a reason."""
+    _decide(registry_path, site, version, reason, who, lock_timeout, "accepted")
+
+
+@registry.command("reject")
+@_decision_options
+def reject(
+    site: str, version: int, reason: str, who: str | None, registry_path: Path, lock_timeout: float
+) -> None:
+    """Reject a stored version so that it is never merged, with a reason."""
+    _decide(registry_path, site, version, reason, who, lock_timeout, "rejected")
+
+
+@registry.command("merge")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder.",
+)
+@_registry_option()
+@click.option(
+    "--secret-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the consortium secret for pseudonymous keys "
+    "(else $CARTREG_SECRET; without either, keys stay site-local).",
+)
+@click.option(
+    "--links",
+    "links_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Reviewed link file (YAML or CSV) deciding duplicate pairs.",
+)
+@click.option(
+    "--window-days",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Max days between index infusions of a duplicate pair.",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    default=0.7,
+    show_default=True,
+    help="Lowest duplicate score listed.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@_fail_on()
+@_lock_option()
+@click.pass_context
+def merge(
+    ctx: click.Context,
+    out_dir: Path,
+    registry_path: Path,
+    secret_file: Path | None,
+    links_path: Path | None,
+    window_days: int,
+    min_score: float,
+    overwrite: bool,
+    fail_on: str,
+    lock_timeout: float,
+) -> None:
+    """Merge the latest accepted version of each site into one dataset."""
+    from rich.markup import escape
+
+    from cartreg.registry.merge import merge_registry
+    from cartreg.registry.pseudonym import load_secret
+    from cartreg.reports.terminal import findings_summary
+
+    result = merge_registry(
+        registry_path,
+        out_dir,
+        secret=load_secret(secret_file),
+        links_path=links_path,
+        window_days=window_days,
+        min_score=min_score,
+        overwrite=overwrite,
+        cdm=cdm_from_context(ctx),
+        lock_timeout=lock_timeout,
+    )
+    out = console()
+    manifest = result.manifest
+    for site in manifest["sites"]:
+        out.print(f"{site['site_id']}: version {site['version']}")
+    for name, rec in manifest["reconciliation"].items():
+        out.print(
+            f"  {name}: {rec['rows_in']} rows in, {rec['dropped_as_duplicates']} dropped as "
+            f"reviewed duplicates, {rec['rows_out']} out"
+        )
+    out.print(manifest["patient_keys"]["note"])
+    dups = manifest["duplicates"]
+    if dups["candidates"]:
+        out.print(
+            f"[yellow]{dups['candidates']} possible cross-site duplicate pair(s), "
+            f"{dups['unreviewed']} not reviewed[/]: see {out_dir / 'duplicates.csv'}"
+        )
+        for row in result.duplicates.iter_rows(named=True):
+            out.print(
+                escape(
+                    f"  {row['pair_id']}: {row['key_a']} ({row['site_a']}) ~ {row['key_b']} "
+                    f"({row['site_b']}) score {row['score']} [{row['evidence']}] "
+                    f"{row['decision'] or 'UNREVIEWED'}"
+                )
+            )
+    if result.findings.height:
+        out.print(findings_summary(result.findings))
+    out.print(f"wrote {out_dir}")
+    ctx.exit(exit_code_for(result.findings, fail_on))

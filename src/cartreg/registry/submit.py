@@ -1,0 +1,480 @@
+"""Store an ingested and validated submission as a new version of a site, in one transaction.
+
+Input is an ingest output folder (``tables/<table>.parquet``, ``manifest.json``,
+``findings.json``). Everything a submission writes (its row in ``submissions``, files, findings,
+harmonized rows, decision) goes in one DuckDB transaction taken under the exclusive writer lock:
+a submit that dies at any point leaves the registry as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cartreg import __version__
+from cartreg.errors import InputError
+from cartreg.findings import SEVERITY_ORDER
+from cartreg.registry.store import (
+    DEFAULT_LOCK_TIMEOUT,
+    Registry,
+    current_user,
+    now_utc,
+    open_registry,
+    pause_point,
+    transaction,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from cartreg.cdm import CDM
+
+STATUSES = ("accepted", "rejected", "noop")
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What a submit did: the stored version, or the earlier version it repeated (no-op)."""
+
+    submission_id: int
+    site_id: str
+    version: int | None
+    status: str
+    noop_of_version: int | None
+    n_errors: int
+    n_warnings: int
+    n_info: int
+    rows: dict[str, int]
+    inputs_sha256: str
+
+    @property
+    def is_noop(self) -> bool:
+        return self.status == "noop"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def inputs_fingerprint(sources: list[dict[str, Any]], mapping_sha256: str) -> str:
+    """One checksum of a submission's inputs: its files' sha256 (by name) and its mapping.
+
+    A resubmission with identical files and mapping has the same fingerprint; the row counts
+    and the time of the ingest play no part.
+    """
+    lines = sorted(f"{s.get('file')}\t{s.get('sha256')}" for s in sources)
+    lines.append(f"mapping\t{mapping_sha256}")
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(
+            "file not found", where=str(path), hint="is this an ingest output folder?"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable JSON: {exc}", where=str(path)) from None
+
+
+def load_output_findings(out_dir: Path) -> pl.DataFrame:
+    """The findings.json of an ingest output folder as a finding frame."""
+    import polars as pl
+
+    from cartreg.findings import empty_findings, findings_frame
+
+    records = _read_json(out_dir / "findings.json")
+    if not isinstance(records, list):
+        raise InputError(
+            "findings.json must hold a JSON list", where=str(out_dir / "findings.json")
+        )
+    if not records:
+        return empty_findings()
+    return findings_frame(pl.DataFrame(records, infer_schema_length=None))
+
+
+def count_severities(findings: pl.DataFrame) -> dict[str, int]:
+    counts = {s: 0 for s in SEVERITY_ORDER}
+    if findings.height:
+        for severity, n in findings.group_by("severity").len().iter_rows():
+            if severity in counts:
+                counts[severity] = int(n)
+    return counts
+
+
+def blocks(counts: dict[str, int], fail_on: str) -> bool:
+    """True when a finding at or above ``fail_on`` exists ("never" never blocks)."""
+    if fail_on == "never":
+        return False
+    limit = SEVERITY_ORDER[fail_on]
+    return any(n > 0 and SEVERITY_ORDER[s] <= limit for s, n in counts.items())
+
+
+def _check_site(out_dir: Path, site: str, manifest: dict[str, Any], registry: Registry) -> None:
+    manifest_site = manifest.get("site_id")
+    if manifest_site is not None and manifest_site != site:
+        raise InputError(
+            f"manifest.json is for site {manifest_site}, not {site}",
+            where=str(out_dir),
+            hint="check --site",
+        )
+    for parquet in sorted((out_dir / "tables").glob("*.parquet")):
+        rows = registry.conn.execute(
+            "SELECT DISTINCT site_id FROM read_parquet(?) WHERE site_id IS DISTINCT FROM ?",
+            [str(parquet), site],
+        ).fetchall()
+        if rows:
+            others = ", ".join(sorted(str(r[0]) for r in rows))
+            raise InputError(
+                f"rows of other sites ({others}) in {parquet.name}",
+                where=str(out_dir),
+                hint="one submission holds one site",
+            )
+
+
+def _insert_table(registry: Registry, submission_id: int, table: str, parquet: Path) -> int:
+    stored = registry.table_columns(table)
+    present = {
+        str(r[0])
+        for r in registry.conn.execute(
+            "DESCRIBE SELECT * FROM read_parquet(?)", [str(parquet)]
+        ).fetchall()
+    }
+    types = dict(
+        registry.conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+            [f"cdm_{table}"],
+        ).fetchall()
+    )
+    # Explicit casts: a column typed differently by the ingest fails loudly here instead of
+    # being stored with a different meaning.
+    select = ", ".join(
+        f'CAST("{c}" AS {types[c]}) AS "{c}"'
+        for c in stored
+        if c in present and c != "submission_id"
+    )
+    if not select:
+        return 0
+    before = int(registry.scalar(f'SELECT count(*) FROM "cdm_{table}"'))
+    registry.conn.execute(
+        f'INSERT INTO "cdm_{table}" BY NAME SELECT ? AS submission_id, {select} '
+        "FROM read_parquet(?)",
+        [submission_id, str(parquet)],
+    )
+    return int(registry.scalar(f'SELECT count(*) FROM "cdm_{table}"')) - before
+
+
+def _insert_findings(registry: Registry, submission_id: int, findings: pl.DataFrame) -> None:
+    if findings.height == 0:
+        return
+    import polars as pl
+
+    from cartreg.findings import FINDING_FIELDS, findings_frame
+
+    frame = (
+        findings_frame(findings)
+        .select(FINDING_FIELDS)
+        .with_columns(pl.lit(submission_id, dtype=pl.Int64).alias("submission_id"))
+    )
+    registry.conn.register("_cartreg_findings", frame.to_arrow())
+    try:
+        cols = ", ".join(f'"{c}"' for c in ("submission_id", *FINDING_FIELDS))
+        registry.conn.execute(
+            f"INSERT INTO submission_findings ({cols}) SELECT {cols} FROM _cartreg_findings"
+        )
+    finally:
+        registry.conn.unregister("_cartreg_findings")
+
+
+def submit_output(
+    registry: Registry | Path | str,
+    out_dir: Path | str,
+    *,
+    site: str,
+    findings: pl.DataFrame | None = None,
+    rule_version: str | None = None,
+    mapping_path: Path | str | None = None,
+    fail_on: str = "error",
+    accept_reason: str | None = None,
+    who: str | None = None,
+    cdm: CDM | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> SubmitResult:
+    """Store the ingest output ``out_dir`` as the next version of ``site``.
+
+    ``findings`` are all findings of the submission (ingest + validation); by default those of
+    ``out_dir/findings.json``. With findings at or above ``fail_on`` the version is stored as
+    rejected unless ``accept_reason`` is given. Identical inputs to the site's latest version
+    are recorded as a no-op and store no data.
+    """
+    if not isinstance(registry, Registry):
+        with open_registry(registry, write=True, lock_timeout=lock_timeout) as opened:
+            return submit_output(
+                opened,
+                out_dir,
+                site=site,
+                findings=findings,
+                rule_version=rule_version,
+                mapping_path=mapping_path,
+                fail_on=fail_on,
+                accept_reason=accept_reason,
+                who=who,
+                cdm=cdm,
+            )
+    from cartreg.cdm import load_cdm
+
+    if not registry.writable:
+        raise InputError("registry opened read-only", where=str(registry.path))
+    out_dir = Path(out_dir)
+    cdm = cdm or load_cdm()
+    manifest = _read_json(out_dir / "manifest.json")
+    if not isinstance(manifest, dict):
+        raise InputError("manifest.json must hold a JSON object", where=str(out_dir))
+    if findings is None:
+        findings = load_output_findings(out_dir)
+    mapping_text: str | None = None
+    mapping_sha = ""
+    if mapping_path is not None:
+        mapping_file = Path(mapping_path)
+        mapping_sha = sha256_file(mapping_file)
+        mapping_text = mapping_file.read_text(encoding="utf-8", errors="replace")
+    sources = [s for s in manifest.get("sources") or [] if isinstance(s, dict)]
+    fingerprint = inputs_fingerprint(sources, mapping_sha)
+    counts = count_severities(findings)
+    blocked = blocks(counts, fail_on)
+    _check_site(out_dir, site, manifest, registry)
+    who = who or current_user()
+    when = now_utc()
+
+    pause_point("locked")
+    with transaction(registry):
+        pause_point("begin")
+        registry.ensure_cdm_tables(cdm)
+        submission_id = int(
+            registry.scalar("SELECT coalesce(max(submission_id), 0) + 1 FROM submissions")
+        )
+        latest = registry.first_row(
+            "SELECT submission_id, version, inputs_sha256 FROM submissions "
+            "WHERE site_id = ? AND version IS NOT NULL ORDER BY version DESC LIMIT 1",
+            [site],
+        )
+        common = [
+            submission_id,
+            site,
+            when,
+            who,
+            __version__,
+            manifest.get("cdm_version") or cdm.version,
+            manifest.get("mapping_version"),
+            mapping_sha or None,
+            mapping_text,
+            rule_version,
+            fail_on,
+            fingerprint,
+            counts["error"],
+            counts["warning"],
+            counts["info"],
+            json.dumps(manifest, sort_keys=True),
+        ]
+        insert = (
+            "INSERT INTO submissions (submission_id, site_id, submitted_at, submitted_by, "
+            "cartreg_version, cdm_version, mapping_version, mapping_sha256, mapping_text, "
+            "rule_version, fail_on, inputs_sha256, n_errors, n_warnings, n_info, manifest_json, "
+            "version, status, noop_of, decision_reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        if latest is not None and latest[2] == fingerprint:
+            registry.conn.execute(insert, [*common, None, "noop", latest[0], None])
+            return SubmitResult(
+                submission_id,
+                site,
+                None,
+                "noop",
+                int(latest[1]),
+                counts["error"],
+                counts["warning"],
+                counts["info"],
+                {},
+                fingerprint,
+            )
+        version = 1 if latest is None else int(latest[1]) + 1
+        status = "rejected" if blocked and not accept_reason else "accepted"
+        reason = accept_reason if blocked else None
+        registry.conn.execute(insert, [*common, version, status, None, reason])
+        for source in sources:
+            registry.conn.execute(
+                "INSERT INTO submission_files VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    submission_id,
+                    str(source.get("file")),
+                    source.get("sha256"),
+                    source.get("rows_read"),
+                    source.get("rows_harmonized"),
+                    source.get("rows_quarantined"),
+                ],
+            )
+        if blocked and accept_reason:
+            registry.conn.execute(
+                "INSERT INTO decisions VALUES (?, ?, ?, 'accepted', ?)",
+                [submission_id, when, who, accept_reason],
+            )
+        _insert_findings(registry, submission_id, findings)
+        pause_point("findings")
+        rows: dict[str, int] = {}
+        for name in cdm.tables:
+            parquet = out_dir / "tables" / f"{name}.parquet"
+            rows[name] = (
+                _insert_table(registry, submission_id, name, parquet) if parquet.is_file() else 0
+            )
+            registry.conn.execute(
+                "INSERT INTO submission_tables VALUES (?, ?, ?)", [submission_id, name, rows[name]]
+            )
+            pause_point(f"table:{name}")
+        pause_point("before_commit")
+    pause_point("committed")
+    return SubmitResult(
+        submission_id,
+        site,
+        version,
+        status,
+        None,
+        counts["error"],
+        counts["warning"],
+        counts["info"],
+        rows,
+        fingerprint,
+    )
+
+
+def decide(
+    registry: Registry | Path | str,
+    *,
+    site: str,
+    version: int,
+    status: str,
+    reason: str,
+    who: str | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> None:
+    """Accept or reject a stored version, with a reason kept in the decision log."""
+    if status not in ("accepted", "rejected"):
+        raise InputError(f"unknown decision {status!r}", hint="accepted or rejected")
+    if not reason.strip():
+        raise InputError("a decision needs a reason", hint="pass --reason")
+    if not isinstance(registry, Registry):
+        with open_registry(registry, write=True, lock_timeout=lock_timeout) as opened:
+            decide(opened, site=site, version=version, status=status, reason=reason, who=who)
+            return
+    row = registry.first_row(
+        "SELECT submission_id FROM submissions WHERE site_id = ? AND version = ?", [site, version]
+    )
+    if row is None:
+        raise InputError(
+            f"site {site} has no version {version}",
+            where=str(registry.path),
+            hint="see `cartreg registry status`",
+        )
+    with transaction(registry):
+        registry.conn.execute(
+            "UPDATE submissions SET status = ?, decision_reason = ? WHERE submission_id = ?",
+            [status, reason, row[0]],
+        )
+        registry.conn.execute(
+            "INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
+            [row[0], now_utc(), who or current_user(), status, reason],
+        )
+
+
+def validate_output(out_dir: Path | str, *, cdm: CDM | None = None) -> tuple[pl.DataFrame, str]:
+    """CDM and data-quality findings on an ingest output folder, and the rule version used."""
+    import polars as pl
+
+    from cartreg.cdm import load_cdm, validate_tables
+    from cartreg.cdm.validate import find_table_files, read_table_file
+    from cartreg.findings import empty_findings, sort_findings
+    from cartreg.registry.merge import rule_findings
+
+    cdm = cdm or load_cdm()
+    files = find_table_files(Path(out_dir) / "tables", cdm)
+    tables = {name: read_table_file(path) for name, path in files.items()}
+    parts = [validate_tables(tables, cdm=cdm)]
+    found, rule_version = rule_findings(tables, cdm)
+    parts.append(found)
+    parts = [p for p in parts if p.height]
+    if not parts:
+        return empty_findings(), rule_version
+    return sort_findings(pl.concat(parts, how="vertical_relaxed")), rule_version
+
+
+def submit_submission(
+    registry: Path | str,
+    submission_dir: Path | str,
+    *,
+    site: str,
+    mapping_path: Path | str,
+    fail_on: str = "error",
+    accept_reason: str | None = None,
+    who: str | None = None,
+    keep_output: Path | str | None = None,
+    cdm: CDM | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> SubmitResult:
+    """Ingest ``submission_dir`` with its mapping, validate it, and store it as a new version.
+
+    Ingest and validation run before the registry is locked; only the store is transactional.
+    The ingest output goes to a temporary folder unless ``keep_output`` names one.
+    """
+    import importlib
+    import shutil
+    import tempfile
+
+    import polars as pl
+
+    from cartreg.cdm import load_cdm
+    from cartreg.errors import CartregError
+
+    try:
+        ingest: Any = importlib.import_module("cartreg.ingest")
+        ingest_submission = ingest.ingest_submission
+    except (ImportError, AttributeError):
+        raise CartregError(
+            "the ingest engine (cartreg.ingest.ingest_submission) is not installed",
+            hint="ingest elsewhere and use `cartreg registry store OUT_DIR`",
+        ) from None
+    cdm = cdm or load_cdm()
+    work = Path(tempfile.mkdtemp(prefix="cartreg-submit-"))
+    out_dir = Path(keep_output) if keep_output is not None else work / "out"
+    try:
+        result = ingest_submission(Path(submission_dir), Path(mapping_path), out_dir, cdm=cdm)
+        validation, rule_version = validate_output(out_dir, cdm=cdm)
+        parts = [f for f in (result.findings, validation) if f.height]
+        findings = (
+            pl.concat(parts, how="vertical_relaxed").unique(
+                "finding_id", keep="first", maintain_order=True
+            )
+            if parts
+            else load_output_findings(out_dir)
+        )
+        return submit_output(
+            registry,
+            out_dir,
+            site=site,
+            findings=findings,
+            rule_version=rule_version,
+            mapping_path=mapping_path,
+            fail_on=fail_on,
+            accept_reason=accept_reason,
+            who=who,
+            cdm=cdm,
+            lock_timeout=lock_timeout,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

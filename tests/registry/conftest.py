@@ -1,0 +1,33 @@
+"""Fixtures: the CDM, ingest output folders built from rows, a mapping file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cartreg.cdm import CDM, load_cdm
+from tests.registry.helpers import MakeOutput, Rows, write_output
+
+
+@pytest.fixture(scope="session")
+def cdm() -> CDM:
+    return load_cdm()
+
+
+@pytest.fixture
+def make_output(tmp_path: Path, cdm: CDM) -> MakeOutput:
+    counter = iter(range(1000))
+
+    def make(site: str, rows: Rows, findings: list[dict[str, Any]] | None = None) -> Path:
+        return write_output(cdm, tmp_path / f"out{next(counter)}", site, rows, findings)
+
+    return make
+
+
+@pytest.fixture
+def mapping_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mapping.yaml"
+    path.write_text("site_id: SITE_A\nmapping_version: '1'\n", encoding="utf-8")
+    return path
