@@ -1,0 +1,1 @@
+"""Site renderers: one module per export layout (redcap, excel, ehr, deid)."""
