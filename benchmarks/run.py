@@ -1,0 +1,316 @@
+"""Benchmark harness entry point.
+
+    python -m benchmarks.run --sizes 100k,1m --repeat 3 --out results/
+
+For each size (counted in harmonized event rows) it synthesizes a multi-site cohort with
+``cartreg synth``, then measures, each task in a fresh process and repeated: the polars floors
+(read_csv of the export, read_parquet of the harmonized tables), cartreg ingest, cartreg
+validation, the same single-table checks in pandera, Great Expectations, dataframely and
+pointblank, and ``cartreg --help``. It writes ``benchmarks.json`` and ``benchmarks.md`` with
+medians, min/max, ratios to the floor and to each anchor, library versions, the machine, and
+whether each target is met. No timing is asserted anywhere: the numbers are for reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PEERS = ("cartreg", "pandera", "dataframely", "pointblank", "gx")
+LIBRARIES = (
+    "cartreg",
+    "polars",
+    "pandera",
+    "duckdb",
+    "great-expectations",
+    "dataframely",
+    "pointblank",
+    "lifelines",
+)
+# the one-row-per-event CSV layout: the export whose ingest speed matters most
+EXPORT_SITE = "ehr_c"
+PILOT = 400  # patients in the small cohorts used to size the real ones
+
+
+@dataclass
+class Measure:
+    name: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> list[float]:
+        return [r["seconds"] for r in self.runs]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "median_s": round(self.median, 4),
+            "min_s": round(min(self.seconds), 4),
+            "max_s": round(max(self.seconds), 4),
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in self.runs), 1),
+            "runs": len(self.runs),
+            "detail": self.runs[-1].get("detail", {}),
+        }
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * factor)
+
+
+def run_task(args: list[str], repeat: int) -> Measure:
+    measure = Measure(" ".join(args))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for _ in range(repeat):
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.tasks", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+            env=env,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"task {args[0]} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        measure.runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return measure
+
+
+def _synth(patients: int, out: Path, seed: int, *extra: str) -> None:
+    cartreg = str(Path(sys.executable).parent / "cartreg")
+    cmd = [cartreg, "synth", "--patients", str(patients), "--seed", str(seed), "--out", str(out)]
+    subprocess.run([*cmd, *extra], check=True, capture_output=True)
+
+
+def _event_rows(truth: Path) -> int:
+    import polars as pl
+
+    events = [p for p in truth.glob("*.parquet") if p.stem not in ("patients", "follow_up")]
+    return sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in events)
+
+
+def _csv_rows(folder: Path) -> int:
+    import polars as pl
+
+    return sum(pl.scan_csv(p).select(pl.len()).collect().item() for p in folder.glob("*.csv"))
+
+
+def consortium(event_rows: int, work: Path, seed: int) -> Path:
+    """Harmonized truth tables of a 4-site cohort with about ``event_rows`` event rows."""
+    out = work / f"consortium_{event_rows}"
+    if not (out / "truth").is_dir():
+        pilot = work / "pilot_consortium"
+        if not (pilot / "truth").is_dir():
+            _synth(PILOT, pilot, seed, "--sites", "4", "--truth-only")
+        patients = max(40, round(event_rows * PILOT / _event_rows(pilot / "truth")))
+        _synth(patients, out, seed, "--sites", "4", "--truth-only")
+    return out / "truth"
+
+
+def export_site(csv_rows: int, work: Path, seed: int) -> Path:
+    """One EHR-layout site export whose CSV files hold about ``csv_rows`` rows."""
+    out = work / f"export_{csv_rows}"
+    if not (out / "sites").is_dir():
+        pilot = work / "pilot_export"
+        if not (pilot / "sites").is_dir():
+            _synth(PILOT, pilot, seed, "--sites", "1", "--layouts", "ehr")
+        per_patient = _csv_rows(next((pilot / "sites").iterdir())) / PILOT
+        patients = max(40, round(csv_rows / per_patient))
+        _synth(patients, out, seed, "--sites", "1", "--layouts", "ehr")
+    return next((out / "sites").iterdir())
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for lib in LIBRARIES:
+        try:
+            found[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            found[lib] = "not installed"
+    return found
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b > 0 else float("nan")
+
+
+def bench_size(size: int, work: Path, repeat: int, seed: int, out: Path) -> dict[str, Any]:
+    truth = consortium(size, work, seed)
+    site = export_site(size, work, seed)
+    mapping = REPO / "sample_data" / EXPORT_SITE / "mapping.yaml"
+    exports = sorted(str(p) for p in site.glob("*.csv"))
+    result: dict[str, Any] = {
+        "event_rows": _event_rows(truth),
+        "export_csv_rows": _csv_rows(site),
+        "tasks": {},
+        "ratios": {},
+    }
+    tasks = result["tasks"]
+
+    tasks["read_csv"] = run_task(["read-csv", *exports], repeat).to_dict()
+    ingest_out = work / f"ingest_{size}"
+    tasks["ingest"] = run_task(
+        ["ingest", str(site), str(mapping), str(ingest_out)], repeat
+    ).to_dict()
+    tasks["read_parquet"] = run_task(["read-parquet", str(truth)], repeat).to_dict()
+    tasks["validate"] = run_task(["validate", str(truth)], repeat).to_dict()
+    assessments = str(truth / "disease_assessments.parquet")
+    for engine in PEERS:
+        tasks[f"peer_{engine}"] = run_task(["peer", engine, assessments], repeat).to_dict()
+
+    r = result["ratios"]
+    r["ingest_vs_read_csv"] = ratio(tasks["ingest"]["median_s"], tasks["read_csv"]["median_s"])
+    r["validate_vs_read_parquet"] = ratio(
+        tasks["validate"]["median_s"], tasks["read_parquet"]["median_s"]
+    )
+    for engine in PEERS[1:]:
+        r[f"{engine}_vs_cartreg"] = ratio(
+            tasks[f"peer_{engine}"]["median_s"], tasks["peer_cartreg"]["median_s"]
+        )
+    shutil.rmtree(ingest_out, ignore_errors=True)
+    return result
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    sizes = report["sizes"]
+    million = sizes.get("1000000") or (sizes[max(sizes, key=int)] if sizes else None)
+    rows = []
+    if million:
+        r = million["ratios"]
+        rows.append(
+            {
+                "target": "ingest of a 1M-row CSV export <= 4x read_csv",
+                "value": r["ingest_vs_read_csv"],
+                "met": r["ingest_vs_read_csv"] <= 4,
+            }
+        )
+        rows.append(
+            {
+                "target": "validation of 1M event rows <= 10x read_parquet",
+                "value": r["validate_vs_read_parquet"],
+                "met": r["validate_vs_read_parquet"] <= 10,
+            }
+        )
+        rows.append(
+            {
+                "target": "cartreg >= 20x faster than GX on shared checks",
+                "value": r["gx_vs_cartreg"],
+                "met": r["gx_vs_cartreg"] >= 20,
+            }
+        )
+    largest = sizes[max(sizes, key=int)] if sizes else None
+    if largest:
+        peak = max(
+            t["peak_rss_mb"]
+            for name, t in largest["tasks"].items()
+            if name in ("ingest", "validate")
+        )
+        rows.append(
+            {
+                "target": f"peak memory at {int(max(sizes, key=int)):,} event rows within 8 GiB",
+                "value": round(peak / 1024, 2),
+                "met": peak <= 8 * 1024,
+            }
+        )
+    help_s = report["startup"]["median_s"]
+    rows.append({"target": "cartreg --help under 0.3 s", "value": help_s, "met": help_s < 0.3})
+    if "1000000" not in sizes:
+        for row in rows[:3]:
+            row["note"] = "measured at a smaller size than the target's 1M rows"
+    return rows
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# cartreg benchmark results",
+        "",
+        "Machine: {cores} cores, {memory_gib} GiB, Python {python}.".format(**report["machine"]),
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        "",
+        "## Targets",
+        "",
+        "| target | value | met |",
+        "|---|---|---|",
+    ]
+    for t in report["targets"]:
+        lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |")
+    for size, data in report["sizes"].items():
+        lines += [
+            "",
+            f"## {int(size):,} rows (harmonized event rows {data['event_rows']:,}; "
+            f"export CSV rows {data['export_csv_rows']:,})",
+            "",
+            "| task | median s | min s | max s | peak RSS MB |",
+            "|---|---|---|---|---|",
+        ]
+        for name, t in data["tasks"].items():
+            lines.append(
+                f"| {name} | {t['median_s']} | {t['min_s']} | {t['max_s']} | {t['peak_rss_mb']} |"
+            )
+        lines += ["", "| ratio | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in data["ratios"].items()]
+    s = report["startup"]
+    lines += [
+        "",
+        f"`cartreg --help`: median {s['median_s']} s (min {s['min_s']}, max {s['max_s']}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100k,1m", help="event-row sizes, e.g. 10k,100k,1m,10m")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=REPO / "results")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="scratch folder (default: OUT/work)"
+    )
+    args = parser.parse_args(argv)
+    work = args.work or args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    cartreg = str(Path(sys.executable).parent / "cartreg")
+    report: dict[str, Any] = {"machine": machine(), "versions": versions(), "sizes": {}}
+    report["startup"] = run_task(["command", cartreg, "--help"], max(args.repeat, 5)).to_dict()
+    for text in args.sizes.split(","):
+        size = parse_size(text)
+        print(f"benchmarking {size:,} event rows …", file=sys.stderr)
+        report["sizes"][str(size)] = bench_size(size, work, args.repeat, args.seed, args.out)
+    report["targets"] = targets(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (args.out / "benchmarks.md").write_text(to_markdown(report), encoding="utf-8")
+    print(to_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

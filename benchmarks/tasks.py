@@ -1,0 +1,138 @@
+"""Benchmark tasks, each run in its own fresh process so its peak RSS is its own.
+
+``python -m benchmarks.tasks TASK [ARGS…]`` prints one JSON object:
+``{"seconds": …, "peak_rss_mb": …, "detail": {…}}``. Only the measured operation is inside the
+timer; loading inputs that the operation does not itself read is outside it.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def task(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    TASKS[fn.__name__.replace("_", "-")] = fn
+    return fn
+
+
+def _timed(operation: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = operation()
+    return time.perf_counter() - start, value
+
+
+@task
+def read_csv(*files: str) -> dict[str, Any]:
+    """Floor: polars reads the export CSV files with its defaults."""
+    import polars as pl
+
+    seconds, rows = _timed(lambda: sum(pl.read_csv(f).height for f in files))
+    return {"seconds": seconds, "detail": {"rows": rows}}
+
+
+@task
+def read_parquet(folder: str) -> dict[str, Any]:
+    """Floor: polars reads every harmonized table from Parquet."""
+    import polars as pl
+
+    paths = sorted(Path(folder).glob("*.parquet"))
+    seconds, rows = _timed(lambda: sum(pl.read_parquet(p).height for p in paths))
+    return {"seconds": seconds, "detail": {"rows": rows, "tables": len(paths)}}
+
+
+@task
+def ingest(submission: str, mapping: str, out: str) -> dict[str, Any]:
+    """cartreg ingest: read + map + parse + derive + write, as `cartreg ingest` does."""
+    from cartreg.ingest import ingest_submission
+
+    seconds, result = _timed(lambda: ingest_submission(Path(submission), Path(mapping), Path(out)))
+    rows = sum(t.height for t in result.tables.values())
+    return {"seconds": seconds, "detail": {"rows_out": rows, "findings": result.findings.height}}
+
+
+@task
+def validate(folder: str) -> dict[str, Any]:
+    """cartreg validation: CDM schema checks (pandera) and all data-quality rules, read included."""
+    from cartreg.cdm import load_cdm, validate_tables
+
+    cdm = load_cdm()
+
+    def run() -> int:
+        import polars as pl
+
+        from cartreg.cdm.validate import find_table_files
+
+        tables = {
+            name: pl.read_parquet(path)
+            for name, path in find_table_files(Path(folder), cdm).items()
+        }
+        findings = validate_tables(tables, cdm=cdm)
+        try:
+            from cartreg.rules import run_rules
+        except ImportError:
+            return findings.height
+        rule_run = run_rules(tables, cdm=cdm)
+        return findings.height + rule_run.findings.height
+
+    seconds, found = _timed(run)
+    return {"seconds": seconds, "detail": {"findings": found}}
+
+
+@task
+def peer(engine: str, parquet: str) -> dict[str, Any]:
+    """One table's shared checks in one engine (cartreg/pandera/gx/dataframely/pointblank)."""
+    import polars as pl
+
+    from benchmarks import peers
+
+    full = peers.inject_defects(pl.read_parquet(parquet))
+    checks = peers.shared_checks()
+    frame = full.select(sorted({c.column for c in checks} | {"source_row"}))
+    if engine == "cartreg":
+        from cartreg.cdm import load_cdm, validate_table
+
+        cdm = load_cdm()
+        seconds, found = _timed(lambda: validate_table(peers.TABLE, full, cdm=cdm).height)
+        return {"seconds": seconds, "detail": {"failing": found, "checks": "full CDM schema"}}
+    if engine == "gx":
+        run, _ = peers.gx_validator(checks, frame)
+    else:
+        builder = {
+            "pandera": peers.pandera_validator,
+            "dataframely": peers.dataframely_validator,
+            "pointblank": peers.pointblank_validator,
+        }[engine]
+        run = builder(checks, frame)
+    seconds, found = _timed(run)
+    return {"seconds": seconds, "detail": {"failing": found, "checks": len(checks)}}
+
+
+@task
+def command(*argv: str) -> dict[str, Any]:
+    """A whole command in a child process (start-up included), e.g. `cartreg --help`."""
+    seconds, proc = _timed(
+        lambda: subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    )
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_rss_mb": child, "detail": {"exit_code": proc.returncode}}
+
+
+def main(argv: list[str]) -> None:
+    name, *args = argv
+    result = TASKS[name](*args)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    result.setdefault("peak_rss_mb", own)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

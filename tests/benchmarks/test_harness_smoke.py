@@ -1,0 +1,54 @@
+"""The benchmark harness runs end to end at a small size (a smoke test: no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cartreg.paths import repo_root
+
+
+def test_harness_runs_at_10k_and_reports_every_task_and_target(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(repo_root())}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--sizes",
+            "10k",
+            "--repeat",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=repo_root(),
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "benchmarks.json").read_text())
+    size = report["sizes"]["10000"]
+    expected = {"read_csv", "ingest", "read_parquet", "validate"}
+    expected |= {f"peer_{e}" for e in ("cartreg", "pandera", "dataframely", "pointblank", "gx")}
+    assert set(size["tasks"]) == expected
+    for task in size["tasks"].values():
+        assert task["median_s"] > 0 and task["peak_rss_mb"] > 0
+    # every engine found the same defects in the same data, so the comparison is like for like
+    engines = ("cartreg", "pandera", "dataframely", "pointblank", "gx")
+    failing = {e: size["tasks"][f"peer_{e}"]["detail"]["failing"] for e in engines}
+    assert len(set(failing.values())) == 1 and failing["gx"] > 0, failing
+    assert 9_000 <= size["event_rows"] <= 11_000
+    assert {t["target"].split(" ")[0] for t in report["targets"]} >= {
+        "ingest",
+        "validation",
+        "cartreg",
+    }
+    assert (tmp_path / "benchmarks.md").read_text().startswith("# cartreg benchmark results")
+    assert report["versions"]["polars"] and report["machine"]["cores"]
