@@ -1,0 +1,503 @@
+"""One mapping rule applied to one source frame: select, reshape, parse, map, quarantine.
+
+Everything is done with polars expressions over the whole frame; Python only loops over the
+rule's columns and over the distinct values of coded columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from cartreg.cdm.model import CDM, ColumnSpec, TableSpec
+from cartreg.errors import ConfigError, did_you_mean
+from cartreg.findings import MASK, empty_findings, findings_frame
+from cartreg.ingest.mapping import (
+    ColumnRule,
+    Condition,
+    SiteMapping,
+    TableRule,
+    check_source_columns,
+    rule_input_columns,
+)
+from cartreg.ingest.transforms.codes import boolean_mapping, code_mapping, map_codes
+from cartreg.ingest.transforms.dates import parse_dates
+from cartreg.ingest.transforms.numbers import parse_numbers, unit_of
+from cartreg.ingest.transforms.reshape import (
+    LINEAGE,
+    checkbox_to_rows,
+    explode_path,
+    unpivot_groups,
+)
+from cartreg.ingest.transforms.sentinels import REDCAP_MISSING_CODES, blank_to_null, is_sentinel
+
+# Required CDM columns that derive.py fills when a mapping does not; all other required columns
+# must come from the source, and a row that lacks one is quarantined.
+DERIVED_COLUMNS = frozenset(
+    {
+        "infusion_id",
+        "assessment_id",
+        "progression_id",
+        "salvage_id",
+        "hct_id",
+        "patient_key",
+        "infusion_number",
+        "is_index_infusion",
+        "is_reinfusion",
+        "event_seq",
+        "line_number",
+    }
+)
+PID = "__pid"
+ORDER = "__order"
+
+
+@dataclass
+class RuleOutput:
+    rows: pl.DataFrame
+    findings: pl.DataFrame
+    selected: pl.Series
+    quarantine: pl.DataFrame  # source_row, source_file, rule_id, column
+
+
+def _raw(name: str) -> str:
+    return f"__raw::{name}"
+
+
+def _bad(name: str) -> str:
+    return f"__bad::{name}"
+
+
+def _sentinel(name: str) -> str:
+    return f"__sentinel::{name}"
+
+
+def _condition_expr(conditions: Collection[Condition]) -> pl.Expr:
+    expr = pl.lit(True)
+    for cond in conditions:
+        value = pl.col(cond.column).str.strip_chars()
+        if cond.equals is not None:
+            expr = expr & (value == cond.equals).fill_null(False)
+        if cond.any_of is not None:
+            expr = expr & value.is_in(list(cond.any_of)).fill_null(False)
+        if cond.none_of is not None:
+            expr = expr & ~value.is_in(list(cond.none_of)).fill_null(False)
+        if cond.is_null is not None:
+            empty = value.is_null() | (value == "")
+            expr = expr & (empty if cond.is_null else ~empty)
+    return expr
+
+
+def _reshape(
+    frame: pl.DataFrame, rule: TableRule, choices: dict[str, dict[str, str]]
+) -> pl.DataFrame:
+    if rule.explode:
+        for path in rule.explode:
+            frame = explode_path(frame, path)
+        return frame
+    if rule.unpivot_pattern is not None:
+        return unpivot_groups(frame, rule.unpivot_pattern, index_name=rule.unpivot_index)
+    if rule.checkbox_field is not None and rule.checkbox_into is not None:
+        return checkbox_to_rows(
+            frame,
+            rule.checkbox_field,
+            into=rule.checkbox_into,
+            labels=choices.get(rule.checkbox_field),
+        )
+    return frame
+
+
+def qualifier_column(table: TableSpec, target: str) -> str | None:
+    """``bm_blast_pct`` -> ``bm_blast_qualifier`` when the table has it."""
+    candidate = re.sub(r"_(pct|value)$", "_qualifier", target)
+    names = table.column_names
+    return candidate if candidate != target and candidate in names else None
+
+
+def _sentinel_codes(rule_col: ColumnRule, mapping: SiteMapping, reader: str) -> tuple[str, ...]:
+    codes = rule_col.sentinels if rule_col.sentinels is not None else mapping.sentinels
+    if reader == "redcap" and rule_col.sentinels is None:
+        codes = (*codes, *REDCAP_MISSING_CODES)
+    return tuple(codes)
+
+
+def _parse_column(
+    frame: pl.DataFrame,
+    rule_col: ColumnRule,
+    spec: ColumnSpec,
+    table: TableSpec,
+    mapping: SiteMapping,
+    cdm: CDM,
+    reader: str,
+    mapped_targets: Collection[str],
+) -> list[pl.Expr]:
+    """Expressions producing the typed target (and siblings) plus problem markers."""
+    target = rule_col.target
+    raw = pl.col(_raw(target))
+    sentinel_codes = _sentinel_codes(rule_col, mapping, reader)
+    sentinel = is_sentinel(raw, sentinel_codes)
+    out: list[pl.Expr] = []
+    bad: Any
+    if spec.vocabulary is not None or spec.dtype == "boolean":
+        vocab_name = spec.vocabulary or "yes_no_unknown"
+        vocab = mapping.vocabulary(cdm, vocab_name, rule_col)
+        values = frame.get_column(_raw(target))
+        if spec.dtype == "boolean":
+            bool_map = boolean_mapping(values, vocab)
+            typed = raw.replace_strict(bool_map, default=None, return_dtype=pl.Boolean)
+        else:
+            typed = map_codes(raw, code_mapping(values, vocab))
+        # A vocabulary term wins over a sentinel: "UNK" in a coded column means UNKNOWN.
+        sentinel = sentinel & typed.is_null()
+        declared_null = (
+            raw.str.to_lowercase().is_in([v.lower() for v in rule_col.null_values]).fill_null(False)
+            if rule_col.null_values
+            else pl.lit(False)
+        )
+        bad = pl.when(raw.is_not_null() & typed.is_null() & ~sentinel & ~declared_null).then(
+            pl.lit("unmapped")
+        )
+        out.append(typed.alias(target))
+        if spec.vocabulary is not None:
+            out.append(raw.alias(f"{target}_raw"))
+    elif spec.dtype == "date":
+        formats = rule_col.formats or mapping.date_formats
+        parsed = parse_dates(pl.when(sentinel).then(None).otherwise(raw), formats)
+        bad = pl.when(parsed.status != "ok").then(parsed.status)
+        out.append(parsed.value.alias(target))
+        out.append(parsed.precision.alias(f"{target}_precision"))
+    elif spec.dtype in ("integer", "float"):
+        text = pl.when(sentinel).then(None).otherwise(raw)
+        if rule_col.part == "year":
+            formats = rule_col.formats or mapping.date_formats
+            parsed_date = parse_dates(text, (*formats, "Y"))
+            value = parsed_date.value.dt.year().cast(pl.Float64)
+            ok = text.is_null() | value.is_not_null()
+            qualifier = None
+        else:
+            number = parse_numbers(
+                text,
+                decimal=rule_col.decimal or mapping.decimal,  # type: ignore[arg-type]
+                source_unit=rule_col.unit,  # type: ignore[arg-type]
+                target_unit=unit_of(spec.unit),
+            )
+            value, ok, qualifier = number.value, number.ok, number.qualifier
+            if rule_col.scale is not None:
+                value = value * rule_col.scale
+        if spec.dtype == "integer":
+            whole = value.round(0) == value
+            ok = ok & (value.is_null() | whole)
+            typed = pl.when(whole).then(value).otherwise(None).cast(pl.Int64)
+        else:
+            typed = value
+        bad = pl.when(~ok).then(pl.lit("unparseable"))
+        out.append(typed.alias(target))
+        qualifier_target = qualifier_column(table, target)
+        if qualifier is not None and qualifier_target and qualifier_target not in mapped_targets:
+            out.append(qualifier.alias(qualifier_target))
+    else:
+        bad = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.String))
+        out.append(raw.alias(target))
+    out.append(bad.otherwise(None).cast(pl.String).alias(_bad(target)))
+    out.append(sentinel.alias(_sentinel(target)))
+    return out
+
+
+_PROBLEM_RULES = {
+    "date": ("ING-DATE", "conformance"),
+    "integer": ("ING-NUMBER", "conformance"),
+    "float": ("ING-NUMBER", "conformance"),
+}
+_PROBLEM_TEXT = {
+    "ambiguous": (
+        "ambiguous date: day and month could be swapped; "
+        "write it as YYYY-MM-DD or list only one of DMY/MDY"
+    ),
+    "invalid": "not a calendar date",
+    "unparseable": "cannot be read",
+    "unmapped": "not a term of vocabulary",
+}
+
+
+def _column_findings(
+    frame: pl.DataFrame,
+    rule_col: ColumnRule,
+    spec: ColumnSpec,
+    table: TableSpec,
+    site_id: str,
+    masked: bool,
+    formats: tuple[str, ...],
+) -> list[pl.DataFrame]:
+    target = rule_col.target
+    value = pl.lit(MASK) if masked else pl.col(_raw(target))
+    source = rule_col.source or "constant"
+    if spec.vocabulary is not None or spec.dtype == "boolean":
+        rule_id, category = "ING-UNMAPPED", "conformance"
+        vocab_name = spec.vocabulary or "yes_no_unknown"
+        detail = (
+            f"not a term of vocabulary '{vocab_name}' nor a site override; "
+            f"add it under {rule_col.key}.map"
+        )
+    else:
+        rule_id, category = _PROBLEM_RULES.get(spec.dtype, ("ING-NUMBER", "conformance"))
+        detail = ""
+    problems = frame.filter(pl.col(_bad(target)).is_not_null())
+    out: list[pl.DataFrame] = []
+    if problems.height:
+        if detail:
+            message = pl.lit(f"{table.name}.{target} from '{source}': {detail}")
+        elif spec.dtype == "date":
+            message = pl.format(
+                "{}.{} from '{}': {} (formats tried: {})",
+                pl.lit(table.name),
+                pl.lit(target),
+                pl.lit(source),
+                pl.col(_bad(target)).replace_strict(_PROBLEM_TEXT, default="cannot be read"),
+                pl.lit(", ".join(formats)),
+            )
+        else:
+            message = pl.lit(
+                f"{table.name}.{target} from '{source}': not a "
+                f"{'whole number' if spec.dtype == 'integer' else 'number'}; value set to null"
+            )
+        out.append(
+            problems.select(
+                pl.lit(rule_id).alias("rule_id"),
+                pl.lit("error").alias("severity"),
+                pl.lit(category).alias("category"),
+                pl.lit("value").alias("subcategory"),
+                pl.lit(table.name).alias("table"),
+                pl.lit(target).alias("column"),
+                pl.lit(site_id).alias("site_id"),
+                "source_file",
+                "source_row",
+                value.alias("value"),
+                message.alias("message"),
+            )
+        )
+    sentinels = frame.filter(pl.col(_sentinel(target)))
+    if sentinels.height:
+        out.append(
+            sentinels.select(
+                pl.lit("ING-SENTINEL").alias("rule_id"),
+                pl.lit("info").alias("severity"),
+                pl.lit("completeness").alias("category"),
+                pl.lit("value").alias("subcategory"),
+                pl.lit(table.name).alias("table"),
+                pl.lit(target).alias("column"),
+                pl.lit(site_id).alias("site_id"),
+                "source_file",
+                "source_row",
+                value.alias("value"),
+                pl.lit(
+                    f"{table.name}.{target} from '{source}': missing-value code read as null"
+                ).alias("message"),
+            )
+        )
+    return out
+
+
+def harmonize_rule(
+    source: pl.DataFrame,
+    rule: TableRule,
+    mapping: SiteMapping,
+    cdm: CDM,
+    *,
+    reader: str,
+    choices: dict[str, dict[str, str]],
+    identifiers: Collection[str],
+    rule_index: int,
+) -> RuleOutput:
+    """Apply one rule; see the module docstring."""
+    table = cdm.tables[rule.table]
+    spec_source = mapping.sources[rule.source]
+    allowed = set(spec_source.allow_identifiers)
+    _check_identifiers(mapping, rule, identifiers, allowed)
+    if rule.patient_id not in source.columns:
+        raise ConfigError(
+            f"source column '{rule.patient_id}' not found in {spec_source.file}",
+            path=mapping.path,
+            key=f"{rule.key}.patient_id",
+            hint=did_you_mean(rule.patient_id, list(source.columns)),
+        )
+    if rule.explode and rule.explode[0] not in source.columns:
+        raise ConfigError(
+            f"array column '{rule.explode[0]}' not found in {spec_source.file}",
+            path=mapping.path,
+            key=f"{rule.key}.explode",
+            hint=did_you_mean(rule.explode[0], list(source.columns)),
+        )
+    # Conditions on source columns select rows before reshaping; conditions on columns that
+    # reshaping creates (``events.type`` after ``explode: events``) filter the reshaped rows.
+    before = [c for c in rule.where if c.column in source.columns]
+    after = [c for c in rule.where if c.column not in source.columns]
+    reshaped = bool(rule.explode) or rule.unpivot_pattern is not None or rule.checkbox_field
+    if not reshaped:
+        # Only the columns this rule reads are carried along (a wide export has dozens).
+        check_source_columns(mapping, rule, source.columns)
+        used = {c for c, _ in rule_input_columns(rule)}
+        source = source.select([c for c in source.columns if c in used or c in LINEAGE])
+    selected = source.filter(_condition_expr(before)).with_columns(
+        blank_to_null(pl.col(rule.patient_id)).alias(PID)
+    )
+    frame = _reshape(selected, rule, choices)
+    check_source_columns(mapping, rule, [*frame.columns, *source.columns])
+    frame = frame.filter(_condition_expr(after))
+    frame = frame.with_row_index(ORDER).with_columns(
+        (pl.col(ORDER).cast(pl.Int64) + rule_index * 1_000_000_000).alias(ORDER)
+    )
+    raws = []
+    for col in rule.columns.values():
+        base = pl.col(col.source) if col.source is not None else pl.lit(col.value, dtype=pl.String)
+        raws.append(blank_to_null(base.cast(pl.String)).alias(_raw(col.target)))
+    frame = frame.with_columns(raws)
+    # Each column is parsed once per distinct raw value (dates and lab values repeat a lot),
+    # then joined back: a million rows cost what their few thousand spellings cost.
+    direct: list[pl.Expr] = []
+    for col in rule.columns.values():
+        raw_name = _raw(col.target)
+        spec = table.column(col.target)
+        if spec.vocabulary is None and spec.dtype == "string":
+            # Free text needs no parsing.
+            direct += _parse_column(frame, col, spec, table, mapping, cdm, reader, rule.columns)
+            continue
+        distinct = frame.select(pl.col(raw_name).unique())
+        exprs = _parse_column(
+            distinct, col, table.column(col.target), table, mapping, cdm, reader, rule.columns
+        )
+        lookup = distinct.with_columns(exprs)
+        # Targets replace same-named source columns (all raw values were captured above).
+        clash = [c for c in lookup.columns if c != raw_name and c in frame.columns]
+        frame = frame.drop(clash).join(
+            lookup, on=raw_name, how="left", nulls_equal=True, maintain_order="left"
+        )
+    frame = frame.with_columns(direct)
+
+    findings: list[pl.DataFrame] = []
+    for col in rule.columns.values():
+        spec = table.column(col.target)
+        masked = spec.identifier or (col.source is not None and col.source in identifiers)
+        findings += _column_findings(
+            frame, col, spec, table, mapping.site_id, masked, col.formats or mapping.date_formats
+        )
+
+    # Quarantine: no patient id, or a required column (not derivable) missing or unreadable.
+    reasons: list[pl.DataFrame] = []
+    missing_key = frame.filter(pl.col(PID).is_null())
+    if missing_key.height:
+        reasons.append(
+            missing_key.select(
+                "source_file",
+                "source_row",
+                pl.lit("ING-MISSING-KEY").alias("rule_id"),
+                pl.lit(rule.patient_id).alias("column"),
+            )
+        )
+    required = [
+        c
+        for c in table.columns
+        if c.required and c.role == "declared" and c.name not in DERIVED_COLUMNS
+    ]
+    for spec in required:
+        if spec.name not in rule.columns:
+            raise ConfigError(
+                f"required CDM column '{spec.name}' of {table.name} is not mapped",
+                path=mapping.path,
+                key=f"{rule.key}.columns",
+                hint=f"add {spec.name}: {{from: <source column>}} or {{value: <constant>}}",
+            )
+        lacking = frame.filter(pl.col(PID).is_not_null() & pl.col(spec.name).is_null())
+        if lacking.height:
+            reasons.append(
+                lacking.select(
+                    "source_file",
+                    "source_row",
+                    pl.lit("ING-REQUIRED").alias("rule_id"),
+                    pl.lit(spec.name).alias("column"),
+                )
+            )
+    quarantine = (
+        pl.concat(reasons, how="vertical")
+        if reasons
+        else pl.DataFrame(
+            schema={
+                "source_file": pl.String,
+                "source_row": pl.Int64,
+                "rule_id": pl.String,
+                "column": pl.String,
+            }
+        )
+    )
+    if quarantine.height:
+        findings.append(
+            quarantine.join(
+                frame.select("source_file", "source_row", PID).unique(
+                    ["source_file", "source_row"]
+                ),
+                on=["source_file", "source_row"],
+                how="left",
+            ).select(
+                "rule_id",
+                pl.lit("error").alias("severity"),
+                pl.lit("completeness").alias("category"),
+                pl.lit("atemporal").alias("subcategory"),
+                pl.lit(table.name).alias("table"),
+                "column",
+                pl.lit(mapping.site_id).alias("site_id"),
+                "source_file",
+                "source_row",
+                pl.lit(None, dtype=pl.String).alias("value"),
+                pl.when(pl.col("rule_id") == "ING-MISSING-KEY")
+                .then(pl.lit(f"no patient id in '{rule.patient_id}'; row quarantined"))
+                .otherwise(
+                    pl.format(
+                        "required {}.{} missing or unreadable; row quarantined",
+                        pl.lit(table.name),
+                        pl.col("column"),
+                    )
+                )
+                .alias("message"),
+            )
+        )
+    bad_rows = quarantine.select("source_file", "source_row").unique()
+    kept = frame.join(bad_rows, on=["source_file", "source_row"], how="anti")
+    targets = [c for c in kept.columns if not c.startswith("__") and c in table.column_names]
+    rows = kept.select(
+        pl.lit(mapping.site_id).alias("site_id"),
+        "source_file",
+        "source_row",
+        pl.concat_str(pl.lit(mapping.site_id + "-"), pl.col(PID)).alias("patient_key"),
+        *[c for c in targets if c not in ("site_id", "source_file", "source_row", "patient_key")],
+        ORDER,
+    )
+    all_findings = [findings_frame(f) for f in findings if f.height]
+    return RuleOutput(
+        rows=rows,
+        findings=pl.concat(all_findings, how="vertical") if all_findings else empty_findings(),
+        selected=selected.get_column("source_row").unique(),
+        quarantine=quarantine,
+    )
+
+
+def _check_identifiers(
+    mapping: SiteMapping, rule: TableRule, identifiers: Collection[str], allowed: set[str]
+) -> None:
+    used: list[tuple[str, str, str | None]] = [(rule.patient_id, f"{rule.key}.patient_id", None)]
+    used += [
+        (c.source, f"{c.key}.from", c.part) for c in rule.columns.values() if c.source is not None
+    ]
+    for column, key, part in used:
+        if column in identifiers and column not in allowed and part != "year":
+            raise ConfigError(
+                f"source column '{column}' looks like a direct identifier and is not copied",
+                path=mapping.path,
+                key=key,
+                hint=(
+                    "map another column, use part: year for a birth date, or list it under "
+                    f"{mapping.sources[rule.source].key}.allow_identifiers"
+                ),
+            )

@@ -1,0 +1,175 @@
+"""Profiling source files to help a coordinator write a mapping.
+
+Per column: inferred type, null rate, distinct count, top values, the date formats that parse
+its values, and the CDM vocabulary its values match best. Values of identifier-like columns are
+never shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from cartreg.cdm import CDM
+from cartreg.errors import InputError
+from cartreg.findings import MASK
+from cartreg.ingest.identifiers import identifier_columns
+from cartreg.ingest.readers.base import ReadResult
+from cartreg.ingest.readers.csv import read_csv_text
+from cartreg.ingest.readers.excel import read_excel_text, sheet_names
+from cartreg.ingest.readers.json import read_json_text
+from cartreg.ingest.readers.parquet import read_parquet_text
+from cartreg.ingest.transforms.dates import detect_date_formats, parse_dates
+from cartreg.ingest.transforms.numbers import parse_numbers
+from cartreg.vocab.normalize import normalize_key
+
+PROFILE_COLUMNS = (
+    "source",
+    "column",
+    "inferred_type",
+    "null_rate",
+    "distinct",
+    "top_values",
+    "date_formats",
+    "vocabulary",
+    "vocabulary_match",
+    "identifier",
+)
+_TOP = 5
+_MATCH_MIN = 0.5
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    label: str
+    path: Path
+    sheet: str | None
+    frame: pl.DataFrame
+
+
+def read_any(path: Path) -> list[SourceFrame]:
+    """Every record set in a file, read as text (all sheets of a workbook)."""
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        return [
+            SourceFrame(f"{path.name}#{s}", path, s, read_excel_text(path, sheet=s).frame)
+            for s in sheet_names(path)
+        ]
+    result: ReadResult
+    if suffix in (".csv", ".tsv", ".txt", ".tab"):
+        result = read_csv_text(path)
+    elif suffix in (".json", ".ndjson", ".jsonl"):
+        result = read_json_text(path)
+    elif suffix == ".parquet":
+        result = read_parquet_text(path)
+    else:
+        raise InputError(
+            f"{path}: unsupported file type '{suffix}'",
+            hint="csv, tsv, xlsx, json, ndjson, parquet",
+        )
+    return [SourceFrame(path.name, path, None, result.frame)]
+
+
+def vocabulary_match(values: pl.Series, cdm: CDM) -> tuple[str | None, float]:
+    """The vocabulary recognising the largest share of distinct values, and that share."""
+    distinct = [v for v in values.drop_nulls().unique().to_list() if normalize_key(v)]
+    if not distinct:
+        return None, 0.0
+    best: tuple[str | None, float] = (None, 0.0)
+    for name in cdm.vocabularies:
+        if name in ("date_precision", "numeric_qualifier"):
+            continue
+        vocab = cdm.vocabularies[name]
+        share = sum(vocab.code_for(v) is not None for v in distinct) / len(distinct)
+        if share > best[1]:
+            best = (name, share)
+    return best if best[1] >= _MATCH_MIN else (None, best[1])
+
+
+def _infer_type(values: pl.Series, formats: list[str], vocabulary: str | None) -> str:
+    present = pl.DataFrame({"v": values}).drop_nulls()
+    if present.height == 0:
+        return "empty"
+    numbers = present.select(parse_numbers(pl.col("v")).value.alias("n"))["n"]
+    if numbers.null_count() == 0:
+        whole = (numbers.round(0) == numbers).all()
+        if not (whole and formats and "Y" not in formats and "EXCEL" in formats):
+            return "integer" if whole else "number"
+    for fmt in formats:
+        parsed = present.select(parse_dates(pl.col("v"), [fmt]).value.alias("d"))["d"]
+        if parsed.null_count() <= present.height * 0.1:
+            return "date"
+    if vocabulary is not None:
+        return "coded"
+    return "text"
+
+
+def _array_profile(label: str, column: str, values: pl.Series, n: int) -> dict[str, object]:
+    lengths = values.list.len()
+    return {
+        "source": label,
+        "column": column,
+        "inferred_type": "array (use explode)",
+        "null_rate": round(values.null_count() / n, 3) if n else 0.0,
+        "distinct": None,
+        "top_values": f"elements per record: max {lengths.max()!s}, total {lengths.sum()!s}",
+        "date_formats": "",
+        "vocabulary": None,
+        "vocabulary_match": 0.0,
+        "identifier": False,
+    }
+
+
+def profile_frame(source: SourceFrame, cdm: CDM) -> pl.DataFrame:
+    """One profile row per column of a source."""
+    frame = source.frame
+    columns = [c for c in frame.columns if c not in ("source_file", "source_row")]
+    identifiers = set(identifier_columns(frame))
+    rows = []
+    n = frame.height
+    for column in columns:
+        values = frame.get_column(column)
+        if isinstance(values.dtype, pl.List):
+            # An array (JSON events) is mapped after `explode`; profile its length only.
+            rows.append(_array_profile(source.label, column, values, n))
+            continue
+        if values.dtype != pl.String:
+            values = values.cast(pl.String, strict=False)
+        values = values.str.strip_chars().replace("", None)
+        formats = (
+            [f for f in detect_date_formats(values) if f != "EXCEL"]
+            if values.null_count() < n
+            else []
+        )
+        vocabulary, share = vocabulary_match(values, cdm)
+        counts = values.drop_nulls().value_counts(sort=True).head(_TOP)
+        hidden = column in identifiers
+        top = "; ".join(f"{MASK if hidden else v} ({c})" for v, c in counts.iter_rows())
+        rows.append(
+            {
+                "source": source.label,
+                "column": column,
+                "inferred_type": _infer_type(values, formats, vocabulary),
+                "null_rate": round(values.null_count() / n, 3) if n else 0.0,
+                "distinct": values.n_unique() - (1 if values.null_count() else 0),
+                "top_values": top,
+                "date_formats": ", ".join(formats),
+                "vocabulary": vocabulary,
+                "vocabulary_match": round(share, 3),
+                "identifier": hidden,
+            }
+        )
+    return (
+        pl.DataFrame(rows, schema_overrides={"vocabulary": pl.String}).select(PROFILE_COLUMNS)
+        if rows
+        else pl.DataFrame()
+    )
+
+
+def profile_files(paths: list[Path], cdm: CDM) -> pl.DataFrame:
+    """Profiles of every record set in ``paths``."""
+    parts = [profile_frame(s, cdm) for p in paths for s in read_any(p)]
+    parts = [p for p in parts if p.height]
+    return pl.concat(parts, how="vertical") if parts else pl.DataFrame()

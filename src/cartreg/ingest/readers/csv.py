@@ -1,0 +1,171 @@
+"""CSV/TSV as text: encoding and delimiter detection, quoted newlines, ragged-row findings.
+
+The file is decoded once (UTF-8 with or without BOM, else cp1252, else latin-1), parsed by
+``pl.read_csv(infer_schema=False)``, and scanned a second time as plain lines to learn each
+record's first physical line and field count. Both passes are vectorized.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+
+from cartreg.errors import InputError
+from cartreg.findings import findings_frame
+from cartreg.ingest.readers.base import ReadResult, drop_blank_rows, require_file, with_lineage
+
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def decode(data: bytes, encoding: str | None = None) -> tuple[bytes, str]:
+    """UTF-8 bytes of ``data`` and the encoding it was read as."""
+    if encoding not in (None, "auto"):
+        try:
+            return data.decode(encoding).encode("utf-8"), encoding
+        except (LookupError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot decode as {encoding}: {exc}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:], "utf-8-sig"
+    try:
+        data.decode("utf-8")
+        return data, "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252").encode("utf-8"), "cp1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1").encode("utf-8"), "latin-1"
+
+
+def sniff_delimiter(data: bytes) -> str:
+    """The delimiter that splits the header line into the most fields (ties: comma first)."""
+    end = data.find(b"\n")
+    header = data[: end if end >= 0 else len(data)].decode("utf-8", errors="replace")
+    counts = {d: _count_outside_quotes(header, d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] > 0 else ","
+
+
+def _count_outside_quotes(line: str, delimiter: str) -> int:
+    inside = False
+    count = 0
+    for ch in line:
+        if ch == '"':
+            inside = not inside
+        elif ch == delimiter and not inside:
+            count += 1
+    return count
+
+
+def _records(data: bytes, delimiter: str, header_row: int) -> pl.DataFrame:
+    """Per record after the header: first physical line number and field count."""
+    lines = pl.read_csv(
+        io.BytesIO(data),
+        has_header=False,
+        separator="\x1f" if delimiter != "\x1f" else "\x1e",
+        quote_char=None,
+        infer_schema=False,
+        new_columns=["line"],
+        empty_string_is_null=False,
+    ).with_columns(pl.col("line").fill_null(""))
+    lines = lines.with_row_index("lineno", offset=1).filter(pl.col("lineno") > header_row)
+    quotes = pl.col("line").str.count_matches('"', literal=True)
+    # A line starts a new record when an even number of quotes precede it (not inside a field).
+    inside_before = (quotes.cum_sum() - quotes).mod(2) == 1
+    lines = lines.with_columns((~inside_before).alias("starts"))
+    if lines.get_column("starts").all():
+        # No quoted newlines (the usual case): one line per record, no regrouping needed.
+        records = lines.rename({"line": "text"})
+    else:
+        records = lines.with_columns(pl.col("starts").cast(pl.Int64).cum_sum().alias("record"))
+        records = records.group_by("record", maintain_order=True).agg(
+            pl.col("lineno").first(),
+            pl.col("line").str.join("\n").alias("text"),
+        )
+    text = pl.col("text")
+    unquoted = (
+        pl.when(text.str.contains('"', literal=True))
+        .then(text.str.replace_all(r'"(?:[^"]|"")*"', ""))
+        .otherwise(text)
+    )
+    return records.select(
+        "lineno",
+        (unquoted.str.count_matches(delimiter, literal=True) + 1).alias("fields"),
+        (text.str.strip_chars() == "").alias("blank"),
+    )
+
+
+def read_csv_text(
+    path: Path,
+    *,
+    label: str | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+    header_row: int = 1,
+) -> ReadResult:
+    """Read a delimited file as text; see the module docstring."""
+    require_file(path)
+    label = label or path.name
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    data, _ = decode(raw, encoding)
+    if header_row > 1:
+        data = b"\n".join(data.split(b"\n")[header_row - 1 :])
+    if not data[:4096].strip() and not data.strip():
+        raise InputError(f"{path}: file is empty")
+    sep = delimiter if delimiter not in (None, "auto") else sniff_delimiter(data)
+    try:
+        frame = pl.read_csv(
+            io.BytesIO(data),
+            separator=sep,
+            infer_schema=False,
+            truncate_ragged_lines=True,
+            raise_if_empty=False,
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
+    records = _records(data, sep, 1)
+    n_columns = len(frame.columns)
+    offset = header_row - 1
+    if records.height == frame.height:
+        lineage = records.select(
+            (pl.col("lineno").cast(pl.Int64) + offset).alias("source_row"), "fields", "blank"
+        )
+        frame = pl.concat(
+            [with_lineage(frame, label, header_row + 1).drop("source_row"), lineage],
+            how="horizontal",
+        )
+        ragged = lineage.filter(~pl.col("blank") & (pl.col("fields") != n_columns))
+        findings = findings_frame(
+            ragged.select(
+                pl.lit("ING-RAGGED").alias("rule_id"),
+                pl.lit("warning").alias("severity"),
+                pl.lit("conformance").alias("category"),
+                pl.lit("value").alias("subcategory"),
+                pl.lit(label).alias("source_file"),
+                pl.col("source_row"),
+                pl.format(
+                    "line has {} fields, the header has {}; "
+                    "missing fields read as empty, extra fields dropped",
+                    pl.col("fields"),
+                    pl.lit(n_columns),
+                ).alias("message"),
+            )
+        )
+        if frame.get_column("blank").any():
+            frame = frame.filter(~pl.col("blank"))
+        frame = frame.drop("fields", "blank")
+        columns = [
+            "source_file",
+            "source_row",
+            *[c for c in frame.columns if c not in ("source_file", "source_row")],
+        ]
+        return ReadResult(frame=frame.select(columns), findings=findings)
+    # Blank lines or comments made the two passes disagree: fall back to record numbers.
+    frame = drop_blank_rows(with_lineage(frame, label, header_row + 1))
+    return ReadResult(frame=frame)

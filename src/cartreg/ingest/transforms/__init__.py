@@ -1,0 +1,1 @@
+"""Vectorized transforms from source text to typed CDM values (polars expressions only)."""

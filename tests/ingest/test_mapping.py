@@ -1,0 +1,94 @@
+"""Broken mappings are one-line ConfigErrors naming the file and the key, with a suggestion."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cartreg.cdm import CDM, load_cdm
+from cartreg.errors import ConfigError
+from cartreg.ingest import ingest_submission
+from cartreg.ingest.mapping import MAPPING_SCHEMA, load_mapping, schema_json
+from cartreg.paths import repo_root
+
+FIXTURE = Path(__file__).parent / "fixtures" / "csv_site"
+
+
+@pytest.fixture(scope="module")
+def cdm() -> CDM:
+    return load_cdm()
+
+
+def _site(tmp_path: Path, old: str, new: str) -> Path:
+    site = tmp_path / "site"
+    shutil.copytree(FIXTURE, site)
+    text = (site / "mapping.yaml").read_text(encoding="utf-8")
+    assert old in text
+    (site / "mapping.yaml").write_text(text.replace(old, new, 1), encoding="utf-8")
+    return site
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "expected"),
+    [
+        ("ph_status: ph\n", "ph_status: phh\n", "tables.patients[0].columns.ph_status.from",
+         "source column 'phh' not found in patients.csv (did you mean 'ph'?)"),
+        ("ph_status: ph\n", "ph_stat: ph\n", "tables.patients[0].columns.ph_stat",
+         "'ph_stat' is not a column of CDM table patients (did you mean 'ph_status'?)"),
+        ('sex: {"1": F}', 'sex: {"1": FEMALE}', "vocabulary_overrides.sex.1",
+         "'FEMALE' is not a term of vocabulary 'sex'"),
+        ("  patients:\n", "  patient:\n", "tables.patient",
+         "unknown CDM table 'patient' (did you mean 'patients'?)"),
+        ("defaults:", "default:", "default", "unknown key 'default' (did you mean 'defaults'?)"),
+        ("- source: events\n", "- source: event\n", "tables.disease_assessments[0].source",
+         "unknown source 'event' (did you mean 'events'?)"),
+        ("date_formats: [ISO, DMY, MY, Y]", "date_formats: [ISO, DYM]", "defaults.date_formats[1]",
+         "unknown date format 'DYM'"),
+        ("        product: product\n", "", "tables.car_t_infusions[0].columns",
+         "required CDM column 'product' of car_t_infusions is not mapped"),
+        ("sex: sex\n", "sex: patient_name\n", "tables.patients[0].columns.sex.from",
+         "looks like a direct identifier"),
+    ],
+)
+def test_broken_mapping_is_one_line_error_with_file_and_key(
+    tmp_path: Path, cdm: CDM, old: str, new: str, key: str, expected: str
+) -> None:
+    site = _site(tmp_path, old, new)
+    with pytest.raises(ConfigError) as info:
+        ingest_submission(site, site / "mapping.yaml", None, cdm=cdm)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{site / 'mapping.yaml'}: {key}: "), message
+    assert expected in message
+
+
+def test_bad_yaml_names_the_file(tmp_path: Path, cdm: CDM) -> None:
+    site = _site(tmp_path, "site_id: CSV_T", "site_id: [CSV_T")
+    with pytest.raises(ConfigError) as info:
+        load_mapping(site / "mapping.yaml", cdm)
+    assert str(site / "mapping.yaml") in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_override_on_a_column_is_checked_against_its_vocabulary(tmp_path: Path, cdm: CDM) -> None:
+    site = _site(tmp_path, "sex: sex\n", "sex: {from: sex, map: {h: MAN}}\n")
+    with pytest.raises(ConfigError, match=r"columns\.sex\.map\.h: 'MAN' is not a term"):
+        load_mapping(site / "mapping.yaml", cdm)
+
+
+def test_published_json_schema_is_the_one_the_loader_uses() -> None:
+    published = (repo_root() / "schemas" / "mapping.schema.json").read_text(encoding="utf-8")
+    assert published == schema_json()
+    assert json.loads(published) == MAPPING_SCHEMA
+
+
+def test_sample_and_fixture_mappings_validate_against_the_json_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from cartreg.yamlio import load_yaml
+
+    paths = [FIXTURE / "mapping.yaml", *sorted((repo_root() / "sample_data").glob("*/mapping.yaml"))]
+    for path in paths:
+        jsonschema.validate(load_yaml(path), MAPPING_SCHEMA)
