@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -38,13 +39,14 @@ def findings_table(findings: pl.DataFrame, limit: int = 50) -> Table:
     for row in findings.head(limit).iter_rows(named=True):
         table.add_row(
             f"[{_STYLE.get(row['severity'], '')}]{row['severity']}[/]",
-            row["rule_id"],
-            row["site_id"] or "",
-            row["source_file"] or "",
+            # Data values may contain "[...]", which rich would read as markup.
+            escape(row["rule_id"]),
+            escape(row["site_id"] or ""),
+            escape(row["source_file"] or ""),
             "" if row["source_row"] is None else str(row["source_row"]),
-            row["column"] or "",
-            row["value"] or "",
-            row["message"],
+            escape(row["column"] or ""),
+            escape(row["value"] or ""),
+            escape(row["message"]),
         )
     return table
 
@@ -95,8 +97,17 @@ def report_renderables(report: Report, *, worst: int = 10, limit: int = 30) -> l
     for name in ("site", "error", "warning", "info"):
         sites.add_column(name, justify="left" if name == "site" else "right")
     for row in summary["findings_by_site"]:
-        sites.add_row(row["site_id"], str(row["error"]), str(row["warning"]), str(row["info"]))
+        sites.add_row(
+            escape(row["site_id"]), str(row["error"]), str(row["warning"]), str(row["info"])
+        )
     out.append(sites)
+    if summary["expired_waivers"]:
+        expired = Table(title="Expired waivers (their findings are reported again)")
+        expired.add_column("finding_id")
+        expired.add_column("expired")
+        for item in summary["expired_waivers"]:
+            expired.add_row(item["finding_id"], item["expires"])
+        out.append(expired)
     if report.findings.height:
         out.append(findings_table(report.findings, limit=limit))
     return out

@@ -1,0 +1,71 @@
+"""``cartreg check SUBMISSION_DIR --mapping M --out OUT_DIR``: ingest then validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cartreg.cli.common import cdm_from_context, console, exit_code_for
+from cartreg.cli.validate import emit, load_policies, now_utc, report_options
+
+
+@click.command()
+@click.argument("submission_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The site's mapping file (YAML).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Output folder for the harmonized tables, quarantine and findings.",
+)
+@report_options
+@click.pass_context
+def check(
+    ctx: click.Context,
+    submission_dir: Path,
+    mapping_path: Path,
+    out_dir: Path,
+    rules_dir: Path | None,
+    fmt: str,
+    report_path: Path | None,
+    waivers: Path | None,
+    overrides: Path | None,
+    fail_on: str,
+) -> None:
+    """Ingest a site submission and validate the result (the everyday command).
+
+    Exit code 0 when no finding reaches --fail-on, 1 when one does, 2 for unusable input.
+    """
+    from cartreg.errors import InputError
+    from cartreg.validation import validate_output
+
+    try:
+        from cartreg.ingest import ingest_submission
+    except ImportError:
+        raise InputError(
+            "the ingest step is not available in this installation",
+            hint="run `cartreg validate OUT_DIR` on an existing ingest output",
+        ) from None
+    cdm = cdm_from_context(ctx)
+    waiver_list, override_list = load_policies(waivers, overrides)
+    result = ingest_submission(submission_dir, mapping_path, out_dir, cdm=cdm)
+    rows = sum(frame.height for frame in result.tables.values())
+    console(stderr=True).print(f"ingested {rows} rows into {out_dir}")
+    report = validate_output(
+        out_dir,
+        rules_dir=rules_dir,
+        cdm=cdm,
+        waivers=waiver_list,
+        overrides=override_list,
+        generated_at=now_utc(),
+    )
+    emit(report, fmt, report_path)
+    ctx.exit(exit_code_for(report.findings, fail_on))

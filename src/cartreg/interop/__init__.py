@@ -1,0 +1,1 @@
+"""Interoperability with other data-quality tools (optional dependencies, imported lazily)."""

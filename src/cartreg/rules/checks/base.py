@@ -1,0 +1,174 @@
+"""The registry of check types and the pieces every check builder shares.
+
+A check type is a named, parameterized builder: given the CDM tables (LazyFrames) and a rule's
+parameters it returns the violating rows and the denominator, both still lazy, so the engine can
+collect every rule in one batch. Violating rows carry the lineage of the row a site must fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cartreg.errors import ConfigError, did_you_mean
+from cartreg.rules.conditions import check_condition, compile_condition
+
+VIOLATION_COLUMNS: tuple[str, ...] = (
+    "table",
+    "column",
+    "site_id",
+    "source_file",
+    "source_row",
+    "value",
+    "detail",
+)
+ROW_ID = "__rid"
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """The CDM tables a check runs on, and the columns whose values must never be shown."""
+
+    tables: Mapping[str, pl.LazyFrame]
+    identifiers: frozenset[str] = field(default_factory=frozenset)
+
+    def table(self, name: str) -> pl.LazyFrame:
+        return self.tables[name]
+
+    def schema(self, name: str) -> dict[str, pl.DataType]:
+        return dict(self.tables[name].collect_schema())
+
+
+@dataclass(frozen=True)
+class CheckOutput:
+    """Violating rows (``VIOLATION_COLUMNS``) and the denominator per site (``site_id``, ``n``)."""
+
+    violations: pl.LazyFrame
+    denominator: pl.LazyFrame
+
+
+Builder = Callable[[CheckContext, Mapping[str, Any]], CheckOutput]
+
+
+@dataclass(frozen=True)
+class CheckType:
+    name: str
+    build: Builder
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    description: str
+    conditions: tuple[str, ...] = ()  # parameters holding a condition
+
+
+REGISTRY: dict[str, CheckType] = {}
+
+
+def register(
+    name: str,
+    *,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+    conditions: tuple[str, ...] = (),
+) -> Callable[[Builder], Builder]:
+    def deco(fn: Builder) -> Builder:
+        REGISTRY[name] = CheckType(
+            name, fn, required, optional, (fn.__doc__ or "").strip(), conditions
+        )
+        return fn
+
+    return deco
+
+
+def validate_params(check_type: str, params: Mapping[str, Any], path: Path) -> None:
+    """Raise ConfigError when a rule's check parameters do not fit its check type."""
+    spec = REGISTRY.get(check_type)
+    if spec is None:
+        raise ConfigError(
+            f"unknown check type '{check_type}'",
+            path=path,
+            key="check.type",
+            hint=did_you_mean(check_type, list(REGISTRY))
+            or f"types: {', '.join(sorted(REGISTRY))}",
+        )
+    allowed = set(spec.required) | set(spec.optional)
+    for key in params:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown parameter '{key}' for check type {check_type}",
+                path=path,
+                key=f"check.{key}",
+                hint=did_you_mean(key, allowed) or f"allowed: {', '.join(sorted(allowed))}",
+            )
+    for key in spec.required:
+        if key not in params:
+            raise ConfigError(
+                f"missing parameter '{key}' for check type {check_type}",
+                path=path,
+                key=f"check.{key}",
+            )
+    for key in spec.conditions:
+        if key in params:
+            check_condition(params[key], path, f"check.{key}")
+    if check_type == "sql":
+        from cartreg.rules.checks.sql import check_select
+
+        check_select(str(params["query"]), path)
+        if "denominator_query" in params:
+            check_select(str(params["denominator_query"]), path)
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``"table.column"`` -> ``("table", "column")``."""
+    table, _, column = ref.partition(".")
+    return table, column
+
+
+def where(lf: pl.LazyFrame, cond: Mapping[str, Any] | None) -> pl.LazyFrame:
+    """Rows of ``lf`` where ``cond`` holds (null counts as not holding)."""
+    if not cond:
+        return lf
+    return lf.filter(compile_condition(cond, dict(lf.collect_schema())).fill_null(False))
+
+
+def shown(ctx: CheckContext, table: str, column: str, expr: pl.Expr) -> pl.Expr:
+    """A value as text for a finding, masked when the column is a direct identifier."""
+    if f"{table}.{column}" in ctx.identifiers or column in ctx.identifiers:
+        return pl.lit("***", dtype=pl.String)
+    return expr.cast(pl.String)
+
+
+def describe(ctx: CheckContext, table: str, columns: list[str]) -> pl.Expr:
+    """``"a=1, b=null"`` for the given columns (identifiers masked)."""
+    parts = [
+        pl.format(
+            "{}={}", pl.lit(c), shown(ctx, table, c.rpartition(".")[2], pl.col(c)).fill_null("null")
+        )
+        for c in dict.fromkeys(columns)
+    ]
+    if not parts:
+        return pl.lit(None, dtype=pl.String)
+    return pl.concat_str(parts, separator=", ")
+
+
+def located(
+    lf: pl.LazyFrame, *, table: str, column: str, value: pl.Expr, detail: pl.Expr
+) -> pl.LazyFrame:
+    """Select the standard violation columns from violating rows of ``table``."""
+    return lf.select(
+        pl.lit(table, dtype=pl.String).alias("table"),
+        pl.lit(column, dtype=pl.String).alias("column"),
+        pl.col("site_id").cast(pl.String),
+        pl.col("source_file").cast(pl.String),
+        pl.col("source_row").cast(pl.Int64),
+        value.cast(pl.String).alias("value"),
+        detail.cast(pl.String).alias("detail"),
+    )
+
+
+def per_site(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Denominator rows counted per site."""
+    return lf.group_by(pl.col("site_id").cast(pl.String)).agg(pl.len().cast(pl.Int64).alias("n"))

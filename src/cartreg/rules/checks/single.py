@@ -1,0 +1,251 @@
+"""Check types over the rows of one table: null, set membership, range, pattern, uniqueness,
+sequence and conditional (optionally with columns looked up from related tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from cartreg.rules.checks.base import (
+    ROW_ID,
+    CheckContext,
+    CheckOutput,
+    describe,
+    located,
+    per_site,
+    register,
+    shown,
+    where,
+)
+from cartreg.rules.conditions import compile_condition, condition_columns
+
+
+def _value_check(ctx: CheckContext, p: Mapping[str, Any], bad: pl.Expr, what: str) -> CheckOutput:
+    table, column = str(p["table"]), str(p["column"])
+    scope = where(ctx.table(table), p.get("where"))
+    in_scope = scope.filter(pl.col(column).is_not_null())
+    value = shown(ctx, table, column, pl.col(column))
+    violations = located(
+        in_scope.filter(bad.fill_null(False)),
+        table=table,
+        column=column,
+        value=value,
+        detail=pl.format("{} = {} {}", pl.lit(column), value, pl.lit(what)),
+    )
+    return CheckOutput(violations, per_site(in_scope))
+
+
+@register("not_null", required=("table", "column"), optional=("where",), conditions=("where",))
+def not_null(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
+    """Rows (optionally only those matching ``where``) whose ``column`` is empty."""
+    table, column = str(p["table"]), str(p["column"])
+    scope = where(ctx.table(table), p.get("where"))
+    detail_cols = sorted(condition_columns(p.get("where")))
+    detail = pl.format("{} is empty", pl.lit(column))
+    if detail_cols:
+        detail = pl.format("{} is empty ({})", pl.lit(column), describe(ctx, table, detail_cols))
+    violations = located(
+        scope.filter(pl.col(column).is_null()),
+        table=table,
+        column=column,
+        value=pl.lit(None, dtype=pl.String),
+        detail=detail,
+    )
+    return CheckOutput(violations, per_site(scope))
+
+
+@register(
+    "in_set", required=("table", "column", "values"), optional=("where",), conditions=("where",)
+)
+def in_set(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
+    """Non-empty values of ``column`` that are not among ``values``."""
+    allowed = [str(v) for v in p["values"]]
+    bad = ~pl.col(p["column"]).cast(pl.String).is_in(allowed)
+    return _value_check(ctx, p, bad, f"is not one of {', '.join(allowed)}")
+
+
+@register(
+    "not_in_set", required=("table", "column", "values"), optional=("where",), conditions=("where",)
+)
+def not_in_set(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
+    """Values of ``column`` that are among the unexpected ``values``."""
+    forbidden = [str(v) for v in p["values"]]
+    bad = pl.col(p["column"]).cast(pl.String).is_in(forbidden)
+    return _value_check(ctx, p, bad, "is not expected here")
+
+
+@register(
+    "range", required=("table", "column"), optional=("min", "max", "where"), conditions=("where",)
+)
+def value_range(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
+    """Non-empty values of ``column`` below ``min`` or above ``max`` (both inclusive bounds)."""
+    col = pl.col(p["column"])
+    bad = pl.lit(False)
+    if p.get("min") is not None:
+        bad = bad | (col < p["min"])
+    if p.get("max") is not None:
+        bad = bad | (col > p["max"])
+    low = "" if p.get("min") is None else p["min"]
+    high = "" if p.get("max") is None else p["max"]
+    return _value_check(ctx, p, bad, f"is outside [{low}, {high}]")
+
+
+@register(
+    "regex", required=("table", "column", "pattern"), optional=("where",), conditions=("where",)
+)
+def regex(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
+    """Non-empty values of ``column`` that do not match ``pattern`` (Rust regex syntax)."""
+    bad = ~pl.col(p["column"]).cast(pl.String).str.contains(str(p["pattern"]))
+    return _value_check(ctx, p, bad, f"does not match {p['pattern']}")
+
+
+def _lineage_order(lf: pl.LazyFrame) -> pl.LazyFrame:
+    return lf.sort(["site_id", "source_file", "source_row"], nulls_last=True, maintain_order=True)
+
+
+@register("unique", required=("table", "columns"), optional=("where",), conditions=("where",))
+def unique(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
+    """Rows repeating the ``columns`` of an earlier row (by file and row); nulls never match."""
+    table, columns = str(p["table"]), [str(c) for c in p["columns"]]
+    scope = where(ctx.table(table), p.get("where")).filter(
+        pl.all_horizontal([pl.col(c).is_not_null() for c in columns])
+    )
+    # Only rows of repeated keys are ordered (a sort of the whole table is the costly part).
+    repeated = scope.filter(pl.len().over(columns) > 1)
+    ranked = _lineage_order(repeated).with_columns(
+        pl.int_range(pl.len()).over(columns).alias("__k")
+    )
+    key = pl.concat_str([pl.col(c).cast(pl.String) for c in columns], separator="|")
+    violations = located(
+        ranked.filter(pl.col("__k") > 0),
+        table=table,
+        column=",".join(columns),
+        value=key,
+        detail=pl.format("repeats ({}) = ({}) of an earlier row", pl.lit(", ".join(columns)), key),
+    )
+    return CheckOutput(violations, per_site(scope))
+
+
+@register(
+    "sequence",
+    required=("table", "key", "number", "order"),
+    optional=("where",),
+    conditions=("where",),
+)
+def sequence(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
+    """``number`` must count 1..n within ``key`` in the order of ``order`` (tied events may
+    take their numbers in any order)."""
+    table, number, order = str(p["table"]), str(p["number"]), str(p["order"])
+    keys = [str(k) for k in p["key"]]
+    scope = where(ctx.table(table), p.get("where")).filter(
+        pl.col(number).is_not_null() & pl.col(order).is_not_null()
+    )
+    # Ranks instead of a sort: an event's number must lie between the first and the last
+    # position its day can take among the patient's events.
+    ranked = scope.with_columns(
+        pl.col(order).rank("min").over(keys).cast(pl.Int64).alias("__first"),
+        pl.col(order).rank("max").over(keys).cast(pl.Int64).alias("__last"),
+    )
+    bad = (pl.col(number) < pl.col("__first")) | (pl.col(number) > pl.col("__last"))
+    violations = located(
+        ranked.filter(bad),
+        table=table,
+        column=number,
+        value=pl.col(number),
+        detail=pl.format(
+            "{} = {} but by {} ({} = {}) this is event {}",
+            pl.lit(number),
+            pl.col(number),
+            pl.lit(order),
+            pl.lit(order),
+            pl.col(order),
+            pl.col("__first"),
+        ),
+    )
+    return CheckOutput(violations, per_site(scope))
+
+
+def joined(ctx: CheckContext, table: str, joins: list[Mapping[str, Any]] | None) -> pl.LazyFrame:
+    """``table`` with, for each join, the related table's columns as ``alias.col`` (and a row id
+    when there are joins).
+
+    A base row matched by several related rows appears once per match.
+    """
+    lf = ctx.table(table)
+    if joins:
+        lf = lf.with_row_index(ROW_ID)
+    for spec in joins or []:
+        other = str(spec["table"])
+        alias = str(spec.get("alias", other))
+        on = spec["keys"]
+        pairs = dict(on) if isinstance(on, Mapping) else {str(c): str(c) for c in on}
+        right = where(ctx.table(other), spec.get("where"))
+        right = right.select(pl.all().name.prefix(f"{alias}."))
+        lf = lf.join(
+            right,
+            left_on=list(pairs),
+            right_on=[f"{alias}.{c}" for c in pairs.values()],
+            how="left",
+            coalesce=False,
+            nulls_equal=False,
+        )
+    return lf
+
+
+def conditional_output(
+    ctx: CheckContext,
+    table: str,
+    base: pl.LazyFrame,
+    when: Mapping[str, Any] | None,
+    then: Mapping[str, Any],
+    column: str,
+    detail_columns: list[str],
+    *,
+    fanned_out: bool = True,
+) -> CheckOutput:
+    """Rows where ``when`` holds but ``then`` does not (a null ``then`` is not a violation).
+
+    ``fanned_out`` says that ``base`` may hold a row several times (joined related rows).
+    """
+    schema = dict(base.collect_schema())
+    scope = base
+    if when:
+        scope = base.filter(compile_condition(when, schema).fill_null(False))
+    failed = scope.filter(~compile_condition(then, schema).fill_null(True))
+    if fanned_out:
+        # A row matched by several related rows is one violation; report the smallest match so
+        # the message does not depend on row order.
+        failed = failed.sort([ROW_ID, *detail_columns], nulls_last=True).unique(
+            subset=[ROW_ID], keep="first", maintain_order=True
+        )
+        scope = scope.unique(subset=[ROW_ID], keep="first")
+    value_col = column if column in schema else next(iter(sorted(condition_columns(then))))
+    violations = located(
+        failed,
+        table=table,
+        column=value_col,
+        value=shown(ctx, table, value_col, pl.col(value_col)),
+        detail=describe(ctx, table, detail_columns),
+    )
+    return CheckOutput(violations, per_site(scope))
+
+
+@register(
+    "conditional",
+    required=("table", "then"),
+    optional=("when", "join", "column"),
+    conditions=("when", "then"),
+)
+def conditional(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
+    """Rows matching ``when`` (all rows if absent) that fail ``then``; ``join`` adds related
+    tables' columns as ``alias.column``."""
+    table = str(p["table"])
+    base = joined(ctx, table, p.get("join"))
+    when, then = p.get("when"), p["then"]
+    cols = sorted(condition_columns(when) | condition_columns(then))
+    column = str(p.get("column") or sorted(condition_columns(then))[0])
+    return conditional_output(
+        ctx, table, base, when, then, column, cols, fanned_out=bool(p.get("join"))
+    )

@@ -1,0 +1,381 @@
+"""Run data-quality rules over the CDM tables.
+
+Every rule yields violated rows, a denominator, a percent and a status in the fixed priority
+ERROR > NOT_APPLICABLE > FAILED > PASSED against its threshold (overridable per site). The
+status is computed per site, then for the rule (FAILED if any site failed). All rules are
+collected in one polars batch; per-site counting, waivers and findings are vectorized.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cartreg.cdm import CDM, load_cdm
+from cartreg.findings import empty_findings, findings_frame, sort_findings
+from cartreg.rules.checks import REGISTRY, VIOLATION_COLUMNS, CheckContext, CheckOutput
+from cartreg.rules.frames import conform
+from cartreg.rules.model import Rule, load_rules
+from cartreg.rules.overrides import Override
+from cartreg.rules.waivers import Waiver
+
+STATUSES = ("ERROR", "NOT_APPLICABLE", "FAILED", "PASSED")
+
+RESULT_SCHEMA: dict[str, pl.DataType] = {
+    "rule_id": pl.String(),
+    "name": pl.String(),
+    "category": pl.String(),
+    "subcategory": pl.String(),
+    "severity": pl.String(),
+    "status": pl.String(),
+    "num_violated": pl.Int64(),
+    "num_waived": pl.Int64(),
+    "num_denominator": pl.Int64(),
+    "pct_violated": pl.Float64(),
+    "threshold_pct": pl.Float64(),
+    "not_applicable_reason": pl.String(),
+    "error": pl.String(),
+}
+SITE_RESULT_SCHEMA: dict[str, pl.DataType] = {
+    "rule_id": pl.String(),
+    "site_id": pl.String(),
+    "status": pl.String(),
+    "num_violated": pl.Int64(),
+    "num_waived": pl.Int64(),
+    "num_denominator": pl.Int64(),
+    "pct_violated": pl.Float64(),
+    "threshold_pct": pl.Float64(),
+}
+_WAIVED_EXTRA = ("justification", "expires")
+
+
+@dataclass(frozen=True)
+class RuleRun:
+    """The outcome of running rules: one result row per rule, per (rule, site), and findings."""
+
+    results: pl.DataFrame
+    site_results: pl.DataFrame
+    findings: pl.DataFrame
+    waived: pl.DataFrame
+    rules: tuple[Rule, ...]
+    expired_waivers: tuple[Waiver, ...] = field(default=())
+
+
+def _identifiers(cdm: CDM) -> frozenset[str]:
+    return frozenset(
+        f"{t.name}.{c.name}" for t in cdm.tables.values() for c in t.columns if c.identifier
+    )
+
+
+def _not_applicable(
+    rule: Rule, present: Mapping[str, set[str]], heights: Mapping[str, int]
+) -> str | None:
+    for table, columns in rule.requires.items():
+        if table not in present:
+            return f"table {table} was not provided"
+        # An empty related table is data (e.g. no assessments at all); only an empty primary
+        # table leaves nothing to count.
+        if table == rule.primary_table and heights.get(table, 0) == 0:
+            return f"table {table} has no rows"
+        missing = [c for c in columns if c not in present[table]]
+        if missing:
+            return f"column {table}.{missing[0]} was not provided"
+    return None
+
+
+def _result_row(
+    rule: Rule, status: str, *, reason: str | None = None, error: str | None = None
+) -> dict[str, Any]:
+    return {
+        "rule_id": rule.id,
+        "name": rule.name,
+        "category": rule.category,
+        "subcategory": rule.subcategory,
+        "severity": rule.severity,
+        "status": status,
+        "num_violated": 0,
+        "num_waived": 0,
+        "num_denominator": 0,
+        "pct_violated": None,
+        "threshold_pct": rule.threshold_pct,
+        "not_applicable_reason": reason,
+        "error": error,
+    }
+
+
+def _collect(
+    outputs: dict[str, CheckOutput],
+) -> tuple[dict[str, tuple[pl.DataFrame, pl.DataFrame]], dict[str, str]]:
+    """Collect every rule in one batch; on failure, per rule to tell which one broke."""
+    ids = list(outputs)
+    frames: list[pl.LazyFrame] = []
+    for rid in ids:
+        frames.extend([outputs[rid].violations, outputs[rid].denominator])
+    try:
+        done = pl.collect_all(frames)
+        return {rid: (done[2 * i], done[2 * i + 1]) for i, rid in enumerate(ids)}, {}
+    except Exception:
+        pass
+    results: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
+    errors: dict[str, str] = {}
+    for rid in ids:
+        try:
+            v, d = pl.collect_all([outputs[rid].violations, outputs[rid].denominator])
+            results[rid] = (v, d)
+        except Exception as exc:
+            errors[rid] = _first_line(exc)
+    return results, errors
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def prepare_tables(
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame], cdm: CDM
+) -> tuple[dict[str, pl.LazyFrame], dict[str, set[str]], dict[str, int]]:
+    """Conform the CDM tables given; return them, the columns each had, and their row counts."""
+    known = {name: frame for name, frame in tables.items() if name in cdm.tables}
+    present = {name: set(frame.lazy().collect_schema().names()) for name, frame in known.items()}
+    lazies = {name: conform(frame, name, cdm) for name, frame in known.items()}
+    # Absent tables still get an empty, typed frame so that joins in any rule resolve.
+    for name in cdm.tables:
+        if name not in lazies:
+            lazies[name] = conform(pl.DataFrame(), name, cdm).filter(pl.lit(False))
+    counted = pl.collect_all([lf.select(pl.len()) for lf in lazies.values()])
+    heights = {name: int(c.item()) for name, c in zip(lazies, counted, strict=True)}
+    return lazies, present, heights
+
+
+def run_rules(
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame],
+    *,
+    rules: Sequence[Rule] | None = None,
+    cdm: CDM | None = None,
+    overrides: Sequence[Override] | None = None,
+    waivers: Sequence[Waiver] | None = None,
+    as_of: dt.date | None = None,
+    rules_dir: Path | str | None = None,
+) -> RuleRun:
+    """Run ``rules`` (default: the bundled catalog) over CDM ``tables`` (name -> frame).
+
+    ``as_of`` is the day waiver expiry is judged against (default: the day of the call).
+    """
+    cdm = cdm or load_cdm()
+    rule_list = tuple(rules) if rules is not None else load_rules(rules_dir, cdm=cdm)
+    lazies, present, heights = prepare_tables(tables, cdm)
+    ctx = CheckContext(lazies, _identifiers(cdm))
+
+    fixed: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, CheckOutput] = {}
+    for rule in rule_list:
+        reason = _not_applicable(rule, present, heights)
+        if reason:
+            fixed[rule.id] = _result_row(rule, "NOT_APPLICABLE", reason=reason)
+            continue
+        try:
+            outputs[rule.id] = REGISTRY[rule.check_type].build(ctx, rule.params)
+        except Exception as exc:
+            fixed[rule.id] = _result_row(rule, "ERROR", error=_first_line(exc))
+    collected, errors = _collect(outputs)
+    by_id = {r.id: r for r in rule_list}
+    for rid, message in errors.items():
+        fixed[rid] = _result_row(by_id[rid], "ERROR", error=message)
+
+    violations, denominators = _stack(collected, by_id)
+    today = as_of or dt.date.today()
+    active = [w for w in waivers or () if w.active(today)]
+    expired = tuple(w for w in waivers or () if not w.active(today))
+    findings = _to_findings(violations)
+    findings, waived = _apply_waivers(findings, active)
+
+    site_results = _site_results(findings, waived, denominators, by_id, overrides or ())
+    results = _rule_results(site_results, collected, fixed, rule_list)
+    failed_sites = site_results.filter(pl.col("status") == "FAILED").select("rule_id", "site_id")
+    reported = findings.join(failed_sites, on=["rule_id", "site_id"], how="semi", nulls_equal=True)
+    return RuleRun(
+        results=results,
+        site_results=site_results,
+        findings=sort_findings(reported),
+        waived=waived,
+        rules=rule_list,
+        expired_waivers=expired,
+    )
+
+
+def _stack(
+    collected: Mapping[str, tuple[pl.DataFrame, pl.DataFrame]], by_id: Mapping[str, Rule]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    v_parts: list[pl.DataFrame] = []
+    d_parts: list[pl.DataFrame] = []
+    for rid, (v, d) in collected.items():
+        rule = by_id[rid]
+        if v.height:
+            v_parts.append(
+                v.select(VIOLATION_COLUMNS).with_columns(
+                    pl.lit(rid).alias("rule_id"),
+                    pl.lit(rule.severity).alias("severity"),
+                    pl.lit(rule.category).alias("category"),
+                    pl.lit(
+                        None if rule.subcategory == "none" else rule.subcategory, dtype=pl.String
+                    ).alias("subcategory"),
+                    pl.lit(rule.name).alias("__name"),
+                )
+            )
+        d_parts.append(d.with_columns(pl.lit(rid).alias("rule_id")))
+    v_schema = {
+        **{c: pl.String() for c in VIOLATION_COLUMNS},
+        "source_row": pl.Int64(),
+        "rule_id": pl.String(),
+        "severity": pl.String(),
+        "category": pl.String(),
+        "subcategory": pl.String(),
+        "__name": pl.String(),
+    }
+    violations = (
+        pl.concat(v_parts, how="vertical_relaxed") if v_parts else pl.DataFrame(schema=v_schema)
+    )
+    d_schema = {"site_id": pl.String(), "n": pl.Int64(), "rule_id": pl.String()}
+    denominators = (
+        pl.concat(
+            [d.select(list(d_schema)).cast(pl.Schema(d_schema)) for d in d_parts],
+            how="vertical_relaxed",
+        )
+        if d_parts
+        else pl.DataFrame(schema=d_schema)
+    )
+    return violations, denominators
+
+
+def _to_findings(violations: pl.DataFrame) -> pl.DataFrame:
+    if violations.height == 0:
+        return empty_findings()
+    message = (
+        pl.when(pl.col("detail").is_not_null())
+        .then(pl.format("{}: {}", pl.col("__name"), pl.col("detail")))
+        .otherwise(pl.col("__name"))
+    )
+    frame = violations.with_columns(message.alias("message")).drop("detail", "__name")
+    frame = frame.with_columns(
+        pl.when(pl.col("column") == "").then(None).otherwise(pl.col("column")).alias("column")
+    )
+    return findings_frame(frame)
+
+
+def _apply_waivers(
+    findings: pl.DataFrame, active: Sequence[Waiver]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    table = pl.DataFrame(
+        {
+            "finding_id": [w.finding_id for w in active],
+            "justification": [w.justification for w in active],
+            "expires": [w.expires.isoformat() for w in active],
+        },
+        schema={"finding_id": pl.String, "justification": pl.String, "expires": pl.String},
+    ).unique("finding_id", keep="first")
+    waived = findings.join(table, on="finding_id", how="inner")
+    kept = findings.join(table, on="finding_id", how="anti")
+    return kept, waived
+
+
+def _site_results(
+    findings: pl.DataFrame,
+    waived: pl.DataFrame,
+    denominators: pl.DataFrame,
+    by_id: Mapping[str, Rule],
+    overrides: Sequence[Override],
+) -> pl.DataFrame:
+    if denominators.height == 0:
+        return pl.DataFrame(schema=SITE_RESULT_SCHEMA)
+    keys = ["rule_id", "site_id"]
+    v = findings.group_by(keys).agg(pl.len().cast(pl.Int64).alias("num_violated"))
+    w = waived.group_by(keys).agg(pl.len().cast(pl.Int64).alias("num_waived"))
+    defaults = pl.DataFrame(
+        {"rule_id": list(by_id), "__default": [r.threshold_pct for r in by_id.values()]},
+        schema={"rule_id": pl.String, "__default": pl.Float64},
+    )
+    site_over = pl.DataFrame(
+        {
+            "rule_id": [o.rule_id for o in overrides],
+            "site_id": [o.site_id for o in overrides],
+            "__override": [o.threshold_pct for o in overrides],
+        },
+        schema={"rule_id": pl.String, "site_id": pl.String, "__override": pl.Float64},
+    ).unique(keys, keep="last")
+    d = denominators.group_by(keys).agg(pl.col("n").sum().alias("num_denominator"))
+    frame = (
+        d.join(v, on=keys, how="full", coalesce=True, nulls_equal=True)
+        .join(w, on=keys, how="left", nulls_equal=True)
+        .join(defaults, on="rule_id", how="left")
+        .join(site_over, on=keys, how="left", nulls_equal=True)
+        .with_columns(
+            pl.col("num_denominator").fill_null(0),
+            pl.col("num_violated").fill_null(0),
+            pl.col("num_waived").fill_null(0),
+            pl.coalesce("__override", "__default").alias("threshold_pct"),
+        )
+    )
+    pct = pl.when(pl.col("num_denominator") > 0).then(
+        100.0 * pl.col("num_violated") / pl.col("num_denominator")
+    )
+    frame = frame.with_columns(pct.alias("pct_violated")).with_columns(
+        pl.when(pl.col("num_denominator") == 0)
+        .then(pl.lit("NOT_APPLICABLE"))
+        .when(pl.col("pct_violated") > pl.col("threshold_pct"))
+        .then(pl.lit("FAILED"))
+        .otherwise(pl.lit("PASSED"))
+        .alias("status")
+    )
+    return (
+        frame.select(list(SITE_RESULT_SCHEMA))
+        .cast(pl.Schema(SITE_RESULT_SCHEMA))
+        .sort(keys, nulls_last=True)
+    )
+
+
+def _rule_results(
+    site_results: pl.DataFrame,
+    collected: Mapping[str, Any],
+    fixed: Mapping[str, dict[str, Any]],
+    rules: Sequence[Rule],
+) -> pl.DataFrame:
+    sums = {
+        row["rule_id"]: row
+        for row in site_results.group_by("rule_id")
+        .agg(
+            pl.col("num_violated").sum(),
+            pl.col("num_waived").sum(),
+            pl.col("num_denominator").sum(),
+            (pl.col("status") == "FAILED").any().alias("__failed"),
+        )
+        .iter_rows(named=True)  # one row per rule, not per data row
+    }
+    rows: list[dict[str, Any]] = []
+    for rule in rules:
+        if rule.id in fixed:
+            rows.append(fixed[rule.id])
+            continue
+        row = _result_row(rule, "PASSED")
+        agg = sums.get(rule.id)
+        if agg is None or agg["num_denominator"] == 0:
+            row.update(
+                status="NOT_APPLICABLE", not_applicable_reason="no rows to which the rule applies"
+            )
+            if agg is not None:
+                row.update(num_violated=agg["num_violated"], num_waived=agg["num_waived"])
+        else:
+            row.update(
+                num_violated=agg["num_violated"],
+                num_waived=agg["num_waived"],
+                num_denominator=agg["num_denominator"],
+                pct_violated=100.0 * agg["num_violated"] / agg["num_denominator"],
+                status="FAILED" if agg["__failed"] else "PASSED",
+            )
+        rows.append(row)
+    return pl.DataFrame(rows, schema=RESULT_SCHEMA)

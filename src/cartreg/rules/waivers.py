@@ -1,0 +1,76 @@
+"""Waivers: known findings a coordinator accepted, by finding id, with a justification and an
+expiry date. An expired waiver no longer hides its finding (and is listed so it can be renewed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cartreg.errors import ConfigError
+from cartreg.yamlio import load_yaml
+
+_KEYS = {"finding_id", "justification", "expires", "rule_id", "approved_by"}
+
+
+@dataclass(frozen=True)
+class Waiver:
+    finding_id: str
+    justification: str
+    expires: dt.date
+    rule_id: str | None = None
+    approved_by: str | None = None
+
+    def active(self, as_of: dt.date) -> bool:
+        return as_of <= self.expires
+
+
+def parse_waivers(raw: Any, path: Path | str) -> tuple[Waiver, ...]:
+    items = raw.get("waivers") if isinstance(raw, Mapping) else raw
+    if not isinstance(items, list):
+        raise ConfigError("expected a list of waivers under 'waivers'", path=path, key="waivers")
+    out: list[Waiver] = []
+    for i, item in enumerate(items):
+        key = f"waivers[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError("a waiver must be a mapping", path=path, key=key)
+        unknown = set(item) - _KEYS
+        if unknown:
+            raise ConfigError(
+                f"unknown key '{sorted(unknown)[0]}'",
+                path=path,
+                key=key,
+                hint=f"allowed: {', '.join(sorted(_KEYS))}",
+            )
+        fid, why, expires = item.get("finding_id"), item.get("justification"), item.get("expires")
+        if not isinstance(fid, str) or not fid.strip():
+            raise ConfigError("'finding_id' is required", path=path, key=f"{key}.finding_id")
+        if not isinstance(why, str) or not why.strip():
+            raise ConfigError(
+                "a waiver needs a 'justification'", path=path, key=f"{key}.justification"
+            )
+        if isinstance(expires, str):
+            try:
+                expires = dt.date.fromisoformat(expires)
+            except ValueError:
+                expires = None
+        if not isinstance(expires, dt.date):
+            raise ConfigError(
+                "'expires' must be a date YYYY-MM-DD", path=path, key=f"{key}.expires"
+            )
+        out.append(
+            Waiver(
+                fid.strip(),
+                " ".join(why.split()),
+                expires,
+                item.get("rule_id"),
+                item.get("approved_by"),
+            )
+        )
+    return tuple(out)
+
+
+def load_waivers(path: Path | str) -> tuple[Waiver, ...]:
+    return parse_waivers(load_yaml(Path(path)), path)
