@@ -64,10 +64,16 @@ class Finding:
         return {name: data[name] for name in FINDING_FIELDS}
 
 
+_ID_SEPARATOR = "\x1f"
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
 def finding_id(*parts: object) -> str:
     """Stable 16-hex-digit id of a finding from its location fields."""
-    text = "\x1f".join("" if p is None else str(p) for p in parts)
-    return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:16]
+    return _digest(_ID_SEPARATOR.join("" if p is None else str(p) for p in parts))
 
 
 def finding_schema() -> dict[str, pl.DataType]:
@@ -98,10 +104,13 @@ def findings_frame(frame: pl.DataFrame) -> pl.DataFrame:
     frame = frame.with_columns(missing).select([pl.col(n).cast(schema[n]) for n in FINDING_FIELDS])
     if frame.height == 0:
         return frame
-    ids = [
-        finding_id(*row)
-        for row in frame.select(_ID_FIELDS).iter_rows()  # one hash per finding, not per data row
-    ]
+    # The key text is built by polars; only the hash itself runs per finding (not per data row).
+    keys = frame.select(
+        pl.concat_str(
+            [pl.col(n).cast(pl.String).fill_null("") for n in _ID_FIELDS], separator=_ID_SEPARATOR
+        )
+    ).to_series()
+    ids = [_digest(key) for key in keys.to_list()]
     return frame.with_columns(pl.Series("finding_id", ids, dtype=pl.String))
 
 

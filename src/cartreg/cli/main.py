@@ -10,7 +10,6 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any
 
 import click
 
@@ -73,12 +72,14 @@ def cli(ctx: click.Context, schemas: str | None) -> None:
     ctx.obj["schemas"] = schemas
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """Run the CLI; any CartregError becomes one line on stderr and exit code 2."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; a CartregError is one line on stderr and code 2."""
     from cartreg.errors import CartregError
 
     try:
-        return cli.main(args=argv, prog_name="cartreg", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="cartreg", standalone_mode=False)
+        # without standalone mode, click returns ctx.exit(code) as the result
+        return result if isinstance(result, int) else 0
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -105,4 +106,4 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    sys.exit(main())
