@@ -44,16 +44,9 @@ def check(
 
     Exit code 0 when no finding reaches --fail-on, 1 when one does, 2 for unusable input.
     """
-    from cartreg.errors import InputError
+    from cartreg.ingest import ingest_submission
     from cartreg.validation import validate_output
 
-    try:
-        from cartreg.ingest import ingest_submission
-    except ImportError:
-        raise InputError(
-            "the ingest step is not available in this installation",
-            hint="run `cartreg validate OUT_DIR` on an existing ingest output",
-        ) from None
     cdm = cdm_from_context(ctx)
     waiver_list, override_list = load_policies(waivers, overrides)
     result = ingest_submission(submission_dir, mapping_path, out_dir, cdm=cdm)

@@ -1,16 +1,33 @@
-"""``cartreg demo``: the whole pipeline on ``sample_data/``, one stage after another.
+"""``cartreg demo``: the whole pipeline on ``sample_data/``, as a coordinator would run it.
 
-Each stage prints what it did and where its output is, so a new user can follow along and
-open the files.
+Every stage is a real ``cartreg`` command, printed before it runs, so a new user can repeat it
+by hand and open the files it writes.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import click
 
-from cartreg.cli.common import cdm_from_context, console
+from cartreg.cli.common import console
+
+SITES = ("redcap_a", "excel_b", "ehr_c", "deid_d")
+DATA_CUT = "2025-06-30"  # the sample cohort's administrative data cut
+DEMO_SECRET = "cartreg demo consortium secret (never use a published secret for real data)"
+
+
+def _run(args: list[str], *, expect: tuple[int, ...] = (0,)) -> int:
+    """Run one cartreg command in-process, echoing it first; stop the demo on a surprise."""
+    from cartreg.cli.main import cli
+
+    console().print(f"\n[bold]$ cartreg {' '.join(args)}[/]")
+    result = cli.main(args=args, prog_name="cartreg", standalone_mode=False)
+    code = result if isinstance(result, int) else 0
+    if code not in expect:
+        raise click.ClickException(f"`cartreg {' '.join(args)}` exited with {code}")
+    return code
 
 
 @click.command()
@@ -19,34 +36,113 @@ from cartreg.cli.common import cdm_from_context, console
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("out/demo"),
     show_default=True,
-    help="Folder for everything the demo writes.",
+    help="Folder for everything the demo writes (emptied first).",
 )
-@click.pass_context
-def demo(ctx: click.Context, out: Path) -> None:
+@click.option(
+    "--samples",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Sample submissions (default: sample_data/ of this checkout).",
+)
+def demo(out: Path, samples: Path | None) -> None:
     """Run the whole pipeline on sample_data/."""
-    from cartreg.cdm import validate_tables
-    from cartreg.cdm.docs import render_html, render_markdown, write_xlsx
     from cartreg.paths import repo_root
-    from cartreg.reports.terminal import findings_table
+    from cartreg.synth.answer_key import compare_with_answer_key
+    from cartreg.validation import validate_output
 
     con = console()
-    cdm = cdm_from_context(ctx)
-    out.mkdir(parents=True, exist_ok=True)
+    samples = samples or repo_root() / "sample_data"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
 
-    con.rule(f"1. Data dictionary for sites (CDM {cdm.version})")
-    docs = out / "data-dictionary"
-    docs.mkdir(exist_ok=True)
-    (docs / "data-dictionary.md").write_text(render_markdown(cdm), encoding="utf-8")
-    (docs / "data-dictionary.html").write_text(render_html(cdm), encoding="utf-8")
-    write_xlsx(cdm, docs / "data-dictionary.xlsx")
-    con.print(f"{len(cdm.tables)} tables, {len(cdm.vocabularies)} vocabularies -> {docs}/")
+    con.rule("1. Data dictionary for sites")
+    _run(["schema", "docs", "--format", "html", "--out", str(out / "data-dictionary.html")])
+    _run(["schema", "docs", "--format", "xlsx", "--out", str(out / "data-dictionary.xlsx")])
 
-    con.rule("2. CDM conformance of the harmonized example")
-    example = repo_root() / "docs" / "examples" / "harmonized"
-    findings = validate_tables(example, cdm=cdm)
-    if findings.height:
-        con.print(findings_table(findings))
-        raise click.ClickException("the shipped harmonized example does not conform to the CDM")
-    con.print(f"[green]{example.relative_to(repo_root())}: all {len(cdm.tables)} tables conform[/]")
+    con.rule("2. Check each site's submission (ingest + validate); planted defects exit 1")
+    checks = out / "check"
+    for site in SITES:
+        _run(
+            [
+                "check",
+                str(samples / site),
+                "--mapping",
+                str(samples / site / "mapping.yaml"),
+                "--out",
+                str(checks / site),
+                "--format",
+                "html",
+                "--report",
+                str(out / "reports" / f"{site}.html"),
+            ],
+            expect=(0, 1),
+        )
+
+    con.rule("3. Validate all sites together (cross-site rules) and compare with the answer key")
+    site_outputs = [str(checks / s) for s in SITES]
+    for fmt in ("html", "json", "csv"):
+        report_path = out / "reports" / f"all-sites.{fmt}"
+        _run(
+            ["validate", *site_outputs, "--format", fmt, "--report", str(report_path)],
+            expect=(0, 1),
+        )
+    report = validate_output([checks / s for s in SITES])
+    comparison = compare_with_answer_key(report.findings, samples / "defects.csv")
+    con.print(
+        f"answer key: {len(comparison.expected) - len(comparison.missed)} of "
+        f"{len(comparison.expected)} planted defects reported by their rule; "
+        f"{len(comparison.unexpected_errors)} errors outside the key"
+    )
+    if not comparison.passed:
+        raise click.ClickException(
+            f"answer key mismatch: missed {comparison.missed}, "
+            f"unexpected {comparison.unexpected_errors}"
+        )
+
+    con.rule("4. Registry: store each site's version, accept it after review, merge")
+    registry = out / "registry.duckdb"
+    secret = out / "consortium.secret"
+    secret.write_text(DEMO_SECRET + "\n", encoding="utf-8")
+    _run(["registry", "init", str(registry)])
+    for site, site_id in zip(SITES, ("REDCAP_A", "EXCEL_B", "EHR_C", "DEID_D"), strict=True):
+        _run(
+            [
+                "registry",
+                "store",
+                str(checks / site),
+                "--site",
+                site_id,
+                "--mapping",
+                str(samples / site / "mapping.yaml"),
+                "--registry",
+                str(registry),
+                "--accept-reason",
+                "demo: the planted defects are known and listed in defects.csv",
+            ]
+        )
+    _run(["registry", "status", "--registry", str(registry)])
+    merged = out / "merged"
+    _run(
+        [
+            "registry",
+            "merge",
+            "--registry",
+            str(registry),
+            "--out",
+            str(merged),
+            "--secret-file",
+            str(secret),
+            "--fail-on",
+            "never",
+        ]
+    )
+
+    con.rule("5. Outcome analyses on the merged registry")
+    _run(["analyze", str(merged), "--data-cut", DATA_CUT, "--out", str(out / "analysis")])
+
     con.rule("done")
-    con.print(f"Outputs are in {out}/")
+    con.print(
+        f"Open {out / 'reports' / 'all-sites.html'} (findings for the sites) and "
+        f"{out / 'analysis' / 'report.html'} (outcomes)."
+    )

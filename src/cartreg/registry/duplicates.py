@@ -12,7 +12,9 @@ evidence                    weight  agrees when
 sex                         1       equal (blocking)
 birth year                  1       equal (blocking)
 index infusion date         2       ``2 * (1 - days_apart / (window + 1))``
-index infusion year         1       equal, used only when a date is missing
+index infusion year         2       half credit when equal, used only when a date is
+                                    missing: a shared year is weaker evidence than a
+                                    shared date, so year-only pairs never score 1
 product                     2       equal
 birth date                  1       equal (limited-data-set sites)
 diagnosis month             1       same year and month
@@ -139,7 +141,7 @@ def find_duplicates(
             both_dates,
             (1.0 - pl.col("days_apart").cast(pl.Float64) / (window_days + 1)).clip(0.0, 1.0),
         ),
-        ("infusion_year", 1.0, ~both_dates & both_years, pl.lit(1.0)),
+        ("infusion_year", 2.0, ~both_dates & both_years, pl.lit(0.5)),
     ]
     for label, weight, name in (
         ("product", 2.0, "product"),
