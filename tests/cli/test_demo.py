@@ -28,7 +28,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     ):
         assert (out / path).is_file(), path
     results = json.loads((out / "analysis" / "results.json").read_text())
-    assert results["data_cut"] == "2025-06-30"
+    assert results["data_cut_date"] == "2025-06-30"
     secret = (out / "consortium.secret").read_text().strip()
     merged = (out / "merged" / "tables" / "patients.parquet").read_bytes()
     assert secret.encode() not in merged
