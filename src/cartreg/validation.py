@@ -320,6 +320,9 @@ def build_report(
         if parts
         else empty_findings()
     )
+    # Two CDM rows from one source row (e.g. two agents of one salvage line in one JSON record)
+    # can violate a rule at the same place: that is one thing for the site to fix, one finding.
+    findings = findings.unique("finding_id", keep="first", maintain_order=True)
     findings = sort_findings(_mask_identifiers(findings, cdm))
     sites = sorted(
         {

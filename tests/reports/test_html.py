@@ -82,10 +82,10 @@ def test_html_in_headless_chromium(report: Report, tmp_path: Path) -> None:
             page.select_option("#severity", "warning")
             assert visible.count() == 2
             page.select_option("#severity", "")
-            page.click("#findings thead th:nth-child(3)")
+            page.click("#findings thead th:nth-child(4)")
             first_rows = [
                 int(t or 0)
-                for t in page.locator("#findings tbody tr td:nth-child(3)").all_inner_texts()
+                for t in page.locator("#findings tbody tr td:nth-child(4)").all_inner_texts()
             ]
             assert first_rows == sorted(first_rows)
             shot = page.screenshot(full_page=True)
