@@ -8,6 +8,8 @@ source order; for progressions k is ``event_seq``.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import polars as pl
 
 from cartreg.cdm.model import CDM, TableSpec
@@ -45,10 +47,24 @@ def ensure_columns(frame: pl.DataFrame, table: TableSpec) -> pl.DataFrame:
         for c in table.columns
         if c.name not in frame.columns
     ]
-    frame = frame.with_columns(missing)
+    # Lazily: the eager call rechunks every column of the concatenated rule outputs first.
+    frame = frame.lazy().with_columns(missing).collect()
     if ORDER not in frame.columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias(ORDER))
     return frame
+
+
+def _position_in_patient() -> pl.Expr:
+    """1-based position of a row among its patient's rows, for a frame sorted by patient.
+
+    Sorted rows of a patient are contiguous, so the position is the distance to the start of
+    the run: no grouping (hashing) of the patient keys is needed.
+    """
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    key = pl.col("patient_key")
+    starts = key.ne_missing(key.shift(1)) | (row == 0)
+    start = pl.when(starts).then(row).otherwise(None).forward_fill()
+    return row - start + 1
 
 
 def derive_index_infusion(infusions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -63,7 +79,7 @@ def derive_index_infusion(infusions: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
         pl.col(ORDER),
     ]
     ranked = infusions.sort(["patient_key", *order], nulls_last=True).with_columns(
-        (pl.int_range(pl.len()).over("patient_key") + 1).alias("__k")
+        _position_in_patient().alias("__k")
     )
     has_flag = pl.col("is_index_infusion").any().over("patient_key")
     ranked = ranked.with_columns(
@@ -110,7 +126,7 @@ def derive_row_ids(frame: pl.DataFrame, table: str) -> pl.DataFrame:
         return frame
     id_col, abbr, day_col = ROW_IDS[table]
     frame = frame.sort(["patient_key", day_col, ORDER], nulls_last=True).with_columns(
-        (pl.int_range(pl.len()).over("patient_key") + 1).cast(pl.Int64).alias("__k")
+        _position_in_patient().alias("__k")
     )
     if table == "progression_events":
         frame = frame.with_columns(
@@ -208,11 +224,16 @@ def derive_tables(tables: dict[str, pl.DataFrame], cdm: CDM) -> dict[str, pl.Dat
     }
     infusions, index = derive_index_infusion(work["car_t_infusions"])
     work["car_t_infusions"] = infusions
-    for name, spec in cdm.tables.items():
-        work[name] = derive_day_offsets(work[name], spec, index)
-    for name in ROW_IDS:
-        work[name] = derive_row_ids(work[name], name)
-    work["salvage_treatments"] = derive_salvage_links(
-        work["salvage_treatments"], work["progression_events"], cdm
+
+    def offsets_and_ids(name: str) -> pl.DataFrame:
+        frame = derive_day_offsets(work[name], cdm.tables[name], index)
+        return derive_row_ids(frame, name)
+
+    # Once the index dates are known the tables are independent (salvage links only need the
+    # progression ids); polars releases the GIL, so two tables are derived at a time.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        derived = dict(zip(cdm.tables, pool.map(offsets_and_ids, cdm.tables), strict=True))
+    derived["salvage_treatments"] = derive_salvage_links(
+        derived["salvage_treatments"], derived["progression_events"], cdm
     )
-    return {name: finalize(work[name], spec) for name, spec in cdm.tables.items()}
+    return {name: finalize(derived[name], spec) for name, spec in cdm.tables.items()}

@@ -301,6 +301,18 @@ def _column_findings(
     return out
 
 
+def _distinct_codes(values: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+    """The distinct values of ``values`` (plus a last null row) and each row's index into them.
+
+    The distinct values become an Enum, so a row's physical code is its position in the frame;
+    null values point at the extra null row.
+    """
+    distinct = values.drop_nulls().unique()
+    domain = pl.concat([distinct, pl.Series(values.name, [None], dtype=pl.String)]).to_frame()
+    codes = values.cast(pl.Enum(distinct)).to_physical().cast(pl.UInt32)
+    return domain, codes.fill_null(distinct.len())
+
+
 def harmonize_rule(
     source: pl.DataFrame,
     rule: TableRule,
@@ -350,31 +362,57 @@ def harmonize_rule(
     frame = frame.with_row_index(ORDER).with_columns(
         (pl.col(ORDER).cast(pl.Int64) + rule_index * 1_000_000_000).alias(ORDER)
     )
-    raws = []
+    # Coded, date and number columns read from the source are cleaned and parsed once per
+    # distinct source value (dates and lab values repeat a lot), then spread back to the rows by
+    # position: a million rows cost what their few thousand spellings cost, plus one hash lookup
+    # per row (cheaper than a join on the text). Constants and free text are handled per row.
+    originals = {
+        c.source: frame.get_column(c.source).cast(pl.String)
+        for c in rule.columns.values()
+        if c.source is not None
+    }
+    per_row: list[ColumnRule] = []
+    parsed: list[ColumnRule] = []
+    lookups: list[pl.LazyFrame] = []
+    positions: list[pl.Series] = []
     for col in rule.columns.values():
+        spec = table.column(col.target)
+        if col.source is None or (spec.vocabulary is None and spec.dtype == "string"):
+            per_row.append(col)
+            continue
+        domain, codes = _distinct_codes(originals[col.source])
+        raw_name = _raw(col.target)
+        domain = domain.select(blank_to_null(pl.first()).alias(raw_name))
+        exprs = _parse_column(domain, col, spec, table, mapping, cdm, reader, rule.columns)
+        parsed.append(col)
+        lookups.append(domain.lazy().with_columns(exprs))
+        positions.append(codes)
+    raws = []
+    for col in per_row:
         base = pl.col(col.source) if col.source is not None else pl.lit(col.value, dtype=pl.String)
         raws.append(blank_to_null(base.cast(pl.String)).alias(_raw(col.target)))
     frame = frame.with_columns(raws)
-    # Each column is parsed once per distinct raw value (dates and lab values repeat a lot),
-    # then joined back: a million rows cost what their few thousand spellings cost.
+    # Raw text and problem markers of parsed columns are only spread to the rows with a problem
+    # or a sentinel (the rows that get a finding); the typed values go to every row.
+    flagged: dict[str, pl.DataFrame] = {}
+    lineage = frame.select("source_file", "source_row")
+    for col, lookup, codes in zip(parsed, pl.collect_all(lookups), positions, strict=True):
+        markers = [_raw(col.target), _bad(col.target), _sentinel(col.target)]
+        spread = lookup.drop(markers).select(pl.all().gather(codes))
+        # Targets replace same-named source columns (source values were captured above).
+        clash = [c for c in spread.columns if c in frame.columns]
+        frame = frame.drop(clash).hstack(spread.get_columns())
+        hits = lookup.select(
+            pl.arg_where(pl.col(_bad(col.target)).is_not_null() | pl.col(_sentinel(col.target)))
+        ).to_series()
+        hit_rows = codes.is_in(hits.cast(pl.UInt32).implode())
+        flagged[col.target] = lineage.filter(hit_rows).hstack(
+            lookup.select(pl.col(markers).gather(codes.filter(hit_rows))).get_columns()
+        )
     direct: list[pl.Expr] = []
-    for col in rule.columns.values():
-        raw_name = _raw(col.target)
+    for col in per_row:
         spec = table.column(col.target)
-        if spec.vocabulary is None and spec.dtype == "string":
-            # Free text needs no parsing.
-            direct += _parse_column(frame, col, spec, table, mapping, cdm, reader, rule.columns)
-            continue
-        distinct = frame.select(pl.col(raw_name).unique())
-        exprs = _parse_column(
-            distinct, col, table.column(col.target), table, mapping, cdm, reader, rule.columns
-        )
-        lookup = distinct.with_columns(exprs)
-        # Targets replace same-named source columns (all raw values were captured above).
-        clash = [c for c in lookup.columns if c != raw_name and c in frame.columns]
-        frame = frame.drop(clash).join(
-            lookup, on=raw_name, how="left", nulls_equal=True, maintain_order="left"
-        )
+        direct += _parse_column(frame, col, spec, table, mapping, cdm, reader, rule.columns)
     frame = frame.with_columns(direct)
 
     findings: list[pl.DataFrame] = []
@@ -382,7 +420,13 @@ def harmonize_rule(
         spec = table.column(col.target)
         masked = spec.identifier or (col.source is not None and col.source in identifiers)
         findings += _column_findings(
-            frame, col, spec, table, mapping.site_id, masked, col.formats or mapping.date_formats
+            flagged.get(col.target, frame),
+            col,
+            spec,
+            table,
+            mapping.site_id,
+            masked,
+            col.formats or mapping.date_formats,
         )
 
     # Quarantine: no patient id, or a required column (not derivable) missing or unreadable.
@@ -464,8 +508,10 @@ def harmonize_rule(
             )
         )
     bad_rows = quarantine.select("source_file", "source_row").unique()
-    kept = frame.join(bad_rows, on=["source_file", "source_row"], how="anti")
-    targets = [c for c in kept.columns if not c.startswith("__") and c in table.column_names]
+    kept = frame.lazy()
+    if bad_rows.height:
+        kept = kept.join(bad_rows.lazy(), on=["source_file", "source_row"], how="anti")
+    targets = [c for c in frame.columns if not c.startswith("__") and c in table.column_names]
     rows = kept.select(
         pl.lit(mapping.site_id).alias("site_id"),
         "source_file",
@@ -473,7 +519,7 @@ def harmonize_rule(
         pl.concat_str(pl.lit(mapping.site_id + "-"), pl.col(PID)).alias("patient_key"),
         *[c for c in targets if c not in ("site_id", "source_file", "source_row", "patient_key")],
         ORDER,
-    )
+    ).collect()
     all_findings = [findings_frame(f) for f in findings if f.height]
     return RuleOutput(
         rows=rows,

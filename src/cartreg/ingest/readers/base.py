@@ -25,6 +25,8 @@ class ReadResult:
     findings: pl.DataFrame = field(default_factory=empty_findings)
     # Extra knowledge a reader has (REDCap choice labels, checkbox fields) for later steps.
     choices: dict[str, dict[str, str]] = field(default_factory=dict)
+    # SHA-256 of the file's bytes when the reader already had them in memory (else None).
+    sha256: str | None = None
 
 
 def text_dtype(dtype: Any) -> pl.DataType:
@@ -74,7 +76,7 @@ def require_file(path: Path) -> None:
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(1 << 24), b""):
             digest.update(block)
     return digest.hexdigest()
 

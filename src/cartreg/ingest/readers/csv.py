@@ -1,13 +1,19 @@
 """CSV/TSV as text: encoding and delimiter detection, quoted newlines, ragged-row findings.
 
-The file is decoded once (UTF-8 with or without BOM, else cp1252, else latin-1), parsed by
-``pl.read_csv(infer_schema=False)``, and scanned a second time as plain lines to learn each
-record's first physical line and field count. Both passes are vectorized.
+The file is decoded once (UTF-8 with or without BOM, else cp1252, else latin-1) and parsed by
+``pl.read_csv(infer_schema=False)``. When the file has no quote characters, the parse raised no
+"too many fields" error and the byte counts of newlines and separators prove that every line is
+one record with exactly the header's field count, record k is line k + 1 and nothing is ragged:
+no second pass is needed (the usual case for warehouse exports). Otherwise the text is scanned a
+second time as plain lines to learn each record's first physical line and field count. Both
+passes are vectorized.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -28,6 +34,9 @@ def decode(data: bytes, encoding: str | None = None) -> tuple[bytes, str]:
             raise InputError(f"cannot decode as {encoding}: {exc}") from None
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:], "utf-8-sig"
+    if data.isascii():
+        # ASCII is valid UTF-8; this check is far cheaper than decoding the whole file.
+        return data, "utf-8"
     try:
         data.decode("utf-8")
         return data, "utf-8"
@@ -97,6 +106,30 @@ def _records(data: bytes, delimiter: str, header_row: int) -> pl.DataFrame:
     )
 
 
+def _is_rectangular(data: bytes, sep: str, n_columns: int, height: int) -> bool:
+    """True when every line after the header is one record with ``n_columns`` fields.
+
+    Only valid for a parse that rejected lines with too many fields: then no line has more than
+    ``n_columns - 1`` separators, so the separator total can only match when each line has exactly
+    that many. Without quote characters no field can hide a separator or a newline.
+    """
+    sep_bytes = sep.encode("utf-8")
+    if len(sep_bytes) != 1 or n_columns < 2 or b'"' in data:
+        return False
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    return lines == height + 1 and data.count(sep_bytes) == (n_columns - 1) * lines
+
+
+def _parse(data: bytes, sep: str, *, truncate: bool) -> pl.DataFrame:
+    return pl.read_csv(
+        data,
+        separator=sep,
+        infer_schema=False,
+        truncate_ragged_lines=truncate,
+        raise_if_empty=False,
+    )
+
+
 def read_csv_text(
     path: Path,
     *,
@@ -112,20 +145,40 @@ def read_csv_text(
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    # hashlib releases the GIL on large buffers: the manifest digest is computed while polars
+    # parses, from the bytes already in memory instead of a second read of the file.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
+        result = _read_text(raw, path, label, delimiter, encoding, header_row)
+        result.sha256 = digest.result()
+    return result
+
+
+def _read_text(
+    raw: bytes,
+    path: Path,
+    label: str,
+    delimiter: str | None,
+    encoding: str | None,
+    header_row: int,
+) -> ReadResult:
     data, _ = decode(raw, encoding)
     if header_row > 1:
         data = b"\n".join(data.split(b"\n")[header_row - 1 :])
     if not data[:4096].strip() and not data.strip():
         raise InputError(f"{path}: file is empty")
     sep = delimiter if delimiter not in (None, "auto") else sniff_delimiter(data)
+    frame: pl.DataFrame | None = None
     try:
-        frame = pl.read_csv(
-            io.BytesIO(data),
-            separator=sep,
-            infer_schema=False,
-            truncate_ragged_lines=True,
-            raise_if_empty=False,
-        )
+        frame = _parse(data, sep, truncate=False)
+    except pl.exceptions.PolarsError:
+        # Too many fields on some line (or unreadable): the ragged-aware path below decides.
+        frame = None
+    if frame is not None and _is_rectangular(data, sep, len(frame.columns), frame.height):
+        frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
+        return ReadResult(frame=with_lineage(frame, label, header_row + 1))
+    try:
+        frame = _parse(data, sep, truncate=True)
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
     frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
