@@ -56,6 +56,21 @@ def test_year_only_sites_are_compared_on_infusion_year() -> None:
     assert pairs.height == 1 and "infusion_year" in pairs["evidence"][0]
 
 
+def test_candidates_are_blocked_on_date_window_or_year_and_product() -> None:
+    rows = combine(
+        patient("SITE_A", "1", infusion="2021-12-31"),
+        patient("SITE_B", "1", infusion="2022-01-02"),  # 2 days apart across new year: paired
+        patient("SITE_C", "1", infusion="2021-06-01"),  # year only, same product: paired with A-1
+        patient("SITE_D", "1", infusion="2021-06-01", product="brexucabtagene_autoleucel"),
+    )
+    for i in (2, 3):  # SITE_C and SITE_D give only the infusion year
+        rows["car_t_infusions"][i]["infusion_date"] = None
+    got = find_duplicates(frames(rows), min_score=0.0).select("key_a", "key_b").rows()
+    # SITE_D's year-only record shares the year with A-1 and C-1 but not the product: the
+    # blocking leaves those pairs out even at min_score 0.
+    assert sorted(got) == [("SITE_A-1", "SITE_B-1"), ("SITE_A-1", "SITE_C-1")]
+
+
 @given(st.permutations(range(4)))
 def test_pairs_do_not_depend_on_row_order(order: list[int]) -> None:
     rows = combine(

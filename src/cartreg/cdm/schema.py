@@ -50,12 +50,14 @@ def _checks(col: ColumnSpec, cdm: CDM) -> list[pa.Check]:
     return checks
 
 
-def build_schema(table: TableSpec, cdm: CDM) -> pa.DataFrameSchema:
+def build_schema(table: TableSpec, cdm: CDM, *, keys: bool = True) -> pa.DataFrameSchema:
     """A pandera-polars schema enforcing dtype, nullability, vocabularies, ranges, patterns, keys.
 
-    Built once per table and kept on the CDM object.
+    ``keys=False`` leaves out the primary-key uniqueness check (the validator checks keys
+    itself, faster). Built once per table and kept on the CDM object.
     """
-    cached = cdm.schema_cache.get(table.name)
+    cache_key = table.name if keys else f"{table.name}\x1fnokeys"
+    cached = cdm.schema_cache.get(cache_key)
     if cached is not None and cached[0] is table:
         hit: pa.DataFrameSchema = cached[1]
         return hit
@@ -74,10 +76,10 @@ def build_schema(table: TableSpec, cdm: CDM) -> pa.DataFrameSchema:
     schema = pa.DataFrameSchema(
         columns,
         name=table.name,
-        unique=list(table.primary_key) or None,
+        unique=(list(table.primary_key) or None) if keys else None,
         strict=False,
         ordered=False,
         description=table.description,
     )
-    cdm.schema_cache[table.name] = (table, schema)
+    cdm.schema_cache[cache_key] = (table, schema)
     return schema

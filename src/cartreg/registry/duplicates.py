@@ -3,7 +3,8 @@
 A patient referred for CAR T may be reported by the referring and the treating centre. Pairs of
 patients from *different* sites are candidates when sex and birth year agree (blocking), and
 their index infusions fall within ``window_days`` of each other (or, for sites that give only
-the infusion year, in the same year). The score is the share of the available evidence that
+the infusion year, in the same year with the same product: pairs of a year-only site that share
+no product are not listed). The score is the share of the available evidence that
 agrees, weighted:
 
 ==========================  ======  ==============================================
@@ -103,6 +104,57 @@ def _profiles(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     )
 
 
+def _candidate_pairs(prof: pl.DataFrame, window_days: int) -> pl.DataFrame:
+    """Pairs of patients of different sites (``site_id < site_id_b``, each pair once) that may
+    be the same person: same sex and birth year, and index infusions within the window; or,
+    when either lacks the date, the same infusion year and product.
+
+    Blocking on sex and birth year alone pairs every patient with a large share of the others
+    (~N²); these joins only produce pairs that can pass the date or year test.
+    """
+    blocked = prof.filter(pl.col("sex").is_not_null() & pl.col("birth_year").is_not_null())
+    block = ["sex", "birth_year"]
+    right = blocked.select(pl.all().name.suffix("_b"))
+    right_block = [f"{c}_b" for c in block]
+    different_sites = pl.col("site_id") < pl.col("site_id_b")
+
+    dated = blocked.filter(pl.col("inf_date").is_not_null())
+    # Each partner's date shifted by every offset in the window: an equi-join then finds
+    # exactly the pairs at most window_days apart.
+    shifted = (
+        right.filter(pl.col("inf_date_b").is_not_null())
+        .with_columns(pl.int_ranges(-window_days, window_days + 1).alias("__shift"))
+        .explode("__shift")
+        .with_columns((pl.col("inf_date_b") + pl.duration(days=pl.col("__shift"))).alias("__d"))
+        .drop("__shift")
+    )
+    by_date = dated.with_columns(pl.col("inf_date").alias("__d")).join(
+        shifted, left_on=[*block, "__d"], right_on=[*right_block, "__d"], coalesce=False
+    )
+
+    # Year-only comparisons (a de-identified site gives only the year) are blocked on the
+    # product too: pairs that share the year but not the product are not candidates.
+    year_key = [*block, "inf_year", "product"]
+    right_year_key = [f"{c}_b" for c in year_key]
+    with_year = pl.col("inf_year").is_not_null() & pl.col("product").is_not_null()
+    undated = blocked.filter(with_year & pl.col("inf_date").is_null())
+    right_year = right.filter(
+        pl.col("inf_year_b").is_not_null() & pl.col("product_b").is_not_null()
+    )
+    by_year = [
+        undated.join(right_year, left_on=year_key, right_on=right_year_key, coalesce=False),
+        blocked.filter(with_year & pl.col("inf_date").is_not_null()).join(
+            right_year.filter(pl.col("inf_date_b").is_null()),
+            left_on=year_key,
+            right_on=right_year_key,
+            coalesce=False,
+        ),
+    ]
+    columns = [*blocked.columns, *right.columns]
+    parts = [frame.select(columns) for frame in (by_date, *by_year)]
+    return pl.concat(parts).filter(different_sites)
+
+
 def find_duplicates(
     tables: Mapping[str, pl.DataFrame],
     *,
@@ -113,10 +165,7 @@ def find_duplicates(
     prof = _profiles(tables)
     if prof.height == 0:
         return pl.DataFrame(schema=CANDIDATE_SCHEMA)
-    blocked = prof.filter(pl.col("sex").is_not_null() & pl.col("birth_year").is_not_null())
-    pairs = blocked.join(blocked, on=["sex", "birth_year"], suffix="_b").filter(
-        pl.col("site_id") < pl.col("site_id_b")
-    )
+    pairs = _candidate_pairs(prof, window_days)
     days = (pl.col("inf_date") - pl.col("inf_date_b")).dt.total_days().abs()
     both_dates = pl.col("inf_date").is_not_null() & pl.col("inf_date_b").is_not_null()
     both_years = pl.col("inf_year").is_not_null() & pl.col("inf_year_b").is_not_null()

@@ -2,8 +2,8 @@
 
 Every rule yields violated rows, a denominator, a percent and a status in the fixed priority
 ERROR > NOT_APPLICABLE > FAILED > PASSED against its threshold (overridable per site). The
-status is computed per site, then for the rule (FAILED if any site failed). All rules are
-collected in one polars batch; per-site counting, waivers and findings are vectorized.
+status is computed per site, then for the rule (FAILED if any site failed). Rules are collected
+in a few polars batches; per-site counting, waivers and findings are vectorized.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ SITE_RESULT_SCHEMA: dict[str, pl.DataType] = {
     "threshold_pct": pl.Float64(),
 }
 _WAIVED_EXTRA = ("justification", "expires")
+PATIENT_KEY = "patient_key"
 
 
 @dataclass(frozen=True)
@@ -108,27 +109,35 @@ def _result_row(
     }
 
 
+# Rules collected together. One batch of all rules keeps every rule's intermediate frames (and
+# the shared sub-plans polars caches) alive at once: at 10 M event rows that was ~1.7 GB more
+# peak memory than batches of this size, which were not slower at 1 M rows.
+BATCH_RULES = 20
+
+
 def _collect(
     outputs: dict[str, CheckOutput],
 ) -> tuple[dict[str, tuple[pl.DataFrame, pl.DataFrame]], dict[str, str]]:
-    """Collect every rule in one batch; on failure, per rule to tell which one broke."""
+    """Collect the rules in batches; when a batch fails, per rule to tell which one broke."""
     ids = list(outputs)
-    frames: list[pl.LazyFrame] = []
-    for rid in ids:
-        frames.extend([outputs[rid].violations, outputs[rid].denominator])
-    try:
-        done = pl.collect_all(frames)
-        return {rid: (done[2 * i], done[2 * i + 1]) for i, rid in enumerate(ids)}, {}
-    except Exception:
-        pass
     results: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
     errors: dict[str, str] = {}
-    for rid in ids:
+    for start in range(0, len(ids), BATCH_RULES):
+        batch = ids[start : start + BATCH_RULES]
+        frames: list[pl.LazyFrame] = []
+        for rid in batch:
+            frames.extend([outputs[rid].violations, outputs[rid].denominator])
         try:
-            v, d = pl.collect_all([outputs[rid].violations, outputs[rid].denominator])
-            results[rid] = (v, d)
-        except Exception as exc:
-            errors[rid] = _first_line(exc)
+            done = pl.collect_all(frames)
+        except Exception:
+            for rid in batch:
+                try:
+                    v, d = pl.collect_all([outputs[rid].violations, outputs[rid].denominator])
+                    results[rid] = (v, d)
+                except Exception as exc:
+                    errors[rid] = _first_line(exc)
+            continue
+        results.update({rid: (done[2 * i], done[2 * i + 1]) for i, rid in enumerate(batch)})
     return results, errors
 
 
@@ -140,7 +149,8 @@ def _first_line(exc: BaseException) -> str:
 def prepare_tables(
     tables: Mapping[str, pl.DataFrame | pl.LazyFrame], cdm: CDM
 ) -> tuple[dict[str, pl.LazyFrame], dict[str, set[str]], dict[str, int]]:
-    """Conform the CDM tables given; return them, the columns each had, and their row counts."""
+    """Conform the CDM tables given and collect them once (``patient_key`` as a categorical);
+    return them, the columns each had, and their row counts."""
     known = {name: frame for name, frame in tables.items() if name in cdm.tables}
     present = {name: set(frame.lazy().collect_schema().names()) for name, frame in known.items()}
     lazies = {name: conform(frame, name, cdm) for name, frame in known.items()}
@@ -148,9 +158,18 @@ def prepare_tables(
     for name in cdm.tables:
         if name not in lazies:
             lazies[name] = conform(pl.DataFrame(), name, cdm).filter(pl.lit(False))
-    counted = pl.collect_all([lf.select(pl.len()) for lf in lazies.values()])
-    heights = {name: int(c.item()) for name, c in zip(lazies, counted, strict=True)}
+    # Most rules join tables on the patient key: as a categorical (one global dictionary) those
+    # joins hash integers instead of strings. Cast once here, not in every rule's plan.
+    done = pl.collect_all([_categorical_keys(lf) for lf in lazies.values()])
+    lazies = {name: frame.lazy() for name, frame in zip(lazies, done, strict=True)}
+    heights = {name: frame.height for name, frame in zip(lazies, done, strict=True)}
     return lazies, present, heights
+
+
+def _categorical_keys(lf: pl.LazyFrame) -> pl.LazyFrame:
+    if lf.collect_schema().get(PATIENT_KEY) == pl.String:
+        return lf.with_columns(pl.col(PATIENT_KEY).cast(pl.Categorical()))
+    return lf
 
 
 def run_rules(
@@ -243,9 +262,8 @@ def _stack(
     )
     d_schema = {"site_id": pl.String(), "n": pl.Int64(), "rule_id": pl.String()}
     denominators = (
-        pl.concat(
-            [d.select(list(d_schema)).cast(pl.Schema(d_schema)) for d in d_parts],
-            how="vertical_relaxed",
+        pl.concat([d.select(list(d_schema)) for d in d_parts], how="vertical_relaxed").cast(
+            pl.Schema(d_schema)
         )
         if d_parts
         else pl.DataFrame(schema=d_schema)

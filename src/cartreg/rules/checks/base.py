@@ -2,7 +2,7 @@
 
 A check type is a named, parameterized builder: given the CDM tables (LazyFrames) and a rule's
 parameters it returns the violating rows and the denominator, both still lazy, so the engine can
-collect every rule in one batch. Violating rows carry the lineage of the row a site must fix.
+collect the rules in batches. Violating rows carry the lineage of the row a site must fix.
 """
 
 from __future__ import annotations

