@@ -61,27 +61,20 @@ def ingest(submission: str, mapping: str, out: str) -> dict[str, Any]:
 
 @task
 def validate(folder: str) -> dict[str, Any]:
-    """cartreg validation: CDM schema checks (pandera) and all data-quality rules, read included."""
-    from cartreg.cdm import load_cdm, validate_tables
+    """cartreg validation as `cartreg validate` runs it: read the tables, CDM schema checks
+    (pandera) and all data-quality rules, combined into one report."""
+    import polars as pl
+
+    from cartreg.cdm import load_cdm
+    from cartreg.cdm.validate import find_table_files
+    from cartreg.validation import build_report
 
     cdm = load_cdm()
 
     def run() -> int:
-        import polars as pl
-
-        from cartreg.cdm.validate import find_table_files
-
-        tables = {
-            name: pl.read_parquet(path)
-            for name, path in find_table_files(Path(folder), cdm).items()
-        }
-        findings = validate_tables(tables, cdm=cdm)
-        try:
-            from cartreg.rules import run_rules
-        except ImportError:
-            return findings.height
-        rule_run = run_rules(tables, cdm=cdm)
-        return findings.height + rule_run.findings.height
+        files = find_table_files(Path(folder), cdm)
+        tables = {name: pl.read_parquet(path) for name, path in files.items()}
+        return build_report(tables, cdm=cdm).findings.height
 
     seconds, found = _timed(run)
     return {"seconds": seconds, "detail": {"findings": found}}
