@@ -75,7 +75,7 @@ def parse_size(text: str) -> int:
 
 def run_task(args: list[str], repeat: int) -> Measure:
     measure = Measure(" ".join(args))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
     for _ in range(repeat):
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.tasks", *args],
