@@ -87,6 +87,7 @@ def test_profile_describes_json_arrays_and_text_dates() -> None:
     )
     assert result.exit_code == 0, result.output
     rows = {(r["source"], r["column"]): r for r in json.loads(result.output)}
-    assert rows[("patients.json", "events")]["inferred_type"] == "array (use explode)"
+    assert rows[("patients.json", "events")]["inferred_type"] == "array (explode: [events])"
+    assert rows[("patients.json", "events.response")]["top_values"] == "CR (1)"
     assert rows[("patients.json", "demographics.sex")]["vocabulary"] == "sex"
     assert rows[("registry.xlsx#Verlauf", "Datum")]["date_formats"] == "ISO, DMY, MY, Y"

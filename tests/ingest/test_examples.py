@@ -10,9 +10,10 @@ import pytest
 
 from cartreg.cdm import load_cdm
 from cartreg.ingest import IngestResult, ingest_submission
+from cartreg.yamlio import load_yaml
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SITES = ("csv_site", "redcap_site", "excel_site", "json_site", "parquet_site")
+SITES = ("csv_site", "redcap_site", "excel_site", "json_site", "ndjson_site", "parquet_site")
 
 
 def _ingest(site: str) -> IngestResult:
@@ -64,6 +65,39 @@ def test_json_example_explodes_event_arrays() -> None:
         ("JSON_T-J1-A1", 28, pytest.approx(1e-4)),
     ]
     assert tables["progression_events"]["antigen_phenotype"].to_list() == ["CD19_NEG"]
+
+
+def test_ndjson_example_maps_nested_arrays_of_a_de_identified_site() -> None:
+    result = _ingest("ndjson_site")
+    tables = result.tables
+    assert tables["car_t_infusions"].select("infusion_id", "infusion_number", "infusion_year", "dose_value").rows() == [
+        ("NDJSON_T-N1-INF1", 1, 2022, 1.0),
+        ("NDJSON_T-N2-INF1", 1, 2023, 410000000.0),
+    ]
+    assert tables["disease_assessments"].select("bm_blast_pct", "bm_blast_qualifier").rows() == [
+        (5.0, "LT"),
+        (1.5, None),
+        (2.0, None),
+    ]
+    # Site line 3 is numbered across progressions; derived line_number counts per progression.
+    assert tables["salvage_treatments"].select("salvage_id", "agent", "line_number", "progression_id").rows() == [
+        ("NDJSON_T-N1-S1", "inotuzumab_ozogamicin", 1, "NDJSON_T-N1-P1"),
+        ("NDJSON_T-N1-S2", "mini_hcvd", 1, "NDJSON_T-N1-P1"),
+    ]
+    assert tables["follow_up"].select("data_cut_date", "last_contact_day").rows() == [
+        (date(2025, 6, 30), 1104),
+        (date(2025, 6, 30), 1915),
+    ]
+    assert tables["patients"].height == 2
+    assert result.findings.height == 0
+
+
+def test_ndjson_example_in_the_docs_is_the_fixture_mapping(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "mapping.md").read_text(encoding="utf-8")
+    section = doc.split("### NDJSON: a de-identified site", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "doc.yaml").write_text(block, encoding="utf-8")
+    assert load_yaml(tmp_path / "doc.yaml") == load_yaml(FIXTURES / "ndjson_site" / "mapping.yaml")
 
 
 def test_parquet_example_keeps_day_offsets_without_dates() -> None:

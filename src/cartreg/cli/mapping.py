@@ -63,3 +63,15 @@ def check(ctx: click.Context, mapping_path: Path, submission: Path | None) -> No
         harmonize_submission(submission, site, cdm)
     where = f" and {submission}" if submission is not None else ""
     console().print(f"[green]{mapping_path}: valid for CDM {cdm.version}{where}[/]")
+
+
+@mapping.command("schema-path")
+def schema_path() -> None:
+    """Print the path of the mapping JSON Schema (for an editor's `$schema` line)."""
+    from cartreg.errors import InputError
+    from cartreg.paths import schemas_dir
+
+    path = schemas_dir() / "mapping.schema.json"
+    if not path.is_file():
+        raise InputError(f"{path}: mapping schema not found", hint="check $CARTREG_SCHEMAS")
+    click.echo(str(path.resolve()))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cartreg.cli.common import cdm_from_context, console
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @click.command()
@@ -20,10 +24,12 @@ from cartreg.cli.common import cdm_from_context, console
 )
 @click.pass_context
 def profile(ctx: click.Context, files: tuple[Path, ...], fmt: str) -> None:
-    """Per column: type, null rate, distinct values, top values, date formats, vocabulary."""
-    import json
+    """Per column: type, null rate, distinct values, top values, date formats, vocabulary.
 
-    from rich.table import Table
+    Fields inside JSON arrays are profiled as `array.field` (after the explode they need).
+    Use --format json or csv for wide files or to read the profile elsewhere.
+    """
+    import json
 
     from cartreg.errors import InputError
     from cartreg.ingest.profile import profile_files
@@ -38,9 +44,37 @@ def profile(ctx: click.Context, files: tuple[Path, ...], fmt: str) -> None:
     if fmt == "csv":
         click.echo(result.write_csv(), nl=False)
         return
-    table = Table(show_lines=False)
-    for name in result.columns:
-        table.add_column(name, overflow="fold")
-    for row in result.iter_rows():
-        table.add_row(*["" if v is None else str(v) for v in row])
-    console().print(table)
+    text = render_blocks(result) if result.height else "no columns to profile (no records?)"
+    console().print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def render_blocks(result: pl.DataFrame, width: int = 80) -> str:
+    """One short block per column: readable in an 80-column terminal, whatever the values."""
+    lines: list[str] = []
+    source = None
+    for row in result.iter_rows(named=True):
+        if row["source"] != source:
+            source = row["source"]
+            lines.append(f"== {source}")
+        distinct = "" if row["distinct"] is None else f", {row['distinct']} distinct"
+        lines.append(
+            f"{row['column']}: {row['inferred_type']}, {row['null_rate']:.0%} empty{distinct}"
+        )
+        details = []
+        if row["top_values"]:
+            details.append(f"top: {_cut(str(row['top_values']), width - 9)}")
+        hints = []
+        if row["date_formats"]:
+            hints.append(f"date formats: {row['date_formats']}")
+        if row["vocabulary"]:
+            hints.append(f"vocabulary: {row['vocabulary']} ({row['vocabulary_match']:.0%})")
+        if row["identifier"]:
+            hints.append("identifier (values hidden)")
+        if hints:
+            details.append("; ".join(hints))
+        lines.extend(f"    {d}" for d in details)
+    return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"

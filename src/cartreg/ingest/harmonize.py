@@ -93,10 +93,25 @@ def _condition_expr(conditions: Collection[Condition]) -> pl.Expr:
 
 
 def _reshape(
-    frame: pl.DataFrame, rule: TableRule, choices: dict[str, dict[str, str]]
+    frame: pl.DataFrame,
+    rule: TableRule,
+    choices: dict[str, dict[str, str]],
+    mapping: SiteMapping,
 ) -> pl.DataFrame:
     if rule.explode:
         for path in rule.explode:
+            dtype = frame.schema.get(path)
+            if dtype is not None and not isinstance(dtype, pl.List | pl.Null):
+                raise ConfigError(
+                    f"'{path}' is not an array in {mapping.sources[rule.source].file}",
+                    path=mapping.path,
+                    key=f"{rule.key}.explode",
+                    hint="explode names array columns only; map single values directly",
+                )
+            if path not in frame.columns and frame.is_empty():
+                # No element anywhere (``"salvage": []`` in every record): the reader saw no
+                # fields under the array, but next month's submission will have them.
+                frame = frame.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias(path))
             frame = explode_path(frame, path)
         return frame
     if rule.unpivot_pattern is not None:
@@ -189,7 +204,9 @@ def _parse_column(
             if rule_col.scale is not None:
                 value = value * rule_col.scale
         if spec.dtype == "integer":
-            whole = value.round(0) == value
+            # Beyond 2**53 a float no longer holds a whole number exactly (and 1e30 does not fit
+            # an Int64): such a value is unparseable as an integer, not a crash.
+            whole = (value.round(0) == value) & (value.abs() <= _MAX_EXACT_INT)
             ok = ok & (value.is_null() | whole)
             typed = pl.when(whole).then(value).otherwise(None).cast(pl.Int64)
         else:
@@ -206,6 +223,8 @@ def _parse_column(
     out.append(sentinel.alias(_sentinel(target)))
     return out
 
+
+_MAX_EXACT_INT = float(2**53)
 
 _PROBLEM_RULES = {
     "date": ("ING-DATE", "conformance"),
@@ -356,8 +375,19 @@ def harmonize_rule(
     selected = source.filter(_condition_expr(before)).with_columns(
         blank_to_null(pl.col(rule.patient_id)).alias(PID)
     )
-    frame = _reshape(selected, rule, choices)
+    frame = _reshape(selected, rule, choices, mapping)
+    if rule.explode and frame.is_empty():
+        # Fields under an exploded array exist as soon as one element does; with no element,
+        # they are empty rather than unknown, and the rule yields zero rows.
+        under = tuple(f"{p}." for p in rule.explode)
+        missing = {
+            c
+            for c, _ in rule_input_columns(rule)
+            if c not in frame.columns and (c in rule.explode or c.startswith(under))
+        }
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in sorted(missing))
     check_source_columns(mapping, rule, [*frame.columns, *source.columns])
+    _check_read_columns(mapping, rule, frame, {c.column for c in before})
     frame = frame.filter(_condition_expr(after))
     frame = frame.with_row_index(ORDER).with_columns(
         (pl.col(ORDER).cast(pl.Int64) + rule_index * 1_000_000_000).alias(ORDER)
@@ -527,6 +557,32 @@ def harmonize_rule(
         selected=selected.get_column("source_row").unique(),
         quarantine=quarantine,
     )
+
+
+def _check_read_columns(
+    mapping: SiteMapping, rule: TableRule, frame: pl.DataFrame, before: Collection[str]
+) -> None:
+    """ConfigError for a column read as a single value that holds arrays or objects."""
+    file = mapping.sources[rule.source].file
+    for column, key in rule_input_columns(rule):
+        if column in before:
+            continue
+        if column not in frame.columns:
+            # Present before reshaping, gone after: an exploded array of objects.
+            fields = [c for c in frame.columns if c.startswith(f"{column}.")]
+            raise ConfigError(
+                f"source column '{column}' of {file} holds objects; map their fields",
+                path=mapping.path,
+                key=key,
+                hint=f"e.g. {', '.join(fields[:4])}" if fields else "",
+            )
+        if isinstance(frame.schema[column], pl.List):
+            raise ConfigError(
+                f"source column '{column}' of {file} holds arrays",
+                path=mapping.path,
+                key=key,
+                hint=f"add '{column}' to this rule's explode (after the arrays holding it)",
+            )
 
 
 def _check_identifiers(

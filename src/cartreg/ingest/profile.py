@@ -7,7 +7,7 @@ never shown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +23,7 @@ from cartreg.ingest.readers.json import read_json_text
 from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.transforms.dates import detect_date_formats, parse_dates
 from cartreg.ingest.transforms.numbers import parse_numbers
+from cartreg.ingest.transforms.reshape import LINEAGE, explode_path
 from cartreg.vocab.normalize import normalize_key
 
 PROFILE_COLUMNS = (
@@ -39,6 +40,9 @@ PROFILE_COLUMNS = (
 )
 _TOP = 5
 _MATCH_MIN = 0.5
+# Arrays nested deeper than this are described, not exploded further.
+_MAX_DEPTH = 3
+_YEAR_RANGE = (1900, 2100)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,65 @@ class SourceFrame:
     path: Path
     sheet: str | None
     frame: pl.DataFrame
+    # The ``explode`` a mapping rule needs to see these rows (() for the records themselves).
+    explode: tuple[str, ...] = ()
+
+    def own_columns(self) -> list[str]:
+        """Columns this record set adds: all of them, or those under its last exploded path."""
+        columns = [c for c in self.frame.columns if c not in LINEAGE]
+        if not self.explode:
+            return columns
+        path = self.explode[-1]
+        return [c for c in columns if c == path or c.startswith(f"{path}.")]
+
+
+def array_sources(source: SourceFrame) -> list[SourceFrame]:
+    """One record set per array column (JSON events), exploded as a mapping rule would.
+
+    Arrays inside array elements are exploded in turn (``[salvage, salvage.agents]``), so their
+    fields can be profiled and proposed like any other column.
+    """
+    out: list[SourceFrame] = []
+    if len(source.explode) >= _MAX_DEPTH:
+        return out
+    for column in source.own_columns():
+        if not isinstance(source.frame.schema[column], pl.List):
+            continue
+        exploded = explode_path(source.frame, column)
+        if exploded.is_empty():
+            # Empty in every record: the array's own profile row says so.
+            continue
+        child = replace(source, frame=exploded, explode=(*source.explode, column))
+        out.append(child)
+        out.extend(array_sources(child))
+    return out
+
+
+def year_plausible(column: str, values: pl.Series) -> bool:
+    """Whether an integer-looking column could hold years (day offsets like 1915 cannot)."""
+    name = column.lower()
+    if name.endswith("day") or name.endswith("days"):
+        return False
+    numbers = values.cast(pl.String, strict=False).str.strip_chars().cast(pl.Int64, strict=False)
+    present = numbers.drop_nulls()
+    if present.is_empty():
+        return True
+    low, high = _YEAR_RANGE
+    return bool(present.min() >= low and present.max() <= high)  # type: ignore[operator]
+
+
+def date_formats_for(column: str, values: pl.Series) -> list[str]:
+    """Date formats that parse ``values``; none of the year-only ones for day offsets.
+
+    ``ISO`` and ``Y`` both accept a bare ``1915``: a column that cannot hold years keeps only
+    the formats its non-integer values need.
+    """
+    formats = detect_date_formats(values)
+    if year_plausible(column, values):
+        return formats
+    text = values.cast(pl.String, strict=False).str.strip_chars().drop_nulls()
+    non_integers = text.filter(text.cast(pl.Int64, strict=False).is_null())
+    return detect_date_formats(non_integers) if non_integers.len() else []
 
 
 def read_any(path: Path) -> list[SourceFrame]:
@@ -106,15 +169,20 @@ def _infer_type(values: pl.Series, formats: list[str], vocabulary: str | None) -
     return "text"
 
 
-def _array_profile(label: str, column: str, values: pl.Series, n: int) -> dict[str, object]:
+def _array_profile(
+    label: str, column: str, values: pl.Series, n: int, explode: tuple[str, ...]
+) -> dict[str, object]:
     lengths = values.list.len()
+    total = int(lengths.sum() or 0)
+    path = ", ".join((*explode, column))
+    kind = f"array (explode: [{path}])" if total else "array (empty in every record)"
     return {
         "source": label,
         "column": column,
-        "inferred_type": "array (use explode)",
+        "inferred_type": kind,
         "null_rate": round(values.null_count() / n, 3) if n else 0.0,
         "distinct": None,
-        "top_values": f"elements per record: max {lengths.max()!s}, total {lengths.sum()!s}",
+        "top_values": f"elements per record: max {lengths.max() or 0!s}, total {total}",
         "date_formats": "",
         "vocabulary": None,
         "vocabulary_match": 0.0,
@@ -125,21 +193,21 @@ def _array_profile(label: str, column: str, values: pl.Series, n: int) -> dict[s
 def profile_frame(source: SourceFrame, cdm: CDM) -> pl.DataFrame:
     """One profile row per column of a source."""
     frame = source.frame
-    columns = [c for c in frame.columns if c not in ("source_file", "source_row")]
+    columns = source.own_columns()
     identifiers = set(identifier_columns(frame))
     rows = []
     n = frame.height
     for column in columns:
         values = frame.get_column(column)
         if isinstance(values.dtype, pl.List):
-            # An array (JSON events) is mapped after `explode`; profile its length only.
-            rows.append(_array_profile(source.label, column, values, n))
+            # The array's fields are profiled in the exploded record set that follows.
+            rows.append(_array_profile(source.label, column, values, n, source.explode))
             continue
         if values.dtype != pl.String:
             values = values.cast(pl.String, strict=False)
         values = values.str.strip_chars().replace("", None)
         formats = (
-            [f for f in detect_date_formats(values) if f != "EXCEL"]
+            [f for f in date_formats_for(column, values) if f != "EXCEL"]
             if values.null_count() < n
             else []
         )
@@ -170,6 +238,7 @@ def profile_frame(source: SourceFrame, cdm: CDM) -> pl.DataFrame:
 
 def profile_files(paths: list[Path], cdm: CDM) -> pl.DataFrame:
     """Profiles of every record set in ``paths``."""
-    parts = [profile_frame(s, cdm) for p in paths for s in read_any(p)]
+    sources = [s for p in paths for base in read_any(p) for s in (base, *array_sources(base))]
+    parts = [profile_frame(s, cdm) for s in sources]
     parts = [p for p in parts if p.height]
     return pl.concat(parts, how="vertical") if parts else pl.DataFrame()

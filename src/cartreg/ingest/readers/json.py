@@ -1,7 +1,8 @@
 """JSON (an array of objects, or an object holding one) and NDJSON as text.
 
 Nested objects become ``parent.child`` columns; arrays stay list columns until a mapping rule
-explodes them (``explode: events``). The record number (1-based) is the source row.
+explodes them (``explode: events``). Numbers and booleans are read as the text written in the
+file (``1.5``, ``true``). The record number (1-based) is the source row.
 """
 
 from __future__ import annotations
@@ -17,6 +18,27 @@ from cartreg.ingest.readers.base import ReadResult, require_file, to_text, with_
 from cartreg.ingest.transforms.reshape import flatten_structs
 
 
+def _text_scalars(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: [_BOOL_TEXT.get(x, x) if isinstance(x, bool) else x for x in v]
+        if isinstance(v, list)
+        else (_BOOL_TEXT[v] if isinstance(v, bool) else v)
+        for k, v in obj.items()
+    }
+
+
+_BOOL_TEXT = {True: "true", False: "false"}
+
+
+def _loads(text: str) -> Any:
+    """JSON with every number and boolean as the text written in the file.
+
+    Sites write ``5`` and ``1.5`` (or ``false`` and ``"unknown"``) in one field; typed, those
+    records would not fit one column. As text they do, and ``1.50`` stays ``1.50``.
+    """
+    return json.loads(text, parse_int=str, parse_float=str, object_hook=_text_scalars)
+
+
 def read_json_text(
     path: Path, *, label: str | None = None, records: str | None = None, ndjson: bool | None = None
 ) -> ReadResult:
@@ -30,9 +52,9 @@ def read_json_text(
     try:
         text = path.read_text(encoding="utf-8-sig")
         if ndjson:
-            rows: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows: Any = [_loads(line) for line in text.splitlines() if line.strip()]
         else:
-            rows = json.loads(text)
+            rows = _loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not readable JSON ({exc})") from None
     if isinstance(rows, dict):
