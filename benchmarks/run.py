@@ -276,7 +276,11 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             f"## {int(size):,} rows (harmonized event rows {data['event_rows']:,}; "
-            f"export CSV rows {data.get('export_csv_rows', 0):,})",
+            + (
+                f"export CSV rows {data['export_csv_rows']:,})"
+                if "export_csv_rows" in data
+                else f"not run: {', '.join(data.get('skipped', []))})"
+            ),
             "",
             "| task | median s | min s | max s | peak RSS MB |",
             "|---|---|---|---|---|",
