@@ -6,26 +6,18 @@ from pathlib import Path
 
 import click
 
-from cartreg.cli.common import cdm_from_context, console, exit_code_for
+from cartreg.cli.common import (
+    cdm_from_context,
+    console,
+    exit_code_for,
+    run_ingest,
+    submission_arguments,
+)
 from cartreg.cli.validate import emit, load_policies, now_utc, report_options
 
 
 @click.command()
-@click.argument("submission_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--mapping",
-    "mapping_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The site's mapping file (YAML).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Output folder for the harmonized tables, quarantine and findings.",
-)
+@submission_arguments
 @report_options
 @click.pass_context
 def check(
@@ -44,12 +36,11 @@ def check(
 
     Exit code 0 when no finding reaches --fail-on, 1 when one does, 2 for unusable input.
     """
-    from cartreg.ingest import ingest_submission
     from cartreg.validation import validate_output
 
     cdm = cdm_from_context(ctx)
     waiver_list, override_list = load_policies(waivers, overrides)
-    result = ingest_submission(submission_dir, mapping_path, out_dir, cdm=cdm)
+    result = run_ingest(submission_dir, mapping_path, out_dir, cdm)
     rows = sum(frame.height for frame in result.tables.values())
     console(stderr=True).print(f"ingested {rows} rows into {out_dir}")
     report = validate_output(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from cartreg.cdm import CDM
+    from cartreg.ingest import IngestResult
 
 FAIL_ON_CHOICES = ("error", "warning", "info", "never")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,3 +53,62 @@ def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def submission_arguments(fn: F) -> F:
+    """SUBMISSION_DIR, --mapping and --out: shared by the commands that ingest a submission."""
+    fn = click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="Output folder (tables/, quarantine/, manifest.json, findings.json).",
+    )(fn)
+    fn = click.option(
+        "--mapping",
+        "mapping_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        help="The site's mapping YAML.",
+    )(fn)
+    decorated: F = click.argument("submission_dir", type=click.Path(path_type=Path))(fn)
+    return decorated
+
+
+def run_ingest(
+    submission_dir: Path, mapping_path: Path, out_dir: Path, cdm: CDM, *, quiet: bool = False
+) -> IngestResult:
+    """Ingest with a live progress line on a terminal, then one reconciliation line per source.
+
+    Logs and pipes get the summary lines alone; ``quiet`` prints nothing.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from cartreg.ingest import ingest_submission
+
+    err = console(stderr=True)
+    if quiet or not err.is_terminal:
+        result = ingest_submission(submission_dir, mapping_path, out_dir, cdm=cdm)
+    else:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("ingesting", total=None)
+            result = ingest_submission(
+                submission_dir,
+                mapping_path,
+                out_dir,
+                cdm=cdm,
+                progress=lambda message: progress.update(task, description=message),
+            )
+    if not quiet:
+        for source in result.manifest["sources"]:
+            err.print(
+                f"{source['file']}: {source['rows_read']} rows read, "
+                f"{source['rows_harmonized']} harmonized, {source['rows_quarantined']} quarantined"
+            )
+    return result
