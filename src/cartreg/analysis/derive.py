@@ -533,6 +533,19 @@ def derive_endpoint(
     )
 
 
+def _prepared(
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame], data_cut: dt.date, cdm: CDM | None
+) -> tuple[CDM, dict[str, pl.DataFrame], pl.DataFrame]:
+    """The CDM, the completed tables and the per-patient index every derivation starts from."""
+    from cartreg.cdm import load_cdm
+
+    if not isinstance(data_cut, dt.date):
+        raise InputError("the data cut must be a date", hint="e.g. --data-cut 2024-06-30")
+    cdm = cdm or load_cdm()
+    full = complete_tables(tables, cdm)
+    return cdm, full, derive_index(full, data_cut)
+
+
 def derive_tte(
     tables: Mapping[str, pl.DataFrame | pl.LazyFrame],
     endpoints: Mapping[str, Endpoint] | list[Endpoint],
@@ -541,13 +554,7 @@ def derive_tte(
     cdm: CDM | None = None,
 ) -> pl.DataFrame:
     """The long ADTTE table for every time-to-event endpoint given."""
-    from cartreg.cdm import load_cdm
-
-    if not isinstance(data_cut, dt.date):
-        raise InputError("the data cut must be a date", hint="e.g. --data-cut 2024-06-30")
-    cdm = cdm or load_cdm()
-    full = complete_tables(tables, cdm)
-    base = derive_index(full, data_cut)
+    cdm, full, base = _prepared(tables, data_cut, cdm)
     chosen = list(endpoints.values()) if isinstance(endpoints, Mapping) else list(endpoints)
     parts = [derive_endpoint(ep, full, base, cdm) for ep in chosen if ep.kind == "time_to_event"]
     if not parts:
@@ -563,11 +570,7 @@ def derive_salvage_response(
     cdm: CDM | None = None,
 ) -> pl.DataFrame:
     """One row per salvaged patient: the salvage line counted, its agent class, CR yes/no."""
-    from cartreg.cdm import load_cdm
-
-    cdm = cdm or load_cdm()
-    full = complete_tables(tables, cdm)
-    base = derive_index(full, data_cut)
+    cdm, full, base = _prepared(tables, data_cut, cdm)
     first_prog = _first(derive_progressions(full, base, endpoint)).select(
         "patient_key", pl.col("day").alias("prog_day"), pl.col("progression_id").alias("first_pid")
     )
@@ -680,11 +683,7 @@ def derive_baseline(
     pre-infusion marrow blasts (>= threshold is HIGH) and extramedullary disease (HIGH when
     ``emd_counts_high``); ``UNKNOWN`` when neither is known.
     """
-    from cartreg.cdm import load_cdm
-
-    cdm = cdm or load_cdm()
-    full = complete_tables(tables, cdm)
-    base = derive_index(full, data_cut)
+    cdm, full, base = _prepared(tables, data_cut, cdm)
     index_rows = (
         full["car_t_infusions"]
         .pipe(_index_first)
@@ -758,11 +757,7 @@ def derive_first_progression(
     cdm: CDM | None = None,
 ) -> pl.DataFrame:
     """Each patient's first progression within the data cut: day, type, CD19 phenotype."""
-    from cartreg.cdm import load_cdm
-
-    cdm = cdm or load_cdm()
-    full = complete_tables(tables, cdm)
-    base = derive_index(full, data_cut)
+    cdm, full, base = _prepared(tables, data_cut, cdm)
     return _first(derive_progressions(full, base, endpoint)).select(
         "patient_key", "day", "event_type", "antigen_phenotype", "site"
     )
