@@ -14,7 +14,6 @@ given; otherwise they stay site-prefixed local ids and the manifest says so.
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import tempfile
@@ -99,16 +98,9 @@ def rule_catalog_version() -> str:
 
 def rule_findings(tables: dict[str, pl.DataFrame], cdm: CDM) -> tuple[pl.DataFrame, str]:
     """Run the data-quality rules (cross-site ones included) on the given tables."""
-    try:
-        engine: Any = importlib.import_module("cartreg.rules.engine")
-    except ImportError:
-        return empty_findings(), "not available"
-    run_rules = getattr(engine, "run_rules", None)
-    if run_rules is None:
-        return empty_findings(), "not available"
-    result = run_rules(tables, cdm=cdm)
-    found = getattr(result, "findings", result)
-    return (found if isinstance(found, pl.DataFrame) else empty_findings()), rule_catalog_version()
+    from cartreg.rules import run_rules
+
+    return run_rules(tables, cdm=cdm).findings, rule_catalog_version()
 
 
 def _is_merge_output(folder: Path) -> bool:

@@ -394,24 +394,13 @@ def decide(
 
 
 def validate_output(out_dir: Path | str, *, cdm: CDM | None = None) -> tuple[pl.DataFrame, str]:
-    """CDM and data-quality findings on an ingest output folder, and the rule version used."""
-    import polars as pl
+    """All findings on an ingest output folder (ingest, CDM schema and data-quality rules, as
+    ``cartreg validate`` reports them) and the version of the rule catalog used."""
+    from cartreg import validation
+    from cartreg.registry.merge import rule_catalog_version
 
-    from cartreg.cdm import load_cdm, validate_tables
-    from cartreg.cdm.validate import find_table_files, read_table_file
-    from cartreg.findings import empty_findings, sort_findings
-    from cartreg.registry.merge import rule_findings
-
-    cdm = cdm or load_cdm()
-    files = find_table_files(Path(out_dir) / "tables", cdm)
-    tables = {name: read_table_file(path) for name, path in files.items()}
-    parts = [validate_tables(tables, cdm=cdm)]
-    found, rule_version = rule_findings(tables, cdm)
-    parts.append(found)
-    parts = [p for p in parts if p.height]
-    if not parts:
-        return empty_findings(), rule_version
-    return sort_findings(pl.concat(parts, how="vertical_relaxed")), rule_version
+    report = validation.validate_output(Path(out_dir), cdm=cdm)
+    return report.findings, rule_catalog_version()
 
 
 def submit_submission(
