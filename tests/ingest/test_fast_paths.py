@@ -120,7 +120,12 @@ def test_findings_json_matches_json_dumps(values: list[str | None]) -> None:
             "source_row": [1, None, 3],
             "flag": [True, False, None],
         },
-        schema={"rule_id": pl.String, "value": pl.String, "source_row": pl.Int64, "flag": pl.Boolean},
+        schema={
+            "rule_id": pl.String,
+            "value": pl.String,
+            "source_row": pl.Int64,
+            "flag": pl.Boolean,
+        },
     )
     assert _findings_json(frame) == _reference(frame)
     with_float = frame.with_columns(pl.Series("score", [1.5, None, 1e-7]))
@@ -150,3 +155,82 @@ def test_findings_json_matches_json_dumps_on_generated_findings(
         schema={"value": pl.String, "source_row": pl.Int64},
     )
     assert _findings_json(frame) == _reference(frame)
+
+
+def _rule_outputs(shared: bool) -> list[tuple[object, ...]]:
+    from cartreg.cdm import load_cdm
+    from cartreg.ingest.harmonize import SharedParses, harmonize_rule, shared_parse_keys
+    from cartreg.ingest.mapping import load_mapping
+    from cartreg.ingest.pipeline import read_source
+
+    site = Path(__file__).parents[2] / "sample_data" / "ehr_c"
+    cdm = load_cdm()
+    mapping = load_mapping(site / "mapping.yaml", cdm)
+    read = read_source(mapping.sources["events"], site)
+    rules = [r for rules in mapping.tables.values() for r in rules if r.source == "events"]
+    cache = SharedParses(read.frame, shared_parse_keys(rules, cdm)) if shared else None
+    outputs: list[tuple[object, ...]] = []
+    for n, rule in enumerate(rules):
+        out = harmonize_rule(
+            read.frame,
+            rule,
+            mapping,
+            cdm,
+            reader="csv",
+            choices=read.choices,
+            identifiers=[],
+            rule_index=n,
+            shared=cache,
+        )
+        outputs.append(
+            (
+                out.rows.columns,
+                out.rows.rows(),
+                out.findings.rows(),
+                out.selected.to_list(),
+                out.quarantine.rows(),
+            )
+        )
+    return outputs
+
+
+def test_shared_parses_give_what_each_rule_computes_alone() -> None:
+    # ehr_c parses EVENT_DATE, EVENT_SEQ, BM_BLAST_PCT, MRD_PCT... in several event-type rules,
+    # and its defects (bad dates, numbers, codes) exercise the problem markers and findings.
+    alone = _rule_outputs(shared=False)
+    assert any(output[2] for output in alone)
+    assert _rule_outputs(shared=True) == alone
+
+
+_DATE_TEXT = st.one_of(
+    st.none(),
+    st.sampled_from(["2021-03-05", "05/03/2021", "2021-03", "2021", "44256", "Mar 05 2021"]),
+    st.from_regex(
+        r"\s?[0-9]{1,4}[-./ ][0-9]{1,2}([-./ ][0-9]{1,4})?( 00:00:00)?\s?", fullmatch=True
+    ),
+    st.text(max_size=12),
+)
+
+
+@given(
+    values=st.lists(_DATE_TEXT, max_size=20),
+    formats=st.lists(
+        st.sampled_from(["ISO", "DMY", "MDY", "MY", "Y", "EXCEL", "%d.%m.%y"]),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ),
+)
+def test_dates_parsed_from_a_normalized_column_match_the_single_expression(
+    values: list[str | None], formats: list[str]
+) -> None:
+    from cartreg.ingest.transforms.dates import normalized_date_text, parse_dates
+
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.String})
+    one = parse_dates(pl.col("v"), formats)
+    staged = parse_dates(pl.col("v"), formats, normalized=pl.col("n"))
+    expected = frame.select(one.value, one.precision.alias("p"), one.status.alias("s"))
+    got = frame.with_columns(normalized_date_text(pl.col("v")).alias("n")).select(
+        staged.value, staged.precision.alias("p"), staged.status.alias("s")
+    )
+    assert got.rows() == expected.rows()

@@ -7,7 +7,9 @@ rule's columns and over the distinct values of coded columns.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+import threading
+from collections.abc import Callable, Collection, Hashable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ from cartreg.ingest.mapping import (
     rule_input_columns,
 )
 from cartreg.ingest.transforms.codes import boolean_mapping, code_mapping, map_codes
-from cartreg.ingest.transforms.dates import parse_dates
+from cartreg.ingest.transforms.dates import normalized_date_text, parse_dates
 from cartreg.ingest.transforms.numbers import parse_numbers, unit_of
 from cartreg.ingest.transforms.reshape import (
     LINEAGE,
@@ -74,6 +76,18 @@ def _bad(name: str) -> str:
 
 def _sentinel(name: str) -> str:
     return f"__sentinel::{name}"
+
+
+def _num(name: str) -> str:
+    return f"__num::{name}"
+
+
+def _ok(name: str) -> str:
+    return f"__ok::{name}"
+
+
+def _norm(name: str) -> str:
+    return f"__norm::{name}"
 
 
 def _condition_expr(conditions: Collection[Condition]) -> pl.Expr:
@@ -149,12 +163,16 @@ def _parse_column(
     cdm: CDM,
     reader: str,
     mapped_targets: Collection[str],
-) -> list[pl.Expr]:
-    """Expressions producing the typed target (and siblings) plus problem markers."""
+) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """Expressions producing the typed target (and siblings) plus problem markers.
+
+    The first list holds intermediate columns the second one reads (see ``_with_parsed``).
+    """
     target = rule_col.target
     raw = pl.col(_raw(target))
     sentinel_codes = _sentinel_codes(rule_col, mapping, reader)
     sentinel = is_sentinel(raw, sentinel_codes)
+    staged: list[pl.Expr] = []
     out: list[pl.Expr] = []
     bad: Any
     if spec.vocabulary is not None or spec.dtype == "boolean":
@@ -181,7 +199,9 @@ def _parse_column(
             out.append(raw.alias(f"{target}_raw"))
     elif spec.dtype == "date":
         formats = rule_col.formats or mapping.date_formats
-        parsed = parse_dates(pl.when(sentinel).then(None).otherwise(raw), formats)
+        text = pl.when(sentinel).then(None).otherwise(raw)
+        staged.append(normalized_date_text(text).alias(_norm(target)))
+        parsed = parse_dates(text, formats, normalized=pl.col(_norm(target)))
         bad = pl.when(parsed.status != "ok").then(parsed.status)
         out.append(parsed.value.alias(target))
         out.append(parsed.precision.alias(f"{target}_precision"))
@@ -204,6 +224,11 @@ def _parse_column(
             if rule_col.scale is not None:
                 value = value * rule_col.scale
         if spec.dtype == "integer":
+            # The whole-number test reads the parsed value four times: as an expression, each
+            # use would run the regex-heavy parse again (about 20 ms per column, even on a few
+            # distinct values), so the value is computed once as an intermediate column.
+            staged += [value.alias(_num(target)), ok.alias(_ok(target))]
+            value, ok = pl.col(_num(target)), pl.col(_ok(target))
             # Beyond 2**53 a float no longer holds a whole number exactly (and 1e30 does not fit
             # an Int64): such a value is unparseable as an integer, not a crash.
             whole = (value.round(0) == value) & (value.abs() <= _MAX_EXACT_INT)
@@ -221,7 +246,19 @@ def _parse_column(
         out.append(raw.alias(target))
     out.append(bad.otherwise(None).cast(pl.String).alias(_bad(target)))
     out.append(sentinel.alias(_sentinel(target)))
-    return out
+    return staged, out
+
+
+def _with_parsed(
+    frame: pl.LazyFrame, parses: list[tuple[list[pl.Expr], list[pl.Expr]]]
+) -> pl.LazyFrame:
+    """Add the columns of ``_parse_column`` results, dropping their intermediate columns."""
+    staged = [e for first, _ in parses for e in first]
+    final = [e for _, then in parses for e in then]
+    if not staged:
+        return frame.with_columns(final)
+    temporary = [e.meta.output_name() for e in staged]
+    return frame.with_columns(staged).with_columns(final).drop(temporary)
 
 
 _MAX_EXACT_INT = float(2**53)
@@ -332,6 +369,137 @@ def _distinct_codes(values: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
     return domain, codes.fill_null(distinct.len())
 
 
+ParseKey = tuple[Hashable, ...]
+_VALUE = "__value"
+
+
+def parse_key(col: ColumnRule, table: TableSpec, rule: TableRule) -> ParseKey | None:
+    """What the parsed lookup of ``col`` depends on besides its target's name.
+
+    None for columns that are not parsed per distinct value, and for columns with their own
+    ``map:`` (its overrides name the column's YAML key).
+    """
+    if col.source is None or col.map or col.target not in table.column_names:
+        return None
+    spec = table.column(col.target)
+    if spec.vocabulary is None and spec.dtype == "string":
+        return None
+    qualifier = qualifier_column(table, col.target)
+    return (
+        col.source,
+        spec.dtype,
+        spec.vocabulary,
+        spec.unit,
+        col.null_values,
+        col.formats,
+        col.sentinels,
+        col.decimal,
+        col.unit,
+        col.part,
+        col.scale,
+        qualifier if qualifier not in rule.columns else None,
+    )
+
+
+def is_reshaped(rule: TableRule) -> bool:
+    return bool(rule.explode) or rule.unpivot_pattern is not None or bool(rule.checkbox_field)
+
+
+def shared_parse_keys(rules: Iterable[TableRule], cdm: CDM) -> set[ParseKey]:
+    """Keys of the columns that two or more rules of one source parse the same way."""
+    seen: set[ParseKey] = set()
+    shared: set[ParseKey] = set()
+    for rule in rules:
+        if is_reshaped(rule) or rule.table not in cdm.tables:
+            continue
+        table = cdm.tables[rule.table]
+        for col in rule.columns.values():
+            key = parse_key(col, table, rule)
+            if key is not None:
+                (shared if key in seen else seen).add(key)
+    return shared
+
+
+class SharedParses:
+    """Parsed lookups of source columns that several rules read the same way, built once.
+
+    A long event export is filtered per event type and EVENT_DATE is parsed by eight rules:
+    the distinct values of the whole source column are coded and parsed once, and each rule
+    keeps the codes of its own rows. Parsing is per value, so a rule gets the values, markers
+    and findings it would have computed from its own distinct values. Rules run on threads:
+    the first rule needing an entry builds it, the others wait for it.
+    """
+
+    def __init__(self, source: pl.DataFrame, keys: Collection[ParseKey]) -> None:
+        self._source = source
+        self._keys = frozenset(keys)
+        self._lock = threading.Lock()
+        self._built: dict[Hashable, Future[Any]] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def covers(self, source: pl.DataFrame) -> bool:
+        """Whether the codes are positions in ``source`` (the frame given to the rules)."""
+        return source is self._source
+
+    def _once(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            entry = self._built.get(key)
+            owner = entry is None
+            if entry is None:
+                entry = self._built[key] = Future()
+        if owner:
+            try:
+                entry.set_result(build())
+            except BaseException as exc:
+                entry.set_exception(exc)
+                raise
+        return entry.result()
+
+    def codes(self, column: str) -> tuple[pl.DataFrame, pl.Series]:
+        """``_distinct_codes`` of the whole source column."""
+        result: tuple[pl.DataFrame, pl.Series] = self._once(
+            ("codes", column),
+            lambda: _distinct_codes(self._source.get_column(column).cast(pl.String)),
+        )
+        return result
+
+    def mask(self, conditions: Collection[Condition]) -> pl.Series:
+        """The source rows meeting all ``conditions``, evaluated once per distinct value."""
+        meets = []
+        for cond in conditions:
+            domain, codes = self.codes(cond.column)
+            meets.append(domain.select(_condition_expr([cond])).to_series().gather(codes))
+        mask = meets[0]
+        for more in meets[1:]:
+            mask = mask & more
+        return mask.alias(_VALUE)
+
+    def lookup(
+        self, key: ParseKey, build: Callable[[pl.DataFrame], pl.DataFrame], target: str
+    ) -> tuple[str, pl.DataFrame]:
+        """(target the lookup was built for, lookup over ``codes(key[0])``'s domain)."""
+        column = str(key[0])
+
+        def run() -> tuple[str, pl.DataFrame]:
+            return target, build(self.codes(column)[0])
+
+        result: tuple[str, pl.DataFrame] = self._once(("lookup", key), run)
+        return result
+
+
+def _lookup_names(target: str) -> list[str]:
+    return [
+        _raw(target),
+        target,
+        f"{target}_precision",
+        f"{target}_raw",
+        _bad(target),
+        _sentinel(target),
+    ]
+
+
 def harmonize_rule(
     source: pl.DataFrame,
     rule: TableRule,
@@ -342,8 +510,14 @@ def harmonize_rule(
     choices: dict[str, dict[str, str]],
     identifiers: Collection[str],
     rule_index: int,
+    shared: SharedParses | None = None,
 ) -> RuleOutput:
-    """Apply one rule; see the module docstring."""
+    """Apply one rule; see the module docstring.
+
+    ``shared`` holds the lookups shared with the other rules of ``source`` (built over it).
+    """
+    if shared is not None and not shared.covers(source):
+        shared = None
     table = cdm.tables[rule.table]
     spec_source = mapping.sources[rule.source]
     allowed = set(spec_source.allow_identifiers)
@@ -366,13 +540,16 @@ def harmonize_rule(
     # reshaping creates (``events.type`` after ``explode: events``) filter the reshaped rows.
     before = [c for c in rule.where if c.column in source.columns]
     after = [c for c in rule.where if c.column not in source.columns]
-    reshaped = bool(rule.explode) or rule.unpivot_pattern is not None or rule.checkbox_field
+    reshaped = is_reshaped(rule)
     if not reshaped:
         # Only the columns this rule reads are carried along (a wide export has dozens).
         check_source_columns(mapping, rule, source.columns)
         used = {c for c, _ in rule_input_columns(rule)}
         source = source.select([c for c in source.columns if c in used or c in LINEAGE])
-    selected = source.filter(_condition_expr(before)).with_columns(
+    # One code per distinct value of a condition column (the event type) makes a rule's
+    # condition a gather instead of a text comparison over every row.
+    mask = shared.mask(before) if shared is not None and before else None
+    selected = source.filter(_condition_expr(before) if mask is None else mask).with_columns(
         blank_to_null(pl.col(rule.patient_id)).alias(PID)
     )
     frame = _reshape(selected, rule, choices, mapping)
@@ -410,12 +587,29 @@ def harmonize_rule(
         if col.source is None or (spec.vocabulary is None and spec.dtype == "string"):
             per_row.append(col)
             continue
-        domain, codes = _distinct_codes(originals[col.source])
-        raw_name = _raw(col.target)
-        domain = domain.select(blank_to_null(pl.first()).alias(raw_name))
-        exprs = _parse_column(domain, col, spec, table, mapping, cdm, reader, rule.columns)
+        key = None if reshaped or shared is None else parse_key(col, table, rule)
+        if key is not None and shared is not None and key in shared:
+            codes = shared.codes(col.source)[1]
+            codes = codes if mask is None else codes.filter(mask)
+
+            def build(
+                domain: pl.DataFrame, col: ColumnRule = col, spec: ColumnSpec = spec
+            ) -> pl.DataFrame:
+                domain = domain.select(blank_to_null(pl.first()).alias(_raw(col.target)))
+                parse = _parse_column(domain, col, spec, table, mapping, cdm, reader, rule.columns)
+                return _with_parsed(domain.lazy(), [parse]).collect()
+
+            built_for, lookup_every = shared.lookup(key, build, col.target)
+            renames = dict(zip(_lookup_names(built_for), _lookup_names(col.target), strict=True))
+            planned = lookup_every.lazy().rename(renames, strict=False)
+        else:
+            domain, codes = _distinct_codes(originals[col.source])
+            raw_name = _raw(col.target)
+            domain = domain.select(blank_to_null(pl.first()).alias(raw_name))
+            parse = _parse_column(domain, col, spec, table, mapping, cdm, reader, rule.columns)
+            planned = _with_parsed(domain.lazy(), [parse])
         parsed.append(col)
-        lookups.append(domain.lazy().with_columns(exprs))
+        lookups.append(planned)
         positions.append(codes)
     raws = []
     for col in per_row:
@@ -439,11 +633,16 @@ def harmonize_rule(
         flagged[col.target] = lineage.filter(hit_rows).hstack(
             lookup.select(pl.col(markers).gather(codes.filter(hit_rows))).get_columns()
         )
-    direct: list[pl.Expr] = []
-    for col in per_row:
-        spec = table.column(col.target)
-        direct += _parse_column(frame, col, spec, table, mapping, cdm, reader, rule.columns)
-    frame = frame.with_columns(direct)
+    direct = [
+        _parse_column(
+            frame, col, table.column(col.target), table, mapping, cdm, reader, rule.columns
+        )
+        for col in per_row
+    ]
+    # Eager: collecting a lazy plan over the rule's whole frame would copy every column.
+    staged = [e for first, _ in direct for e in first]
+    frame = frame.with_columns(staged).with_columns(e for _, then in direct for e in then)
+    frame = frame.drop([e.meta.output_name() for e in staged])
 
     findings: list[pl.DataFrame] = []
     for col in rule.columns.values():

@@ -23,7 +23,7 @@ from cartreg.cdm import CDM, load_cdm
 from cartreg.errors import InputError
 from cartreg.findings import empty_findings, findings_frame, sort_findings
 from cartreg.ingest.derive import derive_tables
-from cartreg.ingest.harmonize import harmonize_rule
+from cartreg.ingest.harmonize import SharedParses, harmonize_rule, shared_parse_keys
 from cartreg.ingest.identifiers import identifier_columns
 from cartreg.ingest.mapping import SiteMapping, SourceSpec, TableRule, load_mapping
 from cartreg.ingest.readers.base import ReadResult, sha256_of
@@ -149,6 +149,8 @@ def _harmonize_source(
     out.findings.append(_identifier_findings(identifiers, spec, mapping.site_id, label))
     selected: list[pl.Series] = []
     reasons: list[pl.DataFrame] = []
+    own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
+    shared = SharedParses(frame, shared_parse_keys(own_rules, cdm))
     pending = [
         (
             rule,
@@ -162,6 +164,7 @@ def _harmonize_source(
                 choices=read.choices,
                 identifiers=identifiers,
                 rule_index=n,
+                shared=shared,
             ),
         )
         for n, (_table, _i, rule) in enumerate(rules)

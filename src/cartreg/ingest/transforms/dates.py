@@ -77,9 +77,21 @@ def _with_named_month(norm: pl.Expr, order: str) -> pl.Expr:
     return pl.coalesce(_day(norm, "%b-%d-%Y"), _day(norm, "%B-%d-%Y"))
 
 
-def parse_dates(raw: pl.Expr, formats: Sequence[str]) -> DateParse:
-    """Parse text dates in the listed formats; see the module docstring for the rules."""
-    norm = _normalized(raw)
+def normalized_date_text(raw: pl.Expr) -> pl.Expr:
+    """The text ``parse_dates`` reads, for callers that compute it once as a column."""
+    return _normalized(raw)
+
+
+def parse_dates(
+    raw: pl.Expr, formats: Sequence[str], *, normalized: pl.Expr | None = None
+) -> DateParse:
+    """Parse text dates in the listed formats; see the module docstring for the rules.
+
+    ``normalized`` is ``normalized_date_text(raw)`` already computed as a column: every
+    candidate format reads the normalized text, and as one expression tree polars would run
+    its regex replacements once per use.
+    """
+    norm = _normalized(raw) if normalized is None else normalized
     # A full ISO date (what a real Excel date cell becomes) cannot be misread, so it is always
     # accepted whatever formats the site lists.
     day_candidates: list[pl.Expr] = [
