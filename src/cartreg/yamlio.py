@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,29 @@ def load_yaml(path: Path) -> Any:
         raise ConfigError(
             f"invalid YAML: {problem}", path=path, key=where, hint="fix the YAML syntax"
         ) from None
+
+
+def entries(
+    raw: Any, *, path: Path | str, section: str, allowed: set[str], noun: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The items of a YAML list (bare, or under ``section``) as (key path, mapping) pairs.
+
+    Checks the shape shared by small policy files (waivers, overrides): a list of mappings
+    whose keys are all in ``allowed``. Problems raise ConfigError naming file and key.
+    """
+    items = raw.get(section) if isinstance(raw, Mapping) else raw
+    if not isinstance(items, list):
+        raise ConfigError(f"expected a list of {noun}s under '{section}'", path=path, key=section)
+    for i, item in enumerate(items):
+        key = f"{section}[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"a {noun} must be a mapping", path=path, key=key)
+        unknown = set(item) - allowed
+        if unknown:
+            raise ConfigError(
+                f"unknown key '{sorted(unknown)[0]}'",
+                path=path,
+                key=key,
+                hint=f"allowed: {', '.join(sorted(allowed))}",
+            )
+        yield key, item

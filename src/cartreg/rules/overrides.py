@@ -8,13 +8,12 @@ overrides:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cartreg.errors import ConfigError
-from cartreg.yamlio import load_yaml
+from cartreg.yamlio import entries, load_yaml
 
 _KEYS = {"site_id", "rule_id", "threshold_pct", "reason"}
 
@@ -28,24 +27,8 @@ class Override:
 
 
 def parse_overrides(raw: Any, path: Path | str) -> tuple[Override, ...]:
-    items = raw.get("overrides") if isinstance(raw, Mapping) else raw
-    if not isinstance(items, list):
-        raise ConfigError(
-            "expected a list of overrides under 'overrides'", path=path, key="overrides"
-        )
     out: list[Override] = []
-    for i, item in enumerate(items):
-        key = f"overrides[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigError("an override must be a mapping", path=path, key=key)
-        unknown = set(item) - _KEYS
-        if unknown:
-            raise ConfigError(
-                f"unknown key '{sorted(unknown)[0]}'",
-                path=path,
-                key=key,
-                hint=f"allowed: {', '.join(sorted(_KEYS))}",
-            )
+    for key, item in entries(raw, path=path, section="overrides", allowed=_KEYS, noun="override"):
         site, rule, pct = item.get("site_id"), item.get("rule_id"), item.get("threshold_pct")
         if not isinstance(site, str) or not isinstance(rule, str):
             raise ConfigError("'site_id' and 'rule_id' are required", path=path, key=key)

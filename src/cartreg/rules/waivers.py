@@ -4,13 +4,12 @@ expiry date. An expired waiver no longer hides its finding (and is listed so it 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cartreg.errors import ConfigError
-from cartreg.yamlio import load_yaml
+from cartreg.yamlio import entries, load_yaml
 
 _KEYS = {"finding_id", "justification", "expires", "rule_id", "approved_by"}
 
@@ -28,22 +27,8 @@ class Waiver:
 
 
 def parse_waivers(raw: Any, path: Path | str) -> tuple[Waiver, ...]:
-    items = raw.get("waivers") if isinstance(raw, Mapping) else raw
-    if not isinstance(items, list):
-        raise ConfigError("expected a list of waivers under 'waivers'", path=path, key="waivers")
     out: list[Waiver] = []
-    for i, item in enumerate(items):
-        key = f"waivers[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigError("a waiver must be a mapping", path=path, key=key)
-        unknown = set(item) - _KEYS
-        if unknown:
-            raise ConfigError(
-                f"unknown key '{sorted(unknown)[0]}'",
-                path=path,
-                key=key,
-                hint=f"allowed: {', '.join(sorted(_KEYS))}",
-            )
+    for key, item in entries(raw, path=path, section="waivers", allowed=_KEYS, noun="waiver"):
         fid, why, expires = item.get("finding_id"), item.get("justification"), item.get("expires")
         if not isinstance(fid, str) or not fid.strip():
             raise ConfigError("'finding_id' is required", path=path, key=f"{key}.finding_id")
