@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -142,19 +142,15 @@ def derive_index(tables: Mapping[str, pl.DataFrame], data_cut: dt.date) -> pl.Da
     fu = tables["follow_up"].join(
         index.select("patient_key", "index_date", "cut_day"), on="patient_key"
     )
-    death_day, death_flag = compute_event_day(
-        date="death_date",
-        precision="death_date_precision",
-        day="death_day",
+    death_day, death_flag = _event_day(
+        "death_date",
         lower_day=0,
         upper_day=pl.col("cut_day"),
     )
     # the CDM's last contact of a dead patient is the death date: use it when the death date is
     # missing (rule CP-003 reports the gap) rather than count the patient alive
-    contact_day, contact_flag = compute_event_day(
-        date="last_contact_date",
-        precision="last_contact_date_precision",
-        day="last_contact_day",
+    contact_day, contact_flag = _event_day(
+        "last_contact_date",
         lower_day=0,
         upper_day=pl.col("cut_day"),
     )
@@ -196,6 +192,13 @@ def _upper_anchor() -> pl.Expr:
     return pl.min_horizontal(pl.col("cut_day"), pl.col("death_day_a"))
 
 
+def _event_day(date: str, **options: Any) -> tuple[pl.Expr, pl.Expr]:
+    """``compute_event_day`` for a CDM date column, using its ``_precision`` and ``_day``
+    siblings (the CDM names them after the date column)."""
+    day = date.removesuffix("_date") + "_day"
+    return compute_event_day(date=date, precision=f"{date}_precision", day=day, **options)
+
+
 def _candidates(frame: pl.DataFrame, table: str, column: str) -> pl.DataFrame:
     return frame.select(
         "patient_key",
@@ -216,10 +219,8 @@ def derive_progressions(
 ) -> pl.DataFrame:
     """All progression events within the data cut, with their analysis day (imputed if partial)."""
     pe = _with_index(tables["progression_events"], base)
-    day, flag = compute_event_day(
-        date="progression_date",
-        precision="progression_date_precision",
-        day="progression_day",
+    day, flag = _event_day(
+        "progression_date",
         lower_day=1,
         upper_day=_upper_anchor(),
         day_rule=endpoint.param("impute_day"),
@@ -270,10 +271,8 @@ def derive_first_remission(
         "patient_key", pl.col("day").alias("prog_day")
     )
     da = _with_index(tables["disease_assessments"], base)
-    day, flag = compute_event_day(
-        date="assessment_date",
-        precision="assessment_date_precision",
-        day="assessment_day",
+    day, flag = _event_day(
+        "assessment_date",
         lower_day=1,
         upper_day=_upper_anchor(),
     )
@@ -285,10 +284,8 @@ def derive_first_remission(
         "assessment_date",
     )
     pe = _with_index(tables["progression_events"], base)
-    rday, rflag = compute_event_day(
-        date="remission_date",
-        precision="remission_date_precision",
-        day="remission_day",
+    rday, rflag = _event_day(
+        "remission_date",
         lower_day=1,
         upper_day=_upper_anchor(),
     )
@@ -327,10 +324,8 @@ def _last_known_alive(tables: Mapping[str, pl.DataFrame], base: pl.DataFrame) ->
 def _last_disease_assessment(
     tables: Mapping[str, pl.DataFrame], base: pl.DataFrame
 ) -> pl.DataFrame:
-    value, flag = compute_event_day(
-        date="assessment_date",
-        precision="assessment_date_precision",
-        day="assessment_day",
+    value, flag = _event_day(
+        "assessment_date",
         day_rule="FIRST",
         month_rule="FIRST",
     )
@@ -363,10 +358,8 @@ def _last_within_cut(cands: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
 
 def _hct_censor(tables: Mapping[str, pl.DataFrame], base: pl.DataFrame) -> pl.DataFrame:
     frame = _with_index(tables["transplants"], base)
-    value, flag = compute_event_day(
-        date="hct_date",
-        precision="hct_date_precision",
-        day="hct_day",
+    value, flag = _event_day(
+        "hct_date",
         lower_day=1,
         upper_day=_upper_anchor(),
     )
@@ -594,10 +587,8 @@ def derive_salvage_response(
         }
     )
     st = _with_index(full["salvage_treatments"], base)
-    day, _ = compute_event_day(
-        date="start_date",
-        precision="start_date_precision",
-        day="start_day",
+    day, _ = _event_day(
+        "start_date",
         lower_day=1,
         upper_day=pl.col("cut_day"),
     )
