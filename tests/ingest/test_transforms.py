@@ -74,6 +74,23 @@ def test_invalid_and_unparseable_dates_are_reported_not_guessed() -> None:
     assert out["d"][3] == date(2021, 3, 5)
 
 
+@given(year=st.integers(0, 9999), formats=st.sampled_from([["DMY"], ["MDY"], ["ISO"], ["DMY", "ISO"]]))
+def test_no_date_outside_the_plausible_years_is_accepted(year: int, formats: list[str]) -> None:
+    # Found by hypothesis: %Y takes any number of digits, so "1/1/99" parsed as the year 99.
+    texts = [f"1/2/{year}", f"{year:04d}-01-02", f"{year}"]
+    out = _parse(texts, formats)
+    for value, precision, status in out.rows():
+        if value is None:
+            assert precision is None and status != "ok"
+        else:
+            assert 1800 <= value.year <= 2200 and status == "ok"
+
+
+def test_two_digit_years_need_a_pattern_that_says_so() -> None:
+    out = _parse(["01/03/99", "01.03.99"], ["DMY", "%d.%m.%y"])
+    assert out.rows() == [(None, None, "year_range"), (date(1999, 3, 1), "DAY", "ok")]
+
+
 def _numbers(values: list[str | None], **kwargs: object) -> pl.DataFrame:
     parsed = parse_numbers(pl.col("v"), **kwargs)  # type: ignore[arg-type]
     return pl.DataFrame({"v": values}, schema={"v": pl.String}).select(

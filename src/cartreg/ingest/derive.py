@@ -8,12 +8,13 @@ source order; for progressions k is ``event_seq``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
 from cartreg.cdm.model import CDM, TableSpec
-from cartreg.ingest.harmonize import ORDER
+from cartreg.ingest.harmonize import ORDER, is_identity
 
 ROW_IDS: dict[str, tuple[str, str, str]] = {
     # table: (id column, abbreviation, day column ordering the rows)
@@ -24,6 +25,18 @@ ROW_IDS: dict[str, tuple[str, str, str]] = {
     "transplants": ("hct_id", "H", "hct_day"),
 }
 INDEX_DATE = "__index_date"
+
+
+def event_order(table: TableSpec) -> list[str]:
+    """Columns ordering a patient's rows of ``table`` before source order, as the derivations
+    sort them: the event date then its day offset (the day is the date minus the index date)."""
+    if table.name not in ROW_IDS:
+        return []
+    day = ROW_IDS[table.name][2]
+    dates = [c.sibling_of for c in table.columns if c.name == day and c.sibling_of]
+    return [*dates, day]
+
+
 _DTYPES: dict[str, pl.DataType] = {
     "string": pl.String(),
     "integer": pl.Int64(),
@@ -54,6 +67,17 @@ def ensure_columns(frame: pl.DataFrame, table: TableSpec) -> pl.DataFrame:
     return frame
 
 
+def sort_rows(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """``frame.sort(by, nulls_last=True, maintain_order=True)``, free when already in order.
+
+    Exports usually list events by patient and date, so the rows often arrive sorted. Sorting
+    costs little next to moving every column's values into the new order; the order is
+    computed first and the values only moved when it is not already the identity.
+    """
+    order = frame.select(pl.arg_sort_by(by, nulls_last=True, maintain_order=True)).to_series()
+    return frame if is_identity(order) else frame.select(pl.all().gather(order))
+
+
 def _position_in_patient() -> pl.Expr:
     """1-based position of a row among its patient's rows, for a frame sorted by patient.
 
@@ -73,12 +97,8 @@ def derive_index_infusion(infusions: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
     The index infusion is the patient's first (by date, else by day offset, then source order)
     unless the mapping flags it. Returns the infusions and ``patient_key -> index date``.
     """
-    order = [
-        pl.col("infusion_date"),
-        pl.col("infusion_day"),
-        pl.col(ORDER),
-    ]
-    ranked = infusions.sort(["patient_key", *order], nulls_last=True).with_columns(
+    order = ["infusion_date", "infusion_day", ORDER]
+    ranked = sort_rows(infusions, ["patient_key", *order]).with_columns(
         _position_in_patient().alias("__k")
     )
     has_flag = pl.col("is_index_infusion").any().over("patient_key")
@@ -109,15 +129,21 @@ def derive_day_offsets(frame: pl.DataFrame, table: TableSpec, index: pl.DataFram
     ]
     if not pairs or INDEX_DATE in frame.columns:
         return frame
-    joined = frame.join(index, on="patient_key", how="left")
-    return joined.with_columns(
+    # Only the key column goes through the join: joining the whole frame would copy every
+    # column into the join's row order.
+    index_date = (
+        frame.select("patient_key")
+        .join(index, on="patient_key", how="left", maintain_order="left")
+        .get_column(INDEX_DATE)
+    )
+    return frame.with_columns(
         [
             pl.coalesce(
-                pl.col(day), (pl.col(date) - pl.col(INDEX_DATE)).dt.total_days().cast(pl.Int64)
+                pl.col(day), (pl.col(date) - index_date).dt.total_days().cast(pl.Int64)
             ).alias(day)
             for date, day in pairs
         ]
-    ).drop(INDEX_DATE)
+    )
 
 
 def derive_row_ids(frame: pl.DataFrame, table: str) -> pl.DataFrame:
@@ -125,7 +151,7 @@ def derive_row_ids(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     if table not in ROW_IDS:
         return frame
     id_col, abbr, day_col = ROW_IDS[table]
-    frame = frame.sort(["patient_key", day_col, ORDER], nulls_last=True).with_columns(
+    frame = sort_rows(frame, ["patient_key", day_col, ORDER]).with_columns(
         _position_in_patient().alias("__k")
     )
     if table == "progression_events":
@@ -212,12 +238,20 @@ def finalize(frame: pl.DataFrame, table: TableSpec) -> pl.DataFrame:
     frame = ensure_columns(frame, table)
     if table.name not in ROW_IDS:
         # Event tables are already in patient, day, source order from derive_row_ids.
-        frame = frame.sort(["patient_key", ORDER], nulls_last=True, maintain_order=True)
+        frame = sort_rows(frame, ["patient_key", ORDER])
     return frame.select([pl.col(c.name).cast(polars_dtype(c.dtype)) for c in table.columns])
 
 
-def derive_tables(tables: dict[str, pl.DataFrame], cdm: CDM) -> dict[str, pl.DataFrame]:
-    """Run every derivation in dependency order and return finalized CDM tables."""
+def derive_tables(
+    tables: dict[str, pl.DataFrame],
+    cdm: CDM,
+    on_table: Callable[[str, pl.DataFrame], None] | None = None,
+) -> dict[str, pl.DataFrame]:
+    """Run every derivation in dependency order and return finalized CDM tables.
+
+    ``on_table(name, table)`` is called (on a worker thread) as soon as a table is final, so a
+    caller can write it while the others are still being derived.
+    """
     work = {
         name: ensure_columns(tables.get(name, pl.DataFrame()), spec)
         for name, spec in cdm.tables.items()
@@ -229,11 +263,30 @@ def derive_tables(tables: dict[str, pl.DataFrame], cdm: CDM) -> dict[str, pl.Dat
         frame = derive_day_offsets(work[name], cdm.tables[name], index)
         return derive_row_ids(frame, name)
 
-    # Once the index dates are known the tables are independent (salvage links only need the
-    # progression ids); polars releases the GIL, so two tables are derived at a time.
+    def done(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+        final = finalize(frame, cdm.tables[name])
+        if on_table is not None:
+            on_table(name, final)
+        return final
+
+    def derive_alone(name: str) -> pl.DataFrame:
+        return done(name, offsets_and_ids(name))
+
+    def salvage_and_progressions() -> dict[str, pl.DataFrame]:
+        # Salvage links need the progression ids, so the two are derived together.
+        progressions = offsets_and_ids("progression_events")
+        salvage = derive_salvage_links(offsets_and_ids("salvage_treatments"), progressions, cdm)
+        return {
+            "progression_events": done("progression_events", progressions),
+            "salvage_treatments": done("salvage_treatments", salvage),
+        }
+
+    linked = {"progression_events", "salvage_treatments"}
+    # Once the index dates are known the tables are independent; polars releases the GIL, so
+    # two tables are derived (and handed over) at a time, the largest first.
+    alone = sorted((n for n in cdm.tables if n not in linked), key=lambda n: -work[n].height)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        derived = dict(zip(cdm.tables, pool.map(offsets_and_ids, cdm.tables), strict=True))
-    derived["salvage_treatments"] = derive_salvage_links(
-        derived["salvage_treatments"], derived["progression_events"], cdm
-    )
-    return {name: finalize(derived[name], spec) for name, spec in cdm.tables.items()}
+        pending = {n: pool.submit(derive_alone, n) for n in alone}
+        pair = pool.submit(salvage_and_progressions)
+        final = {n: f.result() for n, f in pending.items()} | pair.result()
+    return {name: final[name] for name in cdm.tables}

@@ -45,10 +45,12 @@ def identifier_columns(frame: pl.DataFrame, extra: Iterable[str] = ()) -> list[s
     text_columns = [
         c
         for c, t in frame.schema.items()
-        if t == pl.String and c not in flagged and c not in ("source_file", "source_row")
+        if (t == pl.String or isinstance(t, pl.Categorical))
+        and c not in flagged
+        and c not in ("source_file", "source_row")
     ]
     if text_columns:
-        sample = frame.head(_SAMPLE)
+        sample = frame.head(_SAMPLE).with_columns(pl.col(pl.Categorical).cast(pl.String))
         hits = sample.select(
             [
                 pl.any_horizontal(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import polars as pl
 from cartreg.cdm import CDM, load_cdm
 from cartreg.errors import InputError
 from cartreg.findings import empty_findings, findings_frame, sort_findings
-from cartreg.ingest.derive import derive_tables
+from cartreg.ingest.derive import derive_tables, event_order
 from cartreg.ingest.harmonize import SharedParses, harmonize_rule, shared_parse_keys
 from cartreg.ingest.identifiers import identifier_columns
 from cartreg.ingest.mapping import SiteMapping, SourceSpec, TableRule, load_mapping
@@ -72,6 +72,7 @@ def read_source(spec: SourceSpec, root: Path) -> ReadResult:
             delimiter=spec.delimiter,
             encoding=spec.encoding,
             header_row=spec.header_row,
+            categorical=True,
         )
     if spec.reader == "excel":
         return read_excel_text(
@@ -123,13 +124,34 @@ def _quarantine_records(
     )
     # Narrow the (possibly million-row) source to the few quarantined rows before the join.
     records = frame.filter(pl.col("source_row").is_in(summary.get_column("source_row").implode()))
-    records = records.drop([c for c in identifiers if c in records.columns])
+    records = records.drop([c for c in identifiers if c in records.columns]).with_columns(
+        pl.col(pl.Categorical).cast(pl.String)
+    )
     return records.join(summary, on="source_row", how="inner").sort("source_row")
+
+
+def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> list[str]:
+    """Columns of a source that look like direct identifiers and the mapping did not allow."""
+    extra = set()
+    if spec.reader == "redcap" and spec.dictionary:
+        extra = identifier_fields(read_dictionary(root / spec.dictionary))
+    return [c for c in identifier_columns(frame, extra) if c not in spec.allow_identifiers]
+
+
+def _read_findings(
+    read: ReadResult, spec: SourceSpec, identifiers: list[str], site_id: str
+) -> list[pl.DataFrame]:
+    """Findings about a source as a whole: the reader's, and the identifier columns left out."""
+    return [
+        read.findings.with_columns(pl.lit(site_id).alias("site_id")),
+        _identifier_findings(identifiers, spec, site_id, source_label(spec)),
+    ]
 
 
 def _harmonize_source(
     spec: SourceSpec,
     read: ReadResult,
+    identifiers: list[str],
     root: Path,
     mapping: SiteMapping,
     cdm: CDM,
@@ -141,12 +163,6 @@ def _harmonize_source(
     """Run the rules of one source on its frame and collect rows, findings and quarantine."""
     frame = read.frame
     label = source_label(spec)
-    extra = set()
-    if spec.reader == "redcap" and spec.dictionary:
-        extra = identifier_fields(read_dictionary(root / spec.dictionary))
-    identifiers = [c for c in identifier_columns(frame, extra) if c not in spec.allow_identifiers]
-    out.findings.append(read.findings.with_columns(pl.lit(mapping.site_id).alias("site_id")))
-    out.findings.append(_identifier_findings(identifiers, spec, mapping.site_id, label))
     selected: list[pl.Series] = []
     reasons: list[pl.DataFrame] = []
     own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
@@ -165,6 +181,7 @@ def _harmonize_source(
                 identifiers=identifiers,
                 rule_index=n,
                 shared=shared,
+                order_by=event_order(cdm.tables[rule.table]),
             ),
         )
         for n, (_table, _i, rule) in enumerate(rules)
@@ -208,9 +225,18 @@ def _harmonize_source(
 
 
 def harmonize_submission(
-    root: Path, mapping: SiteMapping, cdm: CDM, progress: Progress | None = None
+    root: Path,
+    mapping: SiteMapping,
+    cdm: CDM,
+    progress: Progress | None = None,
+    *,
+    writer: OutputWriter | None = None,
 ) -> IngestResult:
-    """Everything :func:`ingest_submission` does except writing files."""
+    """Everything :func:`ingest_submission` does; files only through ``writer``.
+
+    The writer gets each output as soon as it is final (findings and quarantine after the rules,
+    each table after its derivations), so writing overlaps the remaining work.
+    """
     if not root.is_dir():
         raise InputError(f"{root}: submission folder not found")
     collected = _Collected(table_parts={name: [] for name in cdm.tables})
@@ -228,21 +254,28 @@ def harmonize_submission(
             if progress:
                 progress(f"reading {spec.file}")
             read = reads[spec.name].result()
-            _harmonize_source(spec, read, root, mapping, cdm, rules, workers, progress, collected)
+            identifiers = source_identifiers(spec, read.frame, root)
+            collected.findings += _read_findings(read, spec, identifiers, mapping.site_id)
+            _harmonize_source(
+                spec, read, identifiers, root, mapping, cdm, rules, workers, progress, collected
+            )
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
         workers.shutdown(wait=True, cancel_futures=True)
+    all_findings = [f for f in collected.findings if f.height]
+    findings_out = (
+        sort_findings(pl.concat(all_findings, how="vertical")) if all_findings else empty_findings()
+    )
+    if writer is not None:
+        writer.findings(findings_out)
+        writer.quarantine(collected.quarantine)
     if progress:
         progress("deriving ids and day offsets")
     combined = {
         name: pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
         for name, parts in collected.table_parts.items()
     }
-    tables = derive_tables(combined, cdm)
-    all_findings = [f for f in collected.findings if f.height]
-    findings_out = (
-        sort_findings(pl.concat(all_findings, how="vertical")) if all_findings else empty_findings()
-    )
+    tables = derive_tables(combined, cdm, on_table=writer.table if writer else None)
     manifest = {
         "cdm_version": cdm.version,
         "mapping_version": mapping.mapping_version,
@@ -298,22 +331,60 @@ def _findings_json(findings: pl.DataFrame) -> str:
     return f"[\n{body}\n]\n"
 
 
-def write_outputs(result: IngestResult, out_dir: Path) -> None:
-    """Write the output folder layout fixed for the project (see module docstring)."""
-    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
-    (out_dir / "quarantine").mkdir(parents=True, exist_ok=True)
-    # The findings JSON is built on a thread while the Parquet files are written: both spend
-    # most of their time in polars, outside the GIL.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        findings_text = pool.submit(_findings_json, result.findings)
-        for name, frame in result.tables.items():
-            frame.write_parquet(out_dir / "tables" / f"{name}.parquet")
-        for name, frame in result.quarantine.items():
-            frame.write_parquet(out_dir / "quarantine" / f"{name}.parquet")
-        (out_dir / "manifest.json").write_text(
-            json.dumps(result.manifest, indent=2) + "\n", encoding="utf-8"
+def write_table(frame: pl.DataFrame, path: Path) -> None:
+    """Parquet as ingest writes it: zstd level 1 compresses these tables as small as the
+    default level 3 does (repeated codes and dates), in less time."""
+    frame.write_parquet(path, compression="zstd", compression_level=1)
+
+
+class OutputWriter:
+    """Writes the output folder (layout in the module docstring) piece by piece.
+
+    The findings JSON is built on a thread while tables are derived and written: both spend
+    most of their time in polars, outside the GIL. ``manifest.json`` is written last, on
+    ``close()`` after a successful run, so its presence marks a complete folder.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+        (out_dir / "quarantine").mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._findings: Future[str] | None = None
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def findings(self, findings: pl.DataFrame) -> None:
+        self._findings = self._pool.submit(_findings_json, findings)
+
+    def quarantine(self, records: dict[str, pl.DataFrame]) -> None:
+        for name, frame in records.items():
+            write_table(frame, self.out_dir / "quarantine" / f"{name}.parquet")
+
+    def table(self, name: str, frame: pl.DataFrame) -> None:
+        write_table(frame, self.out_dir / "tables" / f"{name}.parquet")
+
+    def finish(self, manifest: dict[str, Any]) -> None:
+        if self._findings is not None:
+            text = self._findings.result()
+            (self.out_dir / "findings.json").write_text(text, encoding="utf-8")
+        (self.out_dir / "manifest.json").write_text(
+            json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
         )
-        (out_dir / "findings.json").write_text(findings_text.result(), encoding="utf-8")
+
+
+def write_outputs(result: IngestResult, out_dir: Path) -> None:
+    """Write a harmonized result to ``out_dir`` (layout in the module docstring)."""
+    with OutputWriter(out_dir) as writer:
+        writer.findings(result.findings)
+        writer.quarantine(result.quarantine)
+        for name, frame in result.tables.items():
+            writer.table(name, frame)
+        writer.finish(result.manifest)
 
 
 def ingest_submission(
@@ -331,7 +402,9 @@ def ingest_submission(
     """
     cdm = cdm or load_cdm()
     mapping = load_mapping(mapping_path, cdm)
-    result = harmonize_submission(Path(submission_dir), mapping, cdm, progress)
-    if out_dir is not None:
-        write_outputs(result, Path(out_dir))
+    if out_dir is None:
+        return harmonize_submission(Path(submission_dir), mapping, cdm, progress)
+    with OutputWriter(Path(out_dir)) as writer:
+        result = harmonize_submission(Path(submission_dir), mapping, cdm, progress, writer=writer)
+        writer.finish(result.manifest)
     return result

@@ -106,25 +106,41 @@ def _records(data: bytes, delimiter: str, header_row: int) -> pl.DataFrame:
     )
 
 
-def _is_rectangular(data: bytes, sep: str, n_columns: int, height: int) -> bool:
+def _byte_counts(data: bytes, sep: str) -> tuple[int, int] | None:
+    """(lines, separators) of ``data``, or None when quotes or a multi-byte separator make
+    byte counts prove nothing."""
+    sep_bytes = sep.encode("utf-8")
+    if len(sep_bytes) != 1 or b'"' in data:
+        return None
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    return lines, data.count(sep_bytes)
+
+
+def _is_rectangular(counts: tuple[int, int] | None, n_columns: int, height: int) -> bool:
     """True when every line after the header is one record with ``n_columns`` fields.
 
     Only valid for a parse that rejected lines with too many fields: then no line has more than
     ``n_columns - 1`` separators, so the separator total can only match when each line has exactly
     that many. Without quote characters no field can hide a separator or a newline.
     """
-    sep_bytes = sep.encode("utf-8")
-    if len(sep_bytes) != 1 or n_columns < 2 or b'"' in data:
+    if counts is None or n_columns < 2:
         return False
-    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    return lines == height + 1 and data.count(sep_bytes) == (n_columns - 1) * lines
+    lines, separators = counts
+    return lines == height + 1 and separators == (n_columns - 1) * lines
 
 
-def _parse(data: bytes, sep: str, *, truncate: bool) -> pl.DataFrame:
+def _parse(data: bytes, sep: str, *, truncate: bool, categorical: bool = False) -> pl.DataFrame:
+    overrides = None
+    if categorical:
+        # Each column gets its own fresh category mapping, so a column's physical codes number
+        # exactly its distinct values: see ``read_csv_text``.
+        header = pl.read_csv(data, separator=sep, n_rows=0, infer_schema=False)
+        overrides = [pl.Categorical(pl.Categories.random()) for _ in header.columns]
     return pl.read_csv(
         data,
         separator=sep,
         infer_schema=False,
+        schema_overrides=overrides,
         truncate_ragged_lines=truncate,
         raise_if_empty=False,
     )
@@ -137,8 +153,16 @@ def read_csv_text(
     delimiter: str | None = None,
     encoding: str | None = None,
     header_row: int = 1,
+    categorical: bool = False,
 ) -> ReadResult:
-    """Read a delimited file as text; see the module docstring."""
+    """Read a delimited file as text; see the module docstring.
+
+    ``categorical`` reads the text of a well-formed file (the single-pass case) as Categorical
+    columns, each with its own category mapping: the parser hands out one code per distinct
+    value as it goes, which ingestion would otherwise compute column by column afterwards.
+    The text is unchanged (``cast(pl.String)`` gives it back); files needing the second pass are
+    read as String.
+    """
     require_file(path)
     label = label or path.name
     try:
@@ -149,7 +173,7 @@ def read_csv_text(
     # parses, from the bytes already in memory instead of a second read of the file.
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
-        result = _read_text(raw, path, label, delimiter, encoding, header_row)
+        result = _read_text(raw, path, label, delimiter, encoding, header_row, categorical)
         result.sha256 = digest.result()
     return result
 
@@ -161,6 +185,7 @@ def _read_text(
     delimiter: str | None,
     encoding: str | None,
     header_row: int,
+    categorical: bool = False,
 ) -> ReadResult:
     data, _ = decode(raw, encoding)
     if header_row > 1:
@@ -169,12 +194,16 @@ def _read_text(
         raise InputError(f"{path}: file is empty")
     sep = delimiter if delimiter not in (None, "auto") else sniff_delimiter(data)
     frame: pl.DataFrame | None = None
-    try:
-        frame = _parse(data, sep, truncate=False)
-    except pl.exceptions.PolarsError:
-        # Too many fields on some line (or unreadable): the ragged-aware path below decides.
-        frame = None
-    if frame is not None and _is_rectangular(data, sep, len(frame.columns), frame.height):
+    # The byte counts run on a thread while polars parses (outside the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        counts = pool.submit(_byte_counts, data, sep)
+        try:
+            frame = _parse(data, sep, truncate=False, categorical=categorical)
+        except pl.exceptions.PolarsError:
+            # Too many fields on some line (or unreadable): the ragged-aware path below decides.
+            frame = None
+        proof = counts.result()
+    if frame is not None and _is_rectangular(proof, len(frame.columns), frame.height):
         frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
         return ReadResult(frame=with_lineage(frame, label, header_row + 1))
     try:

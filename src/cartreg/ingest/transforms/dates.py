@@ -27,6 +27,7 @@ STATUS_OK = "ok"
 STATUS_AMBIGUOUS = "ambiguous"
 STATUS_INVALID = "invalid"
 STATUS_UNPARSEABLE = "unparseable"
+STATUS_YEAR_RANGE = "year_range"
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,15 @@ def parse_dates(
     day = pl.coalesce(day_candidates) if day_candidates else pl.lit(None, dtype=pl.Date)
     month = pl.coalesce(month_candidates) if month_candidates else pl.lit(None, dtype=pl.Date)
     year = pl.coalesce(year_candidates) if year_candidates else pl.lit(None, dtype=pl.Date)
-    value = pl.coalesce(day, month, year).cast(pl.Date)
+    candidate = pl.coalesce(day, month, year).cast(pl.Date)
+    # strptime's %Y takes any number of digits: "1/1/99" would be the year 99. Years outside
+    # the plausible range are rejected rather than guessed (a pattern with %y reads two digits).
+    in_range = candidate.dt.year().is_between(_MIN_YEAR, _MAX_YEAR)
+    value = pl.when(in_range).then(candidate)
     precision = (
-        pl.when(day.is_not_null())
+        pl.when(~in_range.fill_null(False))
+        .then(pl.lit(None, dtype=pl.String))
+        .when(day.is_not_null())
         .then(pl.lit("DAY"))
         .when(month.is_not_null())
         .then(pl.lit("MONTH"))
@@ -168,6 +175,8 @@ def parse_dates(
         .then(pl.lit(STATUS_OK))
         .when(ambiguous.fill_null(False))
         .then(pl.lit(STATUS_AMBIGUOUS))
+        .when(candidate.is_not_null())
+        .then(pl.lit(STATUS_YEAR_RANGE))
         .when(date_shaped)
         .then(pl.lit(STATUS_INVALID))
         .otherwise(pl.lit(STATUS_UNPARSEABLE))
