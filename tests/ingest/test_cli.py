@@ -30,8 +30,13 @@ def test_ingest_broken_mapping_raises_config_error(tmp_path: Path) -> None:
     site = tmp_path / "site"
     shutil.copytree(FIXTURE, site)
     mapping = site / "mapping.yaml"
-    mapping.write_text(mapping.read_text(encoding="utf-8").replace("ph_status: ph\n", "ph_status: phh\n"), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["ingest", str(site), "--mapping", str(mapping), "--out", str(tmp_path / "o")])
+    mapping.write_text(
+        mapping.read_text(encoding="utf-8").replace("ph_status: ph\n", "ph_status: phh\n"),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        cli, ["ingest", str(site), "--mapping", str(mapping), "--out", str(tmp_path / "o")]
+    )
     assert isinstance(result.exception, ConfigError)
 
 
@@ -41,11 +46,28 @@ def test_real_process_exit_codes_and_one_line_errors(tmp_path: Path) -> None:
             [sys.executable, "-m", "cartreg", *args], capture_output=True, text=True, check=False
         )
 
-    ok = run("ingest", str(FIXTURE), "--mapping", str(FIXTURE / "mapping.yaml"), "--out", str(tmp_path / "o"), "--fail-on", "never", "--quiet")
+    ok = run(
+        "ingest",
+        str(FIXTURE),
+        "--mapping",
+        str(FIXTURE / "mapping.yaml"),
+        "--out",
+        str(tmp_path / "o"),
+        "--fail-on",
+        "never",
+        "--quiet",
+    )
     assert ok.returncode == 0, ok.stderr
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text(encoding="utf-8"))
     assert [s["rows_read"] for s in manifest["sources"]] == [4, 4]
-    missing = run("ingest", str(tmp_path / "nowhere"), "--mapping", str(FIXTURE / "mapping.yaml"), "--out", str(tmp_path / "p"))
+    missing = run(
+        "ingest",
+        str(tmp_path / "nowhere"),
+        "--mapping",
+        str(FIXTURE / "mapping.yaml"),
+        "--out",
+        str(tmp_path / "p"),
+    )
     assert missing.returncode == 2
     assert missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
     bad = tmp_path / "bad.yaml"
@@ -70,20 +92,31 @@ def test_profile_masks_identifier_values() -> None:
 def test_mapping_init_drafts_a_loadable_mapping_and_check_accepts_it(tmp_path: Path) -> None:
     draft = tmp_path / "draft.yaml"
     files = [str(FIXTURE / "patients.csv"), str(FIXTURE / "events.csv")]
-    result = CliRunner().invoke(cli, ["mapping", "init", *files, "--out", str(draft), "--site-id", "NEW_SITE"])
+    result = CliRunner().invoke(
+        cli, ["mapping", "init", *files, "--out", str(draft), "--site-id", "NEW_SITE"]
+    )
     assert result.exit_code == 0, result.output
     text = draft.read_text(encoding="utf-8")
-    assert "REVIEW" in text and "sex: {from: \"sex\"}" in text and "Alice" not in text
+    assert "REVIEW" in text and 'sex: {from: "sex"}' in text and "Alice" not in text
     checked = CliRunner().invoke(cli, ["mapping", "check", str(draft)])
     assert checked.exit_code == 0, checked.output
-    fixture_check = CliRunner().invoke(cli, ["mapping", "check", str(FIXTURE / "mapping.yaml"), "--submission", str(FIXTURE)])
+    fixture_check = CliRunner().invoke(
+        cli, ["mapping", "check", str(FIXTURE / "mapping.yaml"), "--submission", str(FIXTURE)]
+    )
     assert fixture_check.exit_code == 0 and "valid" in fixture_check.output
 
 
 def test_profile_describes_json_arrays_and_text_dates() -> None:
     fixtures = Path(__file__).parent / "fixtures"
     result = CliRunner().invoke(
-        cli, ["profile", str(fixtures / "json_site" / "patients.json"), str(fixtures / "excel_site" / "registry.xlsx"), "--format", "json"]
+        cli,
+        [
+            "profile",
+            str(fixtures / "json_site" / "patients.json"),
+            str(fixtures / "excel_site" / "registry.xlsx"),
+            "--format",
+            "json",
+        ],
     )
     assert result.exit_code == 0, result.output
     rows = {(r["source"], r["column"]): r for r in json.loads(result.output)}

@@ -56,11 +56,15 @@ def cdm() -> CDM:
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=rows)
-def test_rows_read_equal_harmonized_plus_quarantined(tmp_path: Path, cdm: CDM, records: list[dict[str, str]]) -> None:
+def test_rows_read_equal_harmonized_plus_quarantined(
+    tmp_path: Path, cdm: CDM, records: list[dict[str, str]]
+) -> None:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["pid", "kind", "date", "detail", "value"], lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=["pid", "kind", "date", "detail", "value"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(records)
     (site / "events.csv").write_text(buffer.getvalue(), encoding="utf-8")
@@ -75,7 +79,10 @@ def test_rows_read_equal_harmonized_plus_quarantined(tmp_path: Path, cdm: CDM, r
     assert source["rows_quarantined"] >= no_id + unmapped
     harmonized_rows = sum(f.height for f in result.tables.values())
     assert harmonized_rows <= source["rows_harmonized"]
-    lineage = pl.concat([f.select("source_row") for f in result.tables.values() if f.height] or [pl.DataFrame({"source_row": []}, schema={"source_row": pl.Int64})])
+    lineage = pl.concat(
+        [f.select("source_row") for f in result.tables.values() if f.height]
+        or [pl.DataFrame({"source_row": []}, schema={"source_row": pl.Int64})]
+    )
     quarantined = result.quarantine["events"]["source_row"]
     assert not set(lineage["source_row"].to_list()) & set(quarantined.to_list())
 

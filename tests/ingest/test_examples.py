@@ -17,7 +17,9 @@ SITES = ("csv_site", "redcap_site", "excel_site", "json_site", "ndjson_site", "p
 
 
 def _ingest(site: str) -> IngestResult:
-    return ingest_submission(FIXTURES / site, FIXTURES / site / "mapping.yaml", None, cdm=load_cdm())
+    return ingest_submission(
+        FIXTURES / site, FIXTURES / site / "mapping.yaml", None, cdm=load_cdm()
+    )
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -40,14 +42,21 @@ def test_redcap_example_decodes_choices_checkboxes_and_instruments() -> None:
         ("REDCAP_T-1-S2", "inotuzumab_ozogamicin", "records.csv#progression", 3),
         ("REDCAP_T-2-S1", "car_t_reinfusion", "records.csv#progression", 5),
     ]
-    assert tables["progression_events"]["event_type"].to_list() == ["RELAPSE_AFTER_CR", "REFRACTORY_NONRESPONSE"]
+    assert tables["progression_events"]["event_type"].to_list() == [
+        "RELAPSE_AFTER_CR",
+        "REFRACTORY_NONRESPONSE",
+    ]
     assert tables["car_t_infusions"]["bridging_therapy"].to_list() == ["Y", "N"]
 
 
 def test_excel_example_reads_date_cells_text_dates_serials_and_decimal_commas() -> None:
     result = _ingest("excel_site")
     inf = result.tables["car_t_infusions"]
-    assert inf["infusion_date"].to_list() == [date(2021, 3, 5), date(2022, 7, 12), date(2022, 5, 19)]
+    assert inf["infusion_date"].to_list() == [
+        date(2021, 3, 5),
+        date(2022, 7, 12),
+        date(2022, 5, 19),
+    ]
     assert inf["pre_bm_blast_pct"].to_list() == [5.0, 35.5, 80.0]
     assert inf["pre_mrd_value"].to_list() == [pytest.approx(1e-4), pytest.approx(0.01), None]
     prog = result.tables["progression_events"]
@@ -61,7 +70,9 @@ def test_excel_example_reads_date_cells_text_dates_serials_and_decimal_commas() 
 
 def test_json_example_explodes_event_arrays() -> None:
     tables = _ingest("json_site").tables
-    assert tables["disease_assessments"].select("assessment_id", "assessment_day", "mrd_value").rows() == [
+    assert tables["disease_assessments"].select(
+        "assessment_id", "assessment_day", "mrd_value"
+    ).rows() == [
         ("JSON_T-J1-A1", 28, pytest.approx(1e-4)),
     ]
     assert tables["progression_events"]["antigen_phenotype"].to_list() == ["CD19_NEG"]
@@ -70,7 +81,9 @@ def test_json_example_explodes_event_arrays() -> None:
 def test_ndjson_example_maps_nested_arrays_of_a_de_identified_site() -> None:
     result = _ingest("ndjson_site")
     tables = result.tables
-    assert tables["car_t_infusions"].select("infusion_id", "infusion_number", "infusion_year", "dose_value").rows() == [
+    assert tables["car_t_infusions"].select(
+        "infusion_id", "infusion_number", "infusion_year", "dose_value"
+    ).rows() == [
         ("NDJSON_T-N1-INF1", 1, 2022, 1.0),
         ("NDJSON_T-N2-INF1", 1, 2023, 410000000.0),
     ]
@@ -80,7 +93,9 @@ def test_ndjson_example_maps_nested_arrays_of_a_de_identified_site() -> None:
         (2.0, None),
     ]
     # Site line 3 is numbered across progressions; derived line_number counts per progression.
-    assert tables["salvage_treatments"].select("salvage_id", "agent", "line_number", "progression_id").rows() == [
+    assert tables["salvage_treatments"].select(
+        "salvage_id", "agent", "line_number", "progression_id"
+    ).rows() == [
         ("NDJSON_T-N1-S1", "inotuzumab_ozogamicin", 1, "NDJSON_T-N1-P1"),
         ("NDJSON_T-N1-S2", "mini_hcvd", 1, "NDJSON_T-N1-P1"),
     ]
@@ -119,6 +134,9 @@ def test_redcap_identifier_field_never_reaches_any_output(tmp_path: Path) -> Non
     flagged = result.findings.filter(pl.col("rule_id") == "ING-IDENTIFIER")["column"].to_list()
     assert flagged == ["mrn"]
     texts = [p.read_text(encoding="utf-8") for p in tmp_path.glob("*.json")]
-    texts += [pl.read_parquet(p).select(pl.all().cast(pl.String)).write_csv() for p in tmp_path.rglob("*.parquet")]
+    texts += [
+        pl.read_parquet(p).select(pl.all().cast(pl.String)).write_csv()
+        for p in tmp_path.rglob("*.parquet")
+    ]
     for mrn in ("12345678", "87654321"):
         assert not any(mrn in text for text in texts)

@@ -34,23 +34,55 @@ def _site(tmp_path: Path, old: str, new: str) -> Path:
 @pytest.mark.parametrize(
     ("old", "new", "key", "expected"),
     [
-        ("ph_status: ph\n", "ph_status: phh\n", "tables.patients[0].columns.ph_status.from",
-         "source column 'phh' not found in patients.csv (did you mean 'ph'?)"),
-        ("ph_status: ph\n", "ph_stat: ph\n", "tables.patients[0].columns.ph_stat",
-         "'ph_stat' is not a column of CDM table patients (did you mean 'ph_status'?)"),
-        ('sex: {"1": F}', 'sex: {"1": FEMALE}', "vocabulary_overrides.sex.1",
-         "'FEMALE' is not a term of vocabulary 'sex'"),
-        ("  patients:\n", "  patient:\n", "tables.patient",
-         "unknown CDM table 'patient' (did you mean 'patients'?)"),
+        (
+            "ph_status: ph\n",
+            "ph_status: phh\n",
+            "tables.patients[0].columns.ph_status.from",
+            "source column 'phh' not found in patients.csv (did you mean 'ph'?)",
+        ),
+        (
+            "ph_status: ph\n",
+            "ph_stat: ph\n",
+            "tables.patients[0].columns.ph_stat",
+            "'ph_stat' is not a column of CDM table patients (did you mean 'ph_status'?)",
+        ),
+        (
+            'sex: {"1": F}',
+            'sex: {"1": FEMALE}',
+            "vocabulary_overrides.sex.1",
+            "'FEMALE' is not a term of vocabulary 'sex'",
+        ),
+        (
+            "  patients:\n",
+            "  patient:\n",
+            "tables.patient",
+            "unknown CDM table 'patient' (did you mean 'patients'?)",
+        ),
         ("defaults:", "default:", "default", "unknown key 'default' (did you mean 'defaults'?)"),
-        ("- source: events\n", "- source: event\n", "tables.disease_assessments[0].source",
-         "unknown source 'event' (did you mean 'events'?)"),
-        ("date_formats: [ISO, DMY, MY, Y]", "date_formats: [ISO, DYM]", "defaults.date_formats[1]",
-         "unknown date format 'DYM'"),
-        ("        product: product\n", "", "tables.car_t_infusions[0].columns",
-         "required CDM column 'product' of car_t_infusions is not mapped"),
-        ("sex: sex\n", "sex: patient_name\n", "tables.patients[0].columns.sex.from",
-         "looks like a direct identifier"),
+        (
+            "- source: events\n",
+            "- source: event\n",
+            "tables.disease_assessments[0].source",
+            "unknown source 'event' (did you mean 'events'?)",
+        ),
+        (
+            "date_formats: [ISO, DMY, MY, Y]",
+            "date_formats: [ISO, DYM]",
+            "defaults.date_formats[1]",
+            "unknown date format 'DYM'",
+        ),
+        (
+            "        product: product\n",
+            "",
+            "tables.car_t_infusions[0].columns",
+            "required CDM column 'product' of car_t_infusions is not mapped",
+        ),
+        (
+            "sex: sex\n",
+            "sex: patient_name\n",
+            "tables.patients[0].columns.sex.from",
+            "looks like a direct identifier",
+        ),
     ],
 )
 def test_broken_mapping_is_one_line_error_with_file_and_key(
@@ -89,6 +121,9 @@ def test_sample_and_fixture_mappings_validate_against_the_json_schema() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     from cartreg.yamlio import load_yaml
 
-    paths = [FIXTURE / "mapping.yaml", *sorted((repo_root() / "sample_data").glob("*/mapping.yaml"))]
+    paths = [
+        FIXTURE / "mapping.yaml",
+        *sorted((repo_root() / "sample_data").glob("*/mapping.yaml")),
+    ]
     for path in paths:
         jsonschema.validate(load_yaml(path), MAPPING_SCHEMA)

@@ -23,21 +23,45 @@ def _patient(pid: str, *, salvage: list[dict[str, object]], last_day: int) -> di
         "birth_year": 1980,
         "diagnosis": {"day": -400, "ph": "BCR_ABL1_NEG"},
         "infusions": [
-            {"day": 0, "year": 2023, "number": 1, "product": "obe-cel",
-             "dose": {"value": 1.5, "unit": "CAR_POS_CELLS_PER_KG"}, "bridging": True}
+            {
+                "day": 0,
+                "year": 2023,
+                "number": 1,
+                "product": "obe-cel",
+                "dose": {"value": 1.5, "unit": "CAR_POS_CELLS_PER_KG"},
+                "bridging": True,
+            }
         ],
         "assessments": [
-            {"day": 28, "response": "CR", "below": True, "mrd": {"fraction": 0.0001, "method": "FLOW"}},
-            {"day": 90, "response": "CR", "below": False, "mrd": {"fraction": None, "method": "FLOW"}},
+            {
+                "day": 28,
+                "response": "CR",
+                "below": True,
+                "mrd": {"fraction": 0.0001, "method": "FLOW"},
+            },
+            {
+                "day": 90,
+                "response": "CR",
+                "below": False,
+                "mrd": {"fraction": None, "method": "FLOW"},
+            },
         ],
         "salvage": salvage,
-        "follow_up": {"data_cut": "2025-06-30", "last_contact_day": last_day, "vital_status": "alive"},
+        "follow_up": {
+            "data_cut": "2025-06-30",
+            "last_contact_day": last_day,
+            "vital_status": "alive",
+        },
     }
 
 
 EMPTY = [_patient("D1", salvage=[], last_day=1915), _patient("D2", salvage=[], last_day=-3)]
 FILLED = [
-    _patient("D1", salvage=[{"day": 40, "line": 1, "agents": ["inotuzumab_ozogamicin", "mini_hcvd"]}], last_day=1915),
+    _patient(
+        "D1",
+        salvage=[{"day": 40, "line": 1, "agents": ["inotuzumab_ozogamicin", "mini_hcvd"]}],
+        last_day=1915,
+    ),
     _patient("D2", salvage=[], last_day=-3),
 ]
 
@@ -95,22 +119,37 @@ def test_mapping_init_proposes_fields_inside_arrays_with_their_explode(tmp_path:
     site = _site(tmp_path / "site", FILLED)
     draft = tmp_path / "draft.yaml"
     result = CliRunner().invoke(
-        cli, ["mapping", "init", str(site / "cohort.ndjson"), "--out", str(draft), "--site-id", "NEWSITE"]
+        cli,
+        [
+            "mapping",
+            "init",
+            str(site / "cohort.ndjson"),
+            "--out",
+            str(draft),
+            "--site-id",
+            "NEWSITE",
+        ],
     )
     assert result.exit_code == 0, result.output
     text = draft.read_text(encoding="utf-8")
     assert 'patient_id: "pseudo_id"' in text
     assert "explode: assessments" in text and 'assessment_day: {from: "assessments.day"}' in text
-    assert "explode: [salvage, salvage.agents]" in text and 'agent: {from: "salvage.agents"}' in text
+    assert (
+        "explode: [salvage, salvage.agents]" in text and 'agent: {from: "salvage.agents"}' in text
+    )
     assert 'dose_unit: {from: "infusions.dose.unit"}' in text
 
 
 def test_mapping_init_notes_arrays_empty_in_every_record(tmp_path: Path) -> None:
     site = _site(tmp_path / "site", EMPTY)
     draft = tmp_path / "draft.yaml"
-    result = CliRunner().invoke(cli, ["mapping", "init", str(site / "cohort.ndjson"), "--out", str(draft)])
+    result = CliRunner().invoke(
+        cli, ["mapping", "init", str(site / "cohort.ndjson"), "--out", str(draft)]
+    )
     assert result.exit_code == 0, result.output
-    assert "array 'salvage' of cohort.ndjson is empty in every record" in draft.read_text(encoding="utf-8")
+    assert "array 'salvage' of cohort.ndjson is empty in every record" in draft.read_text(
+        encoding="utf-8"
+    )
 
 
 def test_profile_describes_fields_inside_arrays_and_no_year_for_day_offsets(tmp_path: Path) -> None:
@@ -125,7 +164,9 @@ def test_profile_describes_fields_inside_arrays_and_no_year_for_day_offsets(tmp_
     assert rows["salvage.agents"]["vocabulary"] == "salvage_agents"
     assert rows["follow_up.last_contact_day"]["date_formats"] == ""
     assert "Y" in rows["birth_year"]["date_formats"]
-    empty = CliRunner().invoke(cli, ["profile", str(_site(tmp_path / "e", EMPTY) / "cohort.ndjson"), "--format", "json"])
+    empty = CliRunner().invoke(
+        cli, ["profile", str(_site(tmp_path / "e", EMPTY) / "cohort.ndjson"), "--format", "json"]
+    )
     salvage = {r["column"]: r for r in json.loads(empty.output)}["salvage"]
     assert salvage["inferred_type"] == "array (empty in every record)"
 
@@ -187,7 +228,11 @@ def test_json_booleans_and_numbers_reach_map_keys_as_text(tmp_path: Path) -> Non
 BAD_RULES = {
     "explode of a single value": ("explode: sex", "agent: sex", "'sex' is not an array"),
     "array read without explode": ("", "agent: assessments", "holds arrays"),
-    "array of objects read as a value": ("explode: assessments", "agent: assessments", "holds objects"),
+    "array of objects read as a value": (
+        "explode: assessments",
+        "agent: assessments",
+        "holds objects",
+    ),
     "inner array not exploded": ("explode: salvage", "agent: salvage.agents", "holds arrays"),
     "where on an array": (
         "explode: salvage\n      where: [{column: salvage.agents, equals: x}]",
@@ -226,7 +271,10 @@ def test_integers_too_large_for_int64_are_number_findings(tmp_path: Path) -> Non
         encoding="utf-8",
     )
     result = ingest_submission(tmp_path, tmp_path / "mapping.yaml", tmp_path / "out")
-    assert result.tables["patients"].sort("patient_key").get_column("n_prior_lines").to_list() == [None, 2]
+    assert result.tables["patients"].sort("patient_key").get_column("n_prior_lines").to_list() == [
+        None,
+        2,
+    ]
     numbers = result.findings.filter(pl.col("rule_id") == "ING-NUMBER")
     assert numbers.get_column("value").to_list() == ["1e30"]
 

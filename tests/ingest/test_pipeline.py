@@ -40,7 +40,9 @@ def test_every_source_row_is_harmonized_or_quarantined(result: tuple[IngestResul
     ]
 
 
-def test_output_tables_are_complete_typed_and_conform_to_the_cdm(result: tuple[IngestResult, Path]) -> None:
+def test_output_tables_are_complete_typed_and_conform_to_the_cdm(
+    result: tuple[IngestResult, Path],
+) -> None:
     _, out = result
     cdm = load_cdm()
     for name, spec in cdm.tables.items():
@@ -53,7 +55,9 @@ def test_output_tables_are_complete_typed_and_conform_to_the_cdm(result: tuple[I
 def test_derivations_follow_the_fixed_conventions(result: tuple[IngestResult, Path]) -> None:
     tables = result[0].tables
     inf = tables["car_t_infusions"]
-    assert inf.select("infusion_id", "is_index_infusion", "infusion_day", "infusion_year").rows() == [
+    assert inf.select(
+        "infusion_id", "is_index_infusion", "infusion_day", "infusion_year"
+    ).rows() == [
         ("CSV_T-P001-INF1", True, 0, 2021),
         ("CSV_T-P002-INF1", True, 0, 2021),
     ]
@@ -72,7 +76,9 @@ def test_derivations_follow_the_fixed_conventions(result: tuple[IngestResult, Pa
     assert tables["disease_assessments"]["assessment_day"].to_list() == [31, 28]
 
 
-def test_unparseable_optional_values_are_findings_with_lineage(result: tuple[IngestResult, Path]) -> None:
+def test_unparseable_optional_values_are_findings_with_lineage(
+    result: tuple[IngestResult, Path],
+) -> None:
     findings = result[0].findings
     number = findings.filter(pl.col("rule_id") == "ING-NUMBER")
     assert number.select("table", "column", "source_file", "source_row", "value").rows() == [

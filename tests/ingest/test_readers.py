@@ -26,7 +26,9 @@ from cartreg.ingest.readers.redcap import parse_choices, read_redcap
         ("id;name\n1;Zoë\n2;José\n".encode("cp1252"), "cp1252"),
     ],
 )
-def test_csv_encodings_and_delimiter_are_detected(tmp_path: Path, payload: bytes, encoding: str) -> None:
+def test_csv_encodings_and_delimiter_are_detected(
+    tmp_path: Path, payload: bytes, encoding: str
+) -> None:
     path = tmp_path / "x.csv"
     path.write_bytes(payload)
     frame = read_csv_text(path).frame
@@ -44,7 +46,9 @@ def test_tsv_values_stay_text(tmp_path: Path) -> None:
 
 def test_quoted_newlines_keep_line_numbers_and_ragged_rows_are_findings(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
-    path.write_text('id,note,val\n1,"two\nlines",3\n2,short\n3,a,b,extra\n\n4,d,e\n', encoding="utf-8")
+    path.write_text(
+        'id,note,val\n1,"two\nlines",3\n2,short\n3,a,b,extra\n\n4,d,e\n', encoding="utf-8"
+    )
     result = read_csv_text(path)
     assert result.frame["id"].to_list() == ["1", "2", "3", "4"]
     assert result.frame["source_row"].to_list() == [2, 4, 5, 7]

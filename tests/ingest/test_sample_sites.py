@@ -24,7 +24,9 @@ def cdm() -> CDM:
 
 @pytest.fixture(scope="module")
 def ingested(cdm: CDM) -> dict[str, IngestResult]:
-    return {s: ingest_submission(SAMPLE / s, SAMPLE / s / "mapping.yaml", None, cdm=cdm) for s in SITES}
+    return {
+        s: ingest_submission(SAMPLE / s, SAMPLE / s / "mapping.yaml", None, cdm=cdm) for s in SITES
+    }
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -65,7 +67,9 @@ def _comparable_columns(cdm: CDM, table: str, deidentified: bool) -> list[str]:
     return columns
 
 
-def _differences(expected: pl.DataFrame, got: pl.DataFrame, key: list[str], columns: list[str]) -> list[str]:
+def _differences(
+    expected: pl.DataFrame, got: pl.DataFrame, key: list[str], columns: list[str]
+) -> list[str]:
     joined = expected.select(columns).join(
         got.select(columns), on=key, how="full", suffix="__got", coalesce=True, nulls_equal=True
     )
@@ -75,12 +79,16 @@ def _differences(expected: pl.DataFrame, got: pl.DataFrame, key: list[str], colu
             continue
         a, b = pl.col(column), pl.col(f"{column}__got")
         if expected.schema[column] == pl.Float64:
-            same = ((a - b).abs() <= 1e-9 * a.abs().clip(1.0)).fill_null(False) | (a.is_null() & b.is_null())
+            same = ((a - b).abs() <= 1e-9 * a.abs().clip(1.0)).fill_null(False) | (
+                a.is_null() & b.is_null()
+            )
         else:
             same = a.eq_missing(b)
         bad = joined.filter(~same)
         if bad.height:
-            problems.append(f"{column}: {bad.height} rows, e.g. {bad.select(*key, column, f'{column}__got').row(0)}")
+            problems.append(
+                f"{column}: {bad.height} rows, e.g. {bad.select(*key, column, f'{column}__got').row(0)}"
+            )
     return problems
 
 
@@ -99,5 +107,8 @@ def test_clean_sample_harmonizes_to_the_truth_field_by_field(tmp_path: Path, cdm
             if expected.height != got.height:
                 problems.append(f"{site} {table}: {got.height} rows, truth has {expected.height}")
             columns = _comparable_columns(cdm, table, deidentified=site == "deid_d")
-            problems += [f"{site} {table}.{p}" for p in _differences(expected, got, list(spec.primary_key), columns)]
+            problems += [
+                f"{site} {table}.{p}"
+                for p in _differences(expected, got, list(spec.primary_key), columns)
+            ]
     assert not problems, "\n".join(problems)

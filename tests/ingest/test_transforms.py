@@ -74,7 +74,9 @@ def test_invalid_and_unparseable_dates_are_reported_not_guessed() -> None:
     assert out["d"][3] == date(2021, 3, 5)
 
 
-@given(year=st.integers(0, 9999), formats=st.sampled_from([["DMY"], ["MDY"], ["ISO"], ["DMY", "ISO"]]))
+@given(
+    year=st.integers(0, 9999), formats=st.sampled_from([["DMY"], ["MDY"], ["ISO"], ["DMY", "ISO"]])
+)
 def test_no_date_outside_the_plausible_years_is_accepted(year: int, formats: list[str]) -> None:
     # Found by hypothesis: %Y takes any number of digits, so "1/1/99" parsed as the year 99.
     texts = [f"1/2/{year}", f"{year:04d}-01-02", f"{year}"]
@@ -142,7 +144,9 @@ def test_codes_and_booleans_map_through_vocabularies_with_overrides() -> None:
     values = pl.Series("v", ["Male", "1", "weird", None])
     mapped = pl.DataFrame({"v": values}).select(map_codes(pl.col("v"), code_mapping(values, sex)))
     assert mapped["v"].to_list() == ["M", "F", None, None]
-    flags = boolean_mapping(pl.Series(["yes", "No", "true", "maybe"]), cdm.vocabularies["yes_no_unknown"])
+    flags = boolean_mapping(
+        pl.Series(["yes", "No", "true", "maybe"]), cdm.vocabularies["yes_no_unknown"]
+    )
     assert flags == {"yes": True, "No": False, "true": True, "maybe": None}
 
 
@@ -191,7 +195,11 @@ def test_explode_path_gives_one_row_per_array_element() -> None:
     frame = pl.DataFrame(
         {
             "source_row": [1, 2, 3],
-            "events": [[{"type": "relapse", "day": "120"}, {"type": "death", "day": "300"}], [], None],
+            "events": [
+                [{"type": "relapse", "day": "120"}, {"type": "death", "day": "300"}],
+                [],
+                None,
+            ],
         }
     )
     out = explode_path(frame, "events")
