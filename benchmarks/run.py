@@ -318,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--ingest-max-size",
-        default="2m",
-        help="run the ingest tasks only up to this size (ingest does not stream yet)",
+        default="10m",
+        help="run the ingest tasks only up to this size",
     )
     parser.add_argument(
         "--peers-max-size",

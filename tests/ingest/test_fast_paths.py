@@ -28,6 +28,9 @@ EDGE_CASES: dict[str, tuple[bytes, int]] = {
     "header row 2": (b"Export of 2025-06-30\nid,sex\nP1,F\nP2,M\n", 2),
     "semicolons": (b"id;sex;dx\nP1;F;05.03.2021\n", 1),
     "single column": (b"id\nP1\nP2\n", 1),
+    # Found by hypothesis: polars' strict parse lets an extra empty field through on a last
+    # line without newline, and the blank line balances the separator count.
+    "unterminated extra field": (b"c0,c1\n\n,,", 1),
 }
 
 

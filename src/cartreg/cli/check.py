@@ -25,6 +25,7 @@ def check(
     submission_dir: Path,
     mapping_path: Path,
     out_dir: Path,
+    partition_mb: float,
     rules_dir: Path | None,
     fmt: str,
     report_path: Path | None,
@@ -40,7 +41,7 @@ def check(
 
     cdm = cdm_from_context(ctx)
     waiver_list, override_list = load_policies(waivers, overrides)
-    result = run_ingest(submission_dir, mapping_path, out_dir, cdm)
+    result = run_ingest(submission_dir, mapping_path, out_dir, cdm, partition_mb=partition_mb)
     rows = sum(frame.height for frame in result.tables.values())
     console(stderr=True).print(f"ingested {rows} rows into {out_dir}")
     report = validate_output(

@@ -56,7 +56,18 @@ def console(stderr: bool = False) -> Any:
 
 
 def submission_arguments(fn: F) -> F:
-    """SUBMISSION_DIR, --mapping and --out: shared by the commands that ingest a submission."""
+    """SUBMISSION_DIR, --mapping, --out and --partition-mb: shared by the commands that ingest
+    a submission."""
+    fn = click.option(
+        "--partition-mb",
+        type=click.FloatRange(min=0),
+        default=256,
+        show_default=True,
+        help=(
+            "Harmonize a CSV source larger than this many megabytes in ranges of patients, one "
+            "after the other, to bound memory (0: always read sources whole)."
+        ),
+    )(fn)
     fn = click.option(
         "--out",
         "out_dir",
@@ -76,11 +87,18 @@ def submission_arguments(fn: F) -> F:
 
 
 def run_ingest(
-    submission_dir: Path, mapping_path: Path, out_dir: Path, cdm: CDM, *, quiet: bool = False
+    submission_dir: Path,
+    mapping_path: Path,
+    out_dir: Path,
+    cdm: CDM,
+    *,
+    quiet: bool = False,
+    partition_mb: float = 256,
 ) -> IngestResult:
     """Ingest with a live progress line on a terminal, then one reconciliation line per source.
 
-    Logs and pipes get the summary lines alone; ``quiet`` prints nothing.
+    Logs and pipes get the summary lines, and how a large submission was read; ``quiet``
+    prints nothing.
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -88,7 +106,19 @@ def run_ingest(
 
     err = console(stderr=True)
     if quiet or not err.is_terminal:
-        result = ingest_submission(submission_dir, mapping_path, out_dir, cdm=cdm)
+
+        def note(message: str) -> None:
+            if message.startswith(("splitting", "reading the submission whole")):
+                err.print(message)
+
+        result = ingest_submission(
+            submission_dir,
+            mapping_path,
+            out_dir,
+            cdm=cdm,
+            progress=None if quiet else note,
+            partition_mb=partition_mb,
+        )
     else:
         with Progress(
             SpinnerColumn(),
@@ -104,6 +134,7 @@ def run_ingest(
                 out_dir,
                 cdm=cdm,
                 progress=lambda message: progress.update(task, description=message),
+                partition_mb=partition_mb,
             )
     if not quiet:
         for source in result.manifest["sources"]:

@@ -26,6 +26,7 @@ def ingest(
     submission_dir: Path,
     mapping_path: Path,
     out_dir: Path,
+    partition_mb: float,
     fail_on: str,
     quiet: bool,
 ) -> None:
@@ -33,7 +34,9 @@ def ingest(
     from cartreg.reports.terminal import findings_summary
 
     cdm = cdm_from_context(ctx)
-    result = run_ingest(submission_dir, mapping_path, out_dir, cdm, quiet=quiet)
+    result = run_ingest(
+        submission_dir, mapping_path, out_dir, cdm, quiet=quiet, partition_mb=partition_mb
+    )
     if not quiet:
         out = console()
         if result.findings.height:

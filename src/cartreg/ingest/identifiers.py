@@ -26,7 +26,7 @@ _VALUE_PATTERNS = (
     r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$",  # e-mail
     r"^\+?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}$",  # phone
 )
-_SAMPLE = 500
+SAMPLE_ROWS = 500
 
 
 # A bare "name" column is a person's name; "ITEM_NAME" or "drug name" is not.
@@ -50,7 +50,7 @@ def identifier_columns(frame: pl.DataFrame, extra: Iterable[str] = ()) -> list[s
         and c not in ("source_file", "source_row")
     ]
     if text_columns:
-        sample = frame.head(_SAMPLE).with_columns(pl.col(pl.Categorical).cast(pl.String))
+        sample = frame.head(SAMPLE_ROWS).with_columns(pl.col(pl.Categorical).cast(pl.String))
         hits = sample.select(
             [
                 pl.any_horizontal(

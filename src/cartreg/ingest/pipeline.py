@@ -10,7 +10,9 @@ Rows it produced for other tables are kept, so one bad infusion cell does not dr
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.readers.redcap import identifier_fields, read_dictionary, read_redcap
 
 Progress = Callable[[str], None]
+DEFAULT_PARTITION_MB = 256
 NOT_MAPPED = "NOT-MAPPED"
 
 
@@ -48,7 +51,7 @@ class IngestResult:
 
 
 @dataclass
-class _Collected:
+class Collected:
     """What the sources contribute, in mapping order."""
 
     table_parts: dict[str, list[pl.DataFrame]]
@@ -138,7 +141,7 @@ def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> lis
     return [c for c in identifier_columns(frame, extra) if c not in spec.allow_identifiers]
 
 
-def _read_findings(
+def read_findings(
     read: ReadResult, spec: SourceSpec, identifiers: list[str], site_id: str
 ) -> list[pl.DataFrame]:
     """Findings about a source as a whole: the reader's, and the identifier columns left out."""
@@ -148,7 +151,7 @@ def _read_findings(
     ]
 
 
-def _harmonize_source(
+def harmonize_source(
     spec: SourceSpec,
     read: ReadResult,
     identifiers: list[str],
@@ -158,7 +161,7 @@ def _harmonize_source(
     rules: list[tuple[str, int, TableRule]],
     workers: ThreadPoolExecutor,
     progress: Progress | None,
-    out: _Collected,
+    out: Collected,
 ) -> None:
     """Run the rules of one source on its frame and collect rows, findings and quarantine."""
     frame = read.frame
@@ -239,7 +242,7 @@ def harmonize_submission(
     """
     if not root.is_dir():
         raise InputError(f"{root}: submission folder not found")
-    collected = _Collected(table_parts={name: [] for name in cdm.tables})
+    collected = Collected(table_parts={name: [] for name in cdm.tables})
     rules = [(t, i, r) for t, rs in mapping.tables.items() for i, r in enumerate(rs)]
     # Polars releases the GIL: the next source is read while this one's rules run, two rules
     # at a time. Results are taken in mapping order, so outputs and the first error raised are
@@ -255,8 +258,8 @@ def harmonize_submission(
                 progress(f"reading {spec.file}")
             read = reads[spec.name].result()
             identifiers = source_identifiers(spec, read.frame, root)
-            collected.findings += _read_findings(read, spec, identifiers, mapping.site_id)
-            _harmonize_source(
+            collected.findings += read_findings(read, spec, identifiers, mapping.site_id)
+            harmonize_source(
                 spec, read, identifiers, root, mapping, cdm, rules, workers, progress, collected
             )
     finally:
@@ -368,6 +371,12 @@ class OutputWriter:
     def table(self, name: str, frame: pl.DataFrame) -> None:
         write_table(frame, self.out_dir / "tables" / f"{name}.parquet")
 
+    def table_from_parts(self, name: str, parts: list[Path]) -> pl.DataFrame:
+        """Write the concatenation of Parquet ``parts`` (streamed) and return it."""
+        path = self.out_dir / "tables" / f"{name}.parquet"
+        pl.scan_parquet(parts).sink_parquet(path, compression="zstd", compression_level=1)
+        return pl.read_parquet(path)
+
     def finish(self, manifest: dict[str, Any]) -> None:
         if self._findings is not None:
             text = self._findings.result()
@@ -394,17 +403,33 @@ def ingest_submission(
     *,
     cdm: CDM | None = None,
     progress: Progress | None = None,
+    partition_mb: float | None = DEFAULT_PARTITION_MB,
 ) -> IngestResult:
     """Harmonize a site submission; write ``out_dir`` unless it is None.
 
-    Raises ConfigError for a broken mapping and InputError for missing or unreadable files;
-    problems in the data are findings.
+    A CSV source larger than ``partition_mb`` megabytes is split into ranges of patients that
+    are harmonized one after the other, so memory stays bounded (see ``partition``); None or 0
+    reads every source whole. Raises ConfigError for a broken mapping and InputError for
+    missing or unreadable files; problems in the data are findings.
     """
+    # partition builds on this module, so it is imported when needed.
+    from cartreg.ingest.partition import harmonize_in_parts, plan_split
+
     cdm = cdm or load_cdm()
     mapping = load_mapping(mapping_path, cdm)
-    if out_dir is None:
-        return harmonize_submission(Path(submission_dir), mapping, cdm, progress)
-    with OutputWriter(Path(out_dir)) as writer:
-        result = harmonize_submission(Path(submission_dir), mapping, cdm, progress, writer=writer)
-        writer.finish(result.manifest)
+    root = Path(submission_dir)
+    if not root.is_dir():
+        raise InputError(f"{root}: submission folder not found")
+    out = Path(out_dir) if out_dir is not None else None
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cartreg-")))
+        limit = partition_mb * 2**20 if partition_mb else None
+        plan = plan_split(root, mapping, limit, scratch, progress) if limit else None
+        writer = stack.enter_context(OutputWriter(out)) if out is not None else None
+        if plan is None:
+            result = harmonize_submission(root, mapping, cdm, progress, writer=writer)
+        else:
+            result = harmonize_in_parts(root, mapping, cdm, plan, scratch, progress, writer)
+        if writer is not None:
+            writer.finish(result.manifest)
     return result

@@ -110,10 +110,16 @@ def _byte_counts(data: bytes, sep: str) -> tuple[int, int] | None:
     """(lines, separators) of ``data``, or None when quotes or a multi-byte separator make
     byte counts prove nothing."""
     sep_bytes = sep.encode("utf-8")
-    if len(sep_bytes) != 1 or b'"' in data:
+    if len(sep_bytes) != 1 or b'"' in data or unterminated_extra_field(data[-2:], sep_bytes):
         return None
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     return lines, data.count(sep_bytes)
+
+
+def unterminated_extra_field(tail: bytes, sep: bytes) -> bool:
+    """Whether a file ending in ``tail`` has a last line that polars' strict parse lets through
+    with one field too many: without a final newline, a trailing separator is not counted."""
+    return not tail.endswith(b"\n") and tail.endswith(sep)
 
 
 def _is_rectangular(counts: tuple[int, int] | None, n_columns: int, height: int) -> bool:

@@ -1,0 +1,249 @@
+"""Ingest in patient ranges gives exactly the output of ingest in one pass."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cartreg.cdm import CDM, load_cdm
+from cartreg.ingest import partition
+from cartreg.ingest.pipeline import IngestResult, ingest_submission
+from cartreg.paths import repo_root
+
+MAPPING = """
+mapping_version: "1"
+site_id: PART_T
+defaults: {date_formats: [ISO, DMY]}
+sources:
+  patients: {file: patients.csv, patient_id: pid}
+  events: {file: events.csv, patient_id: pid}
+tables:
+  patients:
+    - source: patients
+      columns: {sex: sex}
+  car_t_infusions:
+    - source: events
+      where: [{column: kind, equals: infusion}]
+      columns: {infusion_date: date, product: detail}
+  disease_assessments:
+    - source: events
+      where: [{column: kind, equals: assessment}]
+      columns: {assessment_date: date, response: detail, bm_blast_pct: value}
+"""
+
+PIDS = ["P1", "P2", "P10", " P3", "P3", "p3", "", " ", "Q7"]
+events = st.lists(
+    st.fixed_dictionaries(
+        {
+            "pid": st.sampled_from(PIDS),
+            "kind": st.sampled_from(["infusion", "assessment", "other"]),
+            "date": st.sampled_from(["2021-03-05", "05/03/2021", "31/02/2021", "", "2020-01-01"]),
+            "detail": st.sampled_from(["Kymriah", "CR", "PR", "??", ""]),
+            "value": st.sampled_from(["3", "<5", "4.5", "x", ""]),
+        }
+    ),
+    min_size=1,
+    max_size=40,
+)
+patients = st.lists(
+    st.fixed_dictionaries(
+        {"pid": st.sampled_from(PIDS), "sex": st.sampled_from(["F", "M", "x", ""])}
+    ),
+    max_size=8,
+)
+
+
+@pytest.fixture(scope="module")
+def cdm() -> CDM:
+    return load_cdm()
+
+
+def _csv(rows: list[dict[str, str]], fields: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _site(root: Path, event_rows: list[dict[str, str]], patient_rows: list[dict[str, str]]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "mapping.yaml").write_text(MAPPING, encoding="utf-8")
+    fields = ["pid", "kind", "date", "detail", "value"]
+    (root / "events.csv").write_text(_csv(event_rows, fields), encoding="utf-8")
+    (root / "patients.csv").write_text(_csv(patient_rows, ["pid", "sex"]), encoding="utf-8")
+    return root
+
+
+def assert_same(whole: IngestResult, parts: IngestResult) -> None:
+    for name, table in whole.tables.items():
+        assert table.equals(parts.tables[name]), name
+    assert whole.findings.equals(parts.findings)
+    assert whole.quarantine.keys() == parts.quarantine.keys()
+    for name, records in whole.quarantine.items():
+        assert records.equals(parts.quarantine[name]), name
+    assert whole.manifest == parts.manifest
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(event_rows=events, patient_rows=patients, limit=st.integers(1, 600))
+def test_any_split_gives_the_single_pass_output(
+    tmp_path: Path,
+    cdm: CDM,
+    event_rows: list[dict[str, str]],
+    patient_rows: list[dict[str, str]],
+    limit: int,
+) -> None:
+    site = _site(tmp_path / "site", event_rows, patient_rows)
+    mapping = site / "mapping.yaml"
+    notes: list[str] = []
+    whole = ingest_submission(site, mapping, None, cdm=cdm, partition_mb=None)
+    parts = ingest_submission(
+        site, mapping, None, cdm=cdm, partition_mb=limit / 2**20, progress=notes.append
+    )
+    assert_same(whole, parts)
+    if (site / "events.csv").stat().st_size > limit:
+        # The generated files are always splittable, so the split really happened.
+        assert any(n.startswith("splitting events.csv") for n in notes), notes
+
+
+def test_sample_site_in_many_parts_writes_identical_files(tmp_path: Path, cdm: CDM) -> None:
+    site = repo_root() / "sample_data" / "ehr_c"
+    notes: list[str] = []
+    whole = ingest_submission(site, site / "mapping.yaml", tmp_path / "a", cdm=cdm, partition_mb=0)
+    parts = ingest_submission(
+        site,
+        site / "mapping.yaml",
+        tmp_path / "b",
+        cdm=cdm,
+        partition_mb=0.003,
+        progress=notes.append,
+    )
+    assert_same(whole, parts)
+    assert "splitting events.csv into 21 ranges of patients" in notes
+    for name in ["findings.json", "manifest.json"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    for table in (tmp_path / "a" / "tables").glob("*.parquet"):
+        assert pl.read_parquet(table).equals(
+            pl.read_parquet(tmp_path / "b" / "tables" / table.name)
+        )
+    # The scratch parts are removed.
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "findings.json",
+        "manifest.json",
+        "quarantine",
+        "tables",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('pid,kind,date,detail,value\nP1,infusion,2021-03-05,"Kymriah, IV",3\n', "quoted fields"),
+        ("pid,kind,date,detail,value\nP1,infusion,2021-03-05,Kymriah\n", "field count"),
+        ("pid,kind,date,detail,value\nP1,infusion,2021-03-05,Kymriah,3,9\n", "field count"),
+        # One field too many and one too few: the separator total matches, the parse does not.
+        ("pid,kind,date,detail,value\nP1,infusion,2021-03-05,Kymriah,3,9\nP1,x,,\n", "more fields"),
+        ("pid,kind,date,detail,value\nP1,infusion,2021-03-05,Kymriah,3\n\n", "field count"),
+    ],
+)
+def test_files_the_streaming_reader_cannot_prove_are_read_whole(
+    tmp_path: Path, cdm: CDM, text: str, reason: str
+) -> None:
+    site = _site(tmp_path / "site", [], [{"pid": "P1", "sex": "F"}])
+    (site / "events.csv").write_text(text, encoding="utf-8")
+    notes: list[str] = []
+    result = ingest_submission(
+        site, site / "mapping.yaml", None, cdm=cdm, partition_mb=1e-6, progress=notes.append
+    )
+    whole = [n for n in notes if n.startswith("reading the submission whole")]
+    assert whole and reason in whole[0], notes
+    assert_same(
+        ingest_submission(site, site / "mapping.yaml", None, cdm=cdm, partition_mb=0), result
+    )
+
+
+@given(data=st.binary(max_size=300), block=st.integers(1, 17))
+def test_block_counts_match_the_whole_file(data: bytes, block: int) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "x.csv"
+        path.write_bytes(data)
+        previous, partition._BLOCK = partition._BLOCK, block
+        try:
+            scan = partition.scan_bytes(path, ",")
+        finally:
+            partition._BLOCK = previous
+    assert scan.sha256 == hashlib.sha256(data).hexdigest()
+    assert scan.size == len(data)
+    assert scan.separators == data.count(b",")
+    assert scan.lines == data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    assert scan.has_quotes == (b'"' in data)
+    assert scan.tail == data[-2:]
+    try:
+        data.decode("utf-8")
+        assert scan.utf8
+    except UnicodeDecodeError:
+        assert not scan.utf8
+
+
+@given(
+    counts=st.dictionaries(
+        st.text("AB12", min_size=1, max_size=4), st.integers(1, 50), max_size=30
+    ),
+    rows_per_part=st.integers(1, 120),
+)
+def test_parts_are_consecutive_id_ranges_that_never_split_a_patient(
+    counts: dict[str, int], rows_per_part: int
+) -> None:
+    frame = pl.DataFrame(
+        {"pid": list(counts), "len": list(counts.values())},
+        schema={"pid": pl.String, "len": pl.UInt32},
+    )
+    parts = partition.assign_parts([frame, frame.head(3)], rows_per_part)
+    assert parts.get_column("pid").to_list() == sorted(counts)
+    numbers = parts.get_column(partition.PART).to_list()
+    assert numbers == sorted(numbers)
+    assert set(numbers) == set(range(len(set(numbers))))
+    totals = pl.concat([frame, frame.head(3)]).group_by("pid").agg(pl.col("len").sum())
+    sizes = (
+        parts.join(totals, on="pid")
+        .sort("pid")
+        .group_by(partition.PART, maintain_order=True)
+        .agg(pl.col("len").sum().alias("rows"), pl.col("len").last().alias("last"))
+    )
+    # A part holds fewer than rows_per_part rows before its last patient starts.
+    assert (sizes.get_column("rows") - sizes.get_column("last") < rows_per_part).all()
+
+
+def test_the_command_says_how_a_large_submission_is_read(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    site = repo_root() / "sample_data" / "ehr_c"
+    command = [sys.executable, "-m", "cartreg", "ingest", str(site)]
+    command += ["--mapping", str(site / "mapping.yaml"), "--fail-on", "never"]
+    split = subprocess.run(
+        [*command, "--out", str(tmp_path / "a"), "--partition-mb", "0.003"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert split.returncode == 0, split.stderr
+    assert "splitting events.csv into 21 ranges of patients" in split.stderr
+    whole = subprocess.run(
+        [*command, "--out", str(tmp_path / "b")], capture_output=True, text=True, check=False
+    )
+    assert whole.returncode == 0 and "splitting" not in whole.stderr
+    for name in ["findings.json", "manifest.json"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
