@@ -237,3 +237,25 @@ def test_dates_parsed_from_a_normalized_column_match_the_single_expression(
         staged.value, staged.precision.alias("p"), staged.status.alias("s")
     )
     assert got.rows() == expected.rows()
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["P1", "P10", "P2", "", None]),
+            st.sampled_from([1, 2, None]),
+            st.integers(0, 2),
+        ),
+        max_size=8,
+    )
+)
+def test_sortedness_check_agrees_with_sorting(
+    rows: list[tuple[str | None, int | None, int]],
+) -> None:
+    from cartreg.ingest.derive import in_order, sort_rows
+
+    frame = pl.DataFrame(rows, schema={"k": pl.String, "d": pl.Int64, "o": pl.Int64}, orient="row")
+    by = ["k", "d", "o"]
+    expected = frame.sort(by, nulls_last=True, maintain_order=True)
+    assert frame.select(in_order(by)).item() == expected.equals(frame)
+    assert sort_rows(frame, by).equals(expected)

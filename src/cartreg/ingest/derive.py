@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from cartreg.cdm.model import CDM, TableSpec
-from cartreg.ingest.harmonize import ORDER, is_identity
+from cartreg.ingest.harmonize import ORDER
 
 ROW_IDS: dict[str, tuple[str, str, str]] = {
     # table: (id column, abbreviation, day column ordering the rows)
@@ -70,12 +70,26 @@ def ensure_columns(frame: pl.DataFrame, table: TableSpec) -> pl.DataFrame:
 def sort_rows(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """``frame.sort(by, nulls_last=True, maintain_order=True)``, free when already in order.
 
-    Exports usually list events by patient and date, so the rows often arrive sorted. Sorting
-    costs little next to moving every column's values into the new order; the order is
-    computed first and the values only moved when it is not already the identity.
+    Rules emit their rows in this order (see ``harmonize_rule``'s ``order_by``), so they
+    usually arrive sorted: one comparison of each row with the next proves it, far cheaper than
+    sorting the keys, and only an unsorted frame has its values moved.
     """
+    if frame.select(in_order(by)).item():
+        return frame
     order = frame.select(pl.arg_sort_by(by, nulls_last=True, maintain_order=True)).to_series()
-    return frame if is_identity(order) else frame.select(pl.all().gather(order))
+    return frame.select(pl.all().gather(order))
+
+
+def in_order(by: list[str]) -> pl.Expr:
+    """True when every row's ``by`` values are at most the next row's (nulls last)."""
+    ordered: pl.Expr = pl.lit(True)
+    # Built from the last key to the first: a row is in order when its first key is smaller
+    # than the next row's, or equal and the remaining keys are in order.
+    for column in reversed(by):
+        this, after = pl.col(column), pl.col(column).shift(-1)
+        smaller = (this < after).fill_null(False) | (this.is_not_null() & after.is_null())
+        ordered = smaller | (this.eq_missing(after) & ordered)
+    return ordered.head(pl.len() - 1).all()
 
 
 def _position_in_patient() -> pl.Expr:

@@ -582,11 +582,22 @@ def harmonize_rule(
         if coded and mask is None and before:
             mask = source.select(_condition_expr(before)).to_series()
     full_source = source
-    selected = (
-        source.drop(coded)
-        .filter(_condition_expr(before) if mask is None else mask)
-        .with_columns(blank_to_null(pl.col(rule.patient_id).cast(pl.String)).alias(PID))
-    )
+    selected = source.drop(coded).filter(_condition_expr(before) if mask is None else mask)
+    # PID holds the patient key (site id + cleaned local id), null without a local id.
+    if not reshaped and isinstance(source.schema[rule.patient_id], pl.Categorical):
+        # Built once per distinct id and spread by the reader's codes.
+        ids, id_codes = (
+            shared.codes(rule.patient_id)
+            if shared
+            else _distinct_codes(source.get_column(rule.patient_id))
+        )
+        id_codes = id_codes if mask is None else id_codes.filter(mask)
+        keys = ids.select(_patient_key(mapping.site_id, pl.first())).to_series()
+        selected = selected.with_columns(keys.gather(id_codes).alias(PID))
+    else:
+        selected = selected.with_columns(
+            _patient_key(mapping.site_id, pl.col(rule.patient_id)).alias(PID)
+        )
     frame = _reshape(selected, rule, choices, mapping)
     if rule.explode and frame.is_empty():
         # Fields under an exploded array exist as soon as one element does; with no element,
@@ -801,7 +812,7 @@ def harmonize_rule(
         pl.lit(mapping.site_id).alias("site_id"),
         "source_file",
         "source_row",
-        pl.concat_str(pl.lit(mapping.site_id + "-"), pl.col(PID)).alias("patient_key"),
+        pl.col(PID).alias("patient_key"),
         *[c for c in targets if c not in ("site_id", "source_file", "source_row", "patient_key")],
         ORDER,
     ).collect()
@@ -814,6 +825,11 @@ def harmonize_rule(
         selected=selected.get_column("source_row").unique(),
         quarantine=quarantine,
     )
+
+
+def _patient_key(site_id: str, local_id: pl.Expr) -> pl.Expr:
+    """``<site id>-<local id>``; null when the local id is blank."""
+    return pl.concat_str(pl.lit(f"{site_id}-"), blank_to_null(local_id.cast(pl.String)))
 
 
 def _row_order(

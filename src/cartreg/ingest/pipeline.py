@@ -247,7 +247,7 @@ def harmonize_submission(
     # Polars releases the GIL: the next source is read while this one's rules run, two rules
     # at a time. Results are taken in mapping order, so outputs and the first error raised are
     # those of a sequential run.
-    reader = ThreadPoolExecutor(max_workers=1)
+    reader = ThreadPoolExecutor(max_workers=2)
     workers = ThreadPoolExecutor(max_workers=2)
     try:
         reads = {

@@ -135,7 +135,9 @@ def _is_rectangular(counts: tuple[int, int] | None, n_columns: int, height: int)
     return lines == height + 1 and separators == (n_columns - 1) * lines
 
 
-def _parse(data: bytes, sep: str, *, truncate: bool, categorical: bool = False) -> pl.DataFrame:
+def _parse(
+    data: bytes | Path, sep: str, *, truncate: bool, categorical: bool = False
+) -> pl.DataFrame:
     overrides = None
     if categorical:
         # Each column gets its own fresh category mapping, so a column's physical codes number
@@ -171,6 +173,10 @@ def read_csv_text(
     """
     require_file(path)
     label = label or path.name
+    if categorical and encoding in (None, "auto", "utf-8", "utf8") and header_row == 1:
+        fast = _read_in_one_pass(path, label, delimiter)
+        if fast is not None:
+            return fast
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -182,6 +188,48 @@ def read_csv_text(
         result = _read_text(raw, path, label, delimiter, encoding, header_row, categorical)
         result.sha256 = digest.result()
     return result
+
+
+def _byte_facts(path: Path, sep: str) -> tuple[bytes, str, bool, tuple[int, int] | None]:
+    """The file's bytes, SHA-256, whether they are UTF-8, and their ``_byte_counts``."""
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    utf8 = raw.isascii()
+    if not utf8:
+        try:
+            raw.decode("utf-8")
+            utf8 = True
+        except UnicodeDecodeError:
+            pass
+    return raw, digest, utf8, _byte_counts(raw, sep)
+
+
+def _read_in_one_pass(path: Path, label: str, delimiter: str | None) -> ReadResult | None:
+    """The single-pass read straight from the file, or None when it does not apply.
+
+    polars parses the file itself while a thread reads its bytes for the digest, the encoding
+    check and the byte-count proof: the file is not first copied into Python. Not UTF-8, not
+    provably rectangular or not parseable: None, and the caller reads the bytes as usual.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(65536).removeprefix(b"\xef\xbb\xbf")
+    except OSError:
+        return None
+    if not head.strip():
+        return None
+    sep = delimiter if delimiter not in (None, "auto") else sniff_delimiter(head)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        facts = pool.submit(_byte_facts, path, sep)
+        try:
+            frame: pl.DataFrame | None = _parse(path, sep, truncate=False, categorical=True)
+        except pl.exceptions.PolarsError:
+            frame = None
+        _, digest, utf8, proof = facts.result()
+    if frame is None or not utf8 or not _is_rectangular(proof, len(frame.columns), frame.height):
+        return None
+    frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
+    return ReadResult(frame=with_lineage(frame, label, 2), sha256=digest)
 
 
 def _read_text(
