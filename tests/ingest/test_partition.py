@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from cartreg.cdm import CDM, load_cdm
 from cartreg.ingest import partition
 from cartreg.ingest.pipeline import IngestResult, ingest_submission
+from cartreg.ingest.readers import csv as csv_reader
 from cartreg.paths import repo_root
 
 MAPPING = """
@@ -179,11 +180,11 @@ def test_block_counts_match_the_whole_file(data: bytes, block: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "x.csv"
         path.write_bytes(data)
-        previous, partition._BLOCK = partition._BLOCK, block
+        previous, csv_reader._BLOCK = csv_reader._BLOCK, block
         try:
-            scan = partition.scan_bytes(path, ",")
+            scan = csv_reader.scan_bytes(path, ",")
         finally:
-            partition._BLOCK = previous
+            csv_reader._BLOCK = previous
     assert scan.sha256 == hashlib.sha256(data).hexdigest()
     assert scan.size == len(data)
     assert scan.separators == data.count(b",")

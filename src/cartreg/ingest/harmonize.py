@@ -62,7 +62,7 @@ ORDER = "__order"
 class RuleOutput:
     rows: pl.DataFrame
     findings: pl.DataFrame
-    selected: pl.Series
+    selected: pl.Series  # source rows the rule's conditions select (repeats possible)
     quarantine: pl.DataFrame  # source_row, source_file, rule_id, column
 
 
@@ -588,7 +588,7 @@ def harmonize_rule(
         # Built once per distinct id and spread by the reader's codes.
         ids, id_codes = (
             shared.codes(rule.patient_id)
-            if shared
+            if shared is not None
             else _distinct_codes(source.get_column(rule.patient_id))
         )
         id_codes = id_codes if mask is None else id_codes.filter(mask)
@@ -656,7 +656,9 @@ def harmonize_rule(
             if col.source in coded:
                 # Codes of the whole column, computed once per source for all its rules.
                 domain, codes = (
-                    shared.codes(col.source) if shared else _distinct_codes(originals[col.source])
+                    shared.codes(col.source)
+                    if shared is not None
+                    else _distinct_codes(originals[col.source])
                 )
                 codes = codes if mask is None else codes.filter(mask)
             else:
@@ -822,7 +824,7 @@ def harmonize_rule(
     return RuleOutput(
         rows=rows,
         findings=pl.concat(all_findings, how="vertical") if all_findings else empty_findings(),
-        selected=selected.get_column("source_row").unique(),
+        selected=selected.get_column("source_row"),
         quarantine=quarantine,
     )
 

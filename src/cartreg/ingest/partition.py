@@ -12,8 +12,6 @@ reader uses, counted block by block). Anything else is read whole, as before.
 
 from __future__ import annotations
 
-import codecs
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,58 +36,16 @@ from cartreg.ingest.pipeline import (
     source_label,
 )
 from cartreg.ingest.readers.base import ReadResult, sha256_of, with_lineage
-from cartreg.ingest.readers.csv import sniff_delimiter, unterminated_extra_field
+from cartreg.ingest.readers.csv import (
+    ByteScan,
+    scan_bytes,
+    sniff_delimiter,
+    unterminated_extra_field,
+)
 from cartreg.ingest.transforms.sentinels import blank_to_null
 
 PART = "__part"
 ROW = "__row"
-_BLOCK = 64 * 2**20
-
-
-@dataclass(frozen=True)
-class ByteScan:
-    """What one streaming pass over a file's bytes tells."""
-
-    sha256: str
-    size: int
-    lines: int
-    separators: int
-    has_quotes: bool
-    utf8: bool
-    tail: bytes  # the last two bytes
-
-
-def scan_bytes(path: Path, separator: str) -> ByteScan:
-    """Digest and counts of ``path``, read in blocks (bounded memory)."""
-    digest = hashlib.sha256()
-    sep = separator.encode("utf-8")
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    lines = separators = size = 0
-    quotes = False
-    utf8 = True
-    tail = b""
-    with path.open("rb") as handle:
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-            size += len(block)
-            lines += block.count(b"\n")
-            separators += block.count(sep) if len(sep) == 1 else 0
-            quotes = quotes or b'"' in block
-            # ASCII blocks skip the decoder, unless it holds the start of a sequence.
-            if utf8 and (not block.isascii() or decoder.getstate()[0]):
-                try:
-                    decoder.decode(block)
-                except UnicodeDecodeError:
-                    utf8 = False
-            tail = (tail + block)[-2:]
-    if utf8:
-        try:
-            decoder.decode(b"", final=True)  # a sequence cut off at the end of the file
-        except UnicodeDecodeError:
-            utf8 = False
-    if size and not tail.endswith(b"\n"):
-        lines += 1
-    return ByteScan(digest.hexdigest(), size, lines, separators, quotes, utf8, tail)
 
 
 def separator_of(spec: SourceSpec, path: Path) -> str:

@@ -198,7 +198,8 @@ def harmonize_source(
         out.findings.append(rule_out.findings)
         selected.append(rule_out.selected)
         reasons.append(rule_out.quarantine.select("source_row", "rule_id", "column"))
-    used = pl.concat(selected).unique() if selected else pl.Series("source_row", [], dtype=pl.Int64)
+    # is_in hashes the values anyway: de-duplicating them first would cost a second hash pass.
+    used = pl.concat(selected) if selected else pl.Series("source_row", [], dtype=pl.Int64)
     unused = (
         frame.lazy()
         .filter(~pl.col("source_row").is_in(used.implode()))
@@ -247,7 +248,7 @@ def harmonize_submission(
     # Polars releases the GIL: the next source is read while this one's rules run, two rules
     # at a time. Results are taken in mapping order, so outputs and the first error raised are
     # those of a sequential run.
-    reader = ThreadPoolExecutor(max_workers=2)
+    reader = ThreadPoolExecutor(max_workers=1)
     workers = ThreadPoolExecutor(max_workers=2)
     try:
         reads = {

@@ -11,9 +11,11 @@ passes are vectorized.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +25,7 @@ from cartreg.findings import findings_frame
 from cartreg.ingest.readers.base import ReadResult, drop_blank_rows, require_file, with_lineage
 
 DELIMITERS = (",", ";", "\t", "|")
+_BLOCK = 2**20
 
 
 def decode(data: bytes, encoding: str | None = None) -> tuple[bytes, str]:
@@ -190,26 +193,60 @@ def read_csv_text(
     return result
 
 
-def _byte_facts(path: Path, sep: str) -> tuple[bytes, str, bool, tuple[int, int] | None]:
-    """The file's bytes, SHA-256, whether they are UTF-8, and their ``_byte_counts``."""
-    raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    utf8 = raw.isascii()
-    if not utf8:
+@dataclass(frozen=True)
+class ByteScan:
+    """What one streaming pass over a file's bytes tells."""
+
+    sha256: str
+    size: int
+    lines: int
+    separators: int
+    has_quotes: bool
+    utf8: bool
+    tail: bytes  # the last two bytes
+
+
+def scan_bytes(path: Path, separator: str) -> ByteScan:
+    """Digest and counts of ``path``, read in 1 MB blocks (bounded memory, and cheaper than
+    one large read: the blocks reuse the same memory)."""
+    digest = hashlib.sha256()
+    sep = separator.encode("utf-8")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = separators = size = 0
+    quotes = False
+    utf8 = True
+    tail = b""
+    with path.open("rb") as handle:
+        while block := handle.read(_BLOCK):
+            digest.update(block)
+            size += len(block)
+            lines += block.count(b"\n")
+            separators += block.count(sep) if len(sep) == 1 else 0
+            quotes = quotes or b'"' in block
+            # ASCII blocks skip the decoder, unless it holds the start of a sequence.
+            if utf8 and (not block.isascii() or decoder.getstate()[0]):
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError:
+                    utf8 = False
+            tail = (tail + block)[-2:]
+    if utf8:
         try:
-            raw.decode("utf-8")
-            utf8 = True
+            decoder.decode(b"", final=True)  # a sequence cut off at the end of the file
         except UnicodeDecodeError:
-            pass
-    return raw, digest, utf8, _byte_counts(raw, sep)
+            utf8 = False
+    if size and not tail.endswith(b"\n"):
+        lines += 1
+    return ByteScan(digest.hexdigest(), size, lines, separators, quotes, utf8, tail)
 
 
 def _read_in_one_pass(path: Path, label: str, delimiter: str | None) -> ReadResult | None:
     """The single-pass read straight from the file, or None when it does not apply.
 
-    polars parses the file itself while a thread reads its bytes for the digest, the encoding
-    check and the byte-count proof: the file is not first copied into Python. Not UTF-8, not
-    provably rectangular or not parseable: None, and the caller reads the bytes as usual.
+    polars parses the file itself while a thread scans its bytes block by block for the digest,
+    the encoding check and the byte-count proof: the file is not first copied into Python.
+    Not UTF-8, not provably rectangular or not parseable: None, and the caller reads the bytes
+    as usual.
     """
     try:
         with path.open("rb") as handle:
@@ -220,16 +257,22 @@ def _read_in_one_pass(path: Path, label: str, delimiter: str | None) -> ReadResu
         return None
     sep = delimiter if delimiter not in (None, "auto") else sniff_delimiter(head)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        facts = pool.submit(_byte_facts, path, sep)
+        facts = pool.submit(scan_bytes, path, sep)
         try:
             frame: pl.DataFrame | None = _parse(path, sep, truncate=False, categorical=True)
         except pl.exceptions.PolarsError:
             frame = None
-        _, digest, utf8, proof = facts.result()
-    if frame is None or not utf8 or not _is_rectangular(proof, len(frame.columns), frame.height):
+        scan = facts.result()
+    simple = not scan.has_quotes and not unterminated_extra_field(scan.tail, sep.encode())
+    proof = (scan.lines, scan.separators) if simple and len(sep.encode()) == 1 else None
+    if (
+        frame is None
+        or not scan.utf8
+        or not _is_rectangular(proof, len(frame.columns), frame.height)
+    ):
         return None
     frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
-    return ReadResult(frame=with_lineage(frame, label, 2), sha256=digest)
+    return ReadResult(frame=with_lineage(frame, label, 2), sha256=scan.sha256)
 
 
 def _read_text(
