@@ -82,10 +82,6 @@ def _num(name: str) -> str:
     return f"__num::{name}"
 
 
-def _ok(name: str) -> str:
-    return f"__ok::{name}"
-
-
 def _norm(name: str) -> str:
     return f"__norm::{name}"
 
@@ -207,12 +203,11 @@ def _parse_column(
         out.append(parsed.precision.alias(f"{target}_precision"))
     elif spec.dtype in ("integer", "float"):
         text = pl.when(sentinel).then(None).otherwise(raw)
+        written: pl.Expr | None = None  # the comparator written before the number, as a code
         if rule_col.part == "year":
             formats = rule_col.formats or mapping.date_formats
             parsed_date = parse_dates(text, (*formats, "Y"))
             value = parsed_date.value.dt.year().cast(pl.Float64)
-            ok = text.is_null() | value.is_not_null()
-            qualifier = None
         else:
             number = parse_numbers(
                 text,
@@ -220,15 +215,18 @@ def _parse_column(
                 source_unit=rule_col.unit,  # type: ignore[arg-type]
                 target_unit=unit_of(spec.unit),
             )
-            value, ok, qualifier = number.value, number.ok, number.qualifier
+            value, written = number.value, number.written_qualifier
             if rule_col.scale is not None:
                 value = value * rule_col.scale
+        # The parsed value is read several times (the target, the ok flag, the qualifier, the
+        # whole-number test): as an expression, each use would run the regex-heavy parse again
+        # (about 20 ms per column, even on a few distinct values), so it is computed once as an
+        # intermediate column.
+        staged.append(value.alias(_num(target)))
+        value = pl.col(_num(target))
+        ok = text.is_null() | value.is_not_null()
+        qualifier = None if written is None else pl.when(value.is_not_null()).then(written)
         if spec.dtype == "integer":
-            # The whole-number test reads the parsed value four times: as an expression, each
-            # use would run the regex-heavy parse again (about 20 ms per column, even on a few
-            # distinct values), so the value is computed once as an intermediate column.
-            staged += [value.alias(_num(target)), ok.alias(_ok(target))]
-            value, ok = pl.col(_num(target)), pl.col(_ok(target))
             # Beyond 2**53 a float no longer holds a whole number exactly (and 1e30 does not fit
             # an Int64): such a value is unparseable as an integer, not a crash.
             whole = (value.round(0) == value) & (value.abs() <= _MAX_EXACT_INT)

@@ -36,8 +36,9 @@ _POWER_OF_TEN = r"^(?:([0-9]*\.?[0-9]+)[x×*])?10\^?([+-]?\d+)$"
 @dataclass(frozen=True)
 class NumberParse:
     value: pl.Expr
-    qualifier: pl.Expr
+    qualifier: pl.Expr  # the comparator's code where the value parsed
     ok: pl.Expr
+    written_qualifier: pl.Expr  # the comparator's code, whether or not the value parsed
 
 
 def parse_numbers(
@@ -95,10 +96,10 @@ def parse_numbers(
         value = pl.when(is_percent).then(value / 100.0).otherwise(value)
     elif target_unit == "percent" and source_unit == "fraction":
         value = pl.when(has_percent).then(value).otherwise(value * 100.0)
-    qualifier = qualifier_text.replace_strict(QUALIFIER_CODES, default=None, return_dtype=pl.String)
-    qualifier = pl.when(value.is_not_null()).then(qualifier).otherwise(None)
+    written = qualifier_text.replace_strict(QUALIFIER_CODES, default=None, return_dtype=pl.String)
+    qualifier = pl.when(value.is_not_null()).then(written).otherwise(None)
     ok = raw.is_null() | value.is_not_null()
-    return NumberParse(value=value, qualifier=qualifier, ok=ok)
+    return NumberParse(value=value, qualifier=qualifier, ok=ok, written_qualifier=written)
 
 
 def unit_of(cdm_unit: str | None) -> Unit | None:
