@@ -20,7 +20,6 @@ from typing import Any
 import polars as pl
 
 from cartreg.cdm import CDM
-from cartreg.findings import empty_findings, sort_findings
 from cartreg.ingest.derive import derive_tables
 from cartreg.ingest.identifiers import SAMPLE_ROWS
 from cartreg.ingest.mapping import SiteMapping, SourceSpec
@@ -29,9 +28,11 @@ from cartreg.ingest.pipeline import (
     IngestResult,
     OutputWriter,
     Progress,
+    build_manifest,
     harmonize_source,
     read_findings,
     read_source,
+    sorted_findings,
     source_identifiers,
     source_label,
 )
@@ -353,11 +354,7 @@ def harmonize_in_parts(
                 table.write_parquet(path, compression="zstd", compression_level=1)
                 table_files[name].append(path)
 
-            combined = {
-                name: pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
-                for name, parts in collected.table_parts.items()
-            }
-            derive_tables(combined, cdm, on_table=keep)
+            derive_tables(collected.tables(), cdm, on_table=keep)
             findings += collected.findings
             for entry in collected.sources_manifest:
                 total = counts.setdefault(entry["source"], {**entry, **dict.fromkeys(_COUNTS, 0)})
@@ -368,8 +365,7 @@ def harmonize_in_parts(
     finally:
         workers.shutdown(wait=True, cancel_futures=True)
 
-    kept = [f for f in findings if f.height]
-    findings_out = sort_findings(pl.concat(kept)) if kept else empty_findings()
+    findings_out = sorted_findings(findings)
     quarantined = {
         name: pl.concat(parts, how="diagonal_relaxed").sort("source_row")
         for name, parts in quarantine.items()
@@ -387,14 +383,8 @@ def harmonize_in_parts(
             tables[name] = writer.table_from_parts(name, files)
         else:
             tables[name] = pl.read_parquet(files)
-    manifest = {
-        "cdm_version": cdm.version,
-        "mapping_version": mapping.mapping_version,
-        "site_id": site,
-        "mapping_file": mapping.path.name,
-        "sources": [counts[name] for name in mapping.sources if name in counts],
-        "tables": {name: frame.height for name, frame in tables.items()},
-    }
+    sources = [counts[name] for name in mapping.sources if name in counts]
+    manifest = build_manifest(cdm, mapping, sources, tables)
     return IngestResult(
         tables=tables, findings=findings_out, manifest=manifest, quarantine=quarantined
     )

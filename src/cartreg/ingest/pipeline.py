@@ -59,6 +59,34 @@ class Collected:
     quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
     sources_manifest: list[dict[str, Any]] = field(default_factory=list)
 
+    def tables(self) -> dict[str, pl.DataFrame]:
+        """Each table's rule outputs stacked, ready for the derivations."""
+        return {
+            name: pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+            for name, parts in self.table_parts.items()
+        }
+
+
+def sorted_findings(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    kept = [f for f in parts if f.height]
+    return sort_findings(pl.concat(kept, how="vertical")) if kept else empty_findings()
+
+
+def build_manifest(
+    cdm: CDM,
+    mapping: SiteMapping,
+    sources: list[dict[str, Any]],
+    tables: dict[str, pl.DataFrame],
+) -> dict[str, Any]:
+    return {
+        "cdm_version": cdm.version,
+        "mapping_version": mapping.mapping_version,
+        "site_id": mapping.site_id,
+        "mapping_file": mapping.path.name,
+        "sources": sources,
+        "tables": {name: frame.height for name, frame in tables.items()},
+    }
+
 
 def source_label(spec: SourceSpec) -> str:
     return f"{spec.file}#{spec.sheet}" if spec.reader == "excel" and spec.sheet else spec.file
@@ -266,28 +294,14 @@ def harmonize_submission(
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
         workers.shutdown(wait=True, cancel_futures=True)
-    all_findings = [f for f in collected.findings if f.height]
-    findings_out = (
-        sort_findings(pl.concat(all_findings, how="vertical")) if all_findings else empty_findings()
-    )
+    findings_out = sorted_findings(collected.findings)
     if writer is not None:
         writer.findings(findings_out)
         writer.quarantine(collected.quarantine)
     if progress:
         progress("deriving ids and day offsets")
-    combined = {
-        name: pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
-        for name, parts in collected.table_parts.items()
-    }
-    tables = derive_tables(combined, cdm, on_table=writer.table if writer else None)
-    manifest = {
-        "cdm_version": cdm.version,
-        "mapping_version": mapping.mapping_version,
-        "site_id": mapping.site_id,
-        "mapping_file": mapping.path.name,
-        "sources": collected.sources_manifest,
-        "tables": {name: frame.height for name, frame in tables.items()},
-    }
+    tables = derive_tables(collected.tables(), cdm, on_table=writer.table if writer else None)
+    manifest = build_manifest(cdm, mapping, collected.sources_manifest, tables)
     return IngestResult(
         tables=tables,
         findings=findings_out,
