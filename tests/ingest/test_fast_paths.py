@@ -42,6 +42,13 @@ def _both_paths(
     path: Path, header_row: int, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[ReadResult, ReadResult]:
     fast = _read(path, header_row)
+    # The coded read (what ingest uses) holds the same text, digest and findings.
+    coded = csv_reader.read_csv_text(path, header_row=header_row, categorical=True)
+    as_text = coded.frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
+    assert as_text.schema == fast.frame.schema
+    assert as_text.rows() == fast.frame.rows()
+    assert coded.findings.rows() == fast.findings.rows()
+    assert coded.sha256 == fast.sha256
     with monkeypatch.context() as patch:
         # Refusing the proof of rectangularity sends every file down the second-pass path.
         patch.setattr(csv_reader, "_is_rectangular", lambda *_: False)
