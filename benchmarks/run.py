@@ -40,6 +40,7 @@ LIBRARIES = (
 )
 # the one-row-per-event CSV layout: the export whose ingest speed matters most
 EXPORT_SITE = "ehr_c"
+SITE_DIRS = ("redcap_a", "excel_b", "ehr_c", "deid_d")  # `cartreg synth --sites 4`
 PILOT = 400  # patients in the small cohorts used to size the real ones
 
 
@@ -114,12 +115,25 @@ def consortium(event_rows: int, work: Path, seed: int) -> Path:
     """Harmonized truth tables of a 4-site cohort with about ``event_rows`` event rows."""
     out = work / f"consortium_{event_rows}"
     if not (out / "truth").is_dir():
-        pilot = work / "pilot_consortium"
-        if not (pilot / "truth").is_dir():
-            _synth(PILOT, pilot, seed, "--sites", "4", "--truth-only")
-        patients = max(40, round(event_rows * PILOT / _event_rows(pilot / "truth")))
-        _synth(patients, out, seed, "--sites", "4", "--truth-only")
+        _synth(_patients_for(event_rows, work, seed), out, seed, "--sites", "4", "--truth-only")
     return out / "truth"
+
+
+def _patients_for(event_rows: int, work: Path, seed: int) -> int:
+    """Patients of a 4-site cohort with about ``event_rows`` event rows (from a pilot cohort)."""
+    pilot = work / "pilot_consortium"
+    if not (pilot / "truth").is_dir():
+        _synth(PILOT, pilot, seed, "--sites", "4", "--truth-only")
+    return max(40, round(event_rows * PILOT / _event_rows(pilot / "truth")))
+
+
+def many_sites(event_rows: int, work: Path, seed: int) -> Path:
+    """Exports of a 4-site cohort (one per layout: REDCap, Excel, EHR, de-identified) whose
+    harmonized event tables hold about ``event_rows`` rows, for the end-to-end tasks."""
+    out = work / f"sites_{event_rows}"
+    if not (out / "sites").is_dir():
+        _synth(_patients_for(event_rows, work, seed), out, seed, "--sites", "4")
+    return out / "sites"
 
 
 def export_site(csv_rows: int, work: Path, seed: int) -> Path:
@@ -161,11 +175,20 @@ def ratio(a: float, b: float) -> float:
 
 
 def bench_size(
-    size: int, work: Path, repeat: int, seed: int, *, ingest: bool = True, peers: bool = True
+    size: int,
+    work: Path,
+    repeat: int,
+    seed: int,
+    *,
+    ingest: bool = True,
+    peers: bool = True,
+    sites: bool = True,
 ) -> dict[str, Any]:
     truth = consortium(size, work, seed)
     result: dict[str, Any] = {"event_rows": _event_rows(truth), "tasks": {}, "ratios": {}}
-    result["skipped"] = [name for name, run in (("ingest", ingest), ("peers", peers)) if not run]
+    result["skipped"] = [
+        name for name, run in (("ingest", ingest), ("peers", peers), ("sites", sites)) if not run
+    ]
     tasks = result["tasks"]
     r = result["ratios"]
     if ingest:
@@ -184,6 +207,8 @@ def bench_size(
         r["ingest_write_vs_read_csv"] = ratio(
             tasks["ingest_write"]["median_s"], tasks["read_csv"]["median_s"]
         )
+    if sites:
+        end_to_end(size, work, repeat, seed, result)
     tasks["read_parquet"] = run_task(["read-parquet", str(truth)], repeat).to_dict()
     tasks["validate"] = run_task(["validate", str(truth)], repeat).to_dict()
     r["validate_vs_read_parquet"] = ratio(
@@ -201,6 +226,32 @@ def bench_size(
             tasks[f"peer_{engine}"]["median_s"], tasks["peer_cartreg"]["median_s"]
         )
     return result
+
+
+def end_to_end(size: int, work: Path, repeat: int, seed: int, result: dict[str, Any]) -> None:
+    """`cartreg check` of four sites, one per export layout, then the registry merge of all four,
+    each beside polars merely reading the same inputs."""
+    sites = many_sites(size, work, seed)
+    mappings = REPO / "sample_data"
+    checked, registry = work / f"checked_{size}", work / f"registry_{size}"
+    tasks, r = result["tasks"], result["ratios"]
+    tasks["read_exports"] = run_task(["read-exports", str(sites)], repeat).to_dict()
+    tasks["check_sites"] = run_task(
+        ["check-sites", str(sites), str(mappings), str(checked)], repeat
+    ).to_dict()
+    r["check_sites_vs_read_exports"] = ratio(
+        tasks["check_sites"]["median_s"], tasks["read_exports"]["median_s"]
+    )
+    folders = [str(checked / site / "tables") for site in SITE_DIRS]
+    tasks["read_checked"] = run_task(["read-parquet", *folders], repeat).to_dict()
+    tasks["merge_sites"] = run_task(
+        ["merge-sites", str(checked), str(mappings), str(registry)], repeat
+    ).to_dict()
+    r["merge_sites_vs_read_checked"] = ratio(
+        tasks["merge_sites"]["median_s"], tasks["read_checked"]["median_s"]
+    )
+    shutil.rmtree(checked, ignore_errors=True)
+    shutil.rmtree(registry, ignore_errors=True)
 
 
 def _target(text: str, value: float | None, met: bool | None, note: str = "") -> dict[str, Any]:
@@ -337,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run the ingest tasks only up to this size",
     )
     parser.add_argument(
+        "--sites-max-size",
+        default="1m",
+        help="run the end-to-end check and registry merge of four sites only up to this size",
+    )
+    parser.add_argument(
         "--peers-max-size",
         default="2m",
         help="run the peer engines (GX on pandas is slow and memory-hungry) only up to this size",
@@ -373,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             ingest=size <= parse_size(args.ingest_max_size),
             peers=size <= parse_size(args.peers_max_size),
+            sites=size <= parse_size(args.sites_max_size),
         )
     report["targets"] = targets(report)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -40,11 +40,11 @@ def read_csv(*files: str) -> dict[str, Any]:
 
 
 @task
-def read_parquet(folder: str) -> dict[str, Any]:
-    """Floor: polars reads every harmonized table from Parquet."""
+def read_parquet(*folders: str) -> dict[str, Any]:
+    """Floor: polars reads every harmonized table from Parquet (in each folder given)."""
     import polars as pl
 
-    paths = sorted(Path(folder).glob("*.parquet"))
+    paths = sorted(p for folder in folders for p in Path(folder).glob("*.parquet"))
     seconds, rows = _timed(lambda: sum(pl.read_parquet(p).height for p in paths))
     return {"seconds": seconds, "detail": {"rows": rows, "tables": len(paths)}}
 
@@ -137,6 +137,115 @@ def command(*argv: str) -> dict[str, Any]:
     )
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"seconds": seconds, "peak_rss_mb": child, "detail": {"exit_code": proc.returncode}}
+
+
+SITES = ("redcap_a", "excel_b", "ehr_c", "deid_d")  # one site per export layout
+
+
+@task
+def read_exports(sites: str) -> dict[str, Any]:
+    """Floor for the end-to-end check: polars reads every export file of every site (CSV files
+    as text, since type inference fails on these mixed exports; every sheet of the Excel
+    workbooks with its defaults)."""
+    import polars as pl
+
+    def run() -> int:
+        rows = 0
+        for path in sorted(Path(sites).rglob("*")):
+            if path.suffix == ".csv":
+                rows += pl.read_csv(path, infer_schema=False).height
+            elif path.suffix == ".xlsx":
+                sheets = pl.read_excel(path, sheet_id=0)
+                rows += sum(frame.height for frame in sheets.values())
+        return rows
+
+    seconds, rows = _timed(run)
+    return {"seconds": seconds, "detail": {"rows": rows}}
+
+
+def _cartreg(*argv: str) -> subprocess.CompletedProcess[str]:
+    cartreg = str(Path(sys.executable).parent / "cartreg")
+    proc = subprocess.run([cartreg, *argv], capture_output=True, text=True, check=False)
+    if proc.returncode not in (0, 1):  # 1: findings at or above --fail-on, still a full run
+        raise RuntimeError(f"cartreg {argv[0]} failed: {proc.stderr.strip()[-500:]}")
+    return proc
+
+
+@task
+def check_sites(sites: str, mappings: str, out: str) -> dict[str, Any]:
+    """End to end `cartreg check` of every site, one command per site as a coordinator runs
+    it (start-up, ingest, validation and the JSON report included)."""
+
+    def run() -> int:
+        for site in SITES:
+            _cartreg(
+                "check",
+                str(Path(sites) / site),
+                "--mapping",
+                str(Path(mappings) / site / "mapping.yaml"),
+                "--out",
+                str(Path(out) / site),
+                "--format",
+                "json",
+                "--report",
+                str(Path(out) / f"{site}.json"),
+                "--fail-on",
+                "never",
+            )
+        return len(SITES)
+
+    seconds, count = _timed(run)
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_rss_mb": child, "detail": {"sites": count}}
+
+
+@task
+def merge_sites(checked: str, mappings: str, work: str) -> dict[str, Any]:
+    """End to end registry: `registry init`, `registry store` (accepted) of every checked site,
+    then `registry merge` into one pseudonymized dataset."""
+    folder = Path(work)
+    folder.mkdir(parents=True, exist_ok=True)
+    registry, secret = folder / "registry.duckdb", folder / "consortium.secret"
+    registry.unlink(missing_ok=True)
+    secret.write_text("benchmark-secret-not-for-real-use\n", encoding="utf-8")
+
+    def run() -> int:
+        _cartreg("registry", "init", str(registry))
+        for site in SITES:
+            _cartreg(
+                "registry",
+                "store",
+                str(Path(checked) / site),
+                "--site",
+                site.upper(),  # the site_id of its mapping
+                "--mapping",
+                str(Path(mappings) / site / "mapping.yaml"),
+                "--registry",
+                str(registry),
+                "--accept-reason",
+                "benchmark",
+            )
+        _cartreg(
+            "registry",
+            "merge",
+            "--registry",
+            str(registry),
+            "--out",
+            str(folder / "merged"),
+            "--secret-file",
+            str(secret),
+            "--fail-on",
+            "never",
+        )
+        return len(SITES)
+
+    seconds, _ = _timed(run)
+    import polars as pl
+
+    tables = sorted((folder / "merged").rglob("*.parquet"))
+    rows = sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in tables)
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_rss_mb": child, "detail": {"merged_rows": rows}}
 
 
 def main(argv: list[str]) -> None:

@@ -36,6 +36,7 @@ def test_harness_runs_at_10k_and_reports_every_task_and_target(tmp_path: Path) -
     report = json.loads((tmp_path / "benchmarks.json").read_text())
     size = report["sizes"]["10000"]
     expected = {"read_csv", "ingest", "ingest_write", "read_parquet", "validate"}
+    expected |= {"read_exports", "check_sites", "read_checked", "merge_sites"}
     expected |= {f"peer_{e}" for e in ("cartreg", "pandera", "dataframely", "pointblank", "gx")}
     assert set(size["tasks"]) == expected
     for task in size["tasks"].values():
@@ -45,6 +46,9 @@ def test_harness_runs_at_10k_and_reports_every_task_and_target(tmp_path: Path) -
     failing = {e: size["tasks"][f"peer_{e}"]["detail"]["failing"] for e in engines}
     assert len(set(failing.values())) == 1 and failing["gx"] > 0, failing
     assert 9_000 <= size["event_rows"] <= 11_000
+    # the end-to-end tasks ran every site and merged them
+    assert size["tasks"]["check_sites"]["detail"]["sites"] == 4
+    assert size["tasks"]["merge_sites"]["detail"]["merged_rows"] > 0
     # the in-memory ingest and the whole command harmonize the same rows
     ingests = [size["tasks"][t]["detail"] for t in ("ingest", "ingest_write")]
     assert ingests[0] == ingests[1] and ingests[0]["rows_out"] > 0
