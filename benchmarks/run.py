@@ -6,7 +6,8 @@ For each size (counted in harmonized event rows) it synthesizes a multi-site coh
 ``cartreg synth``, then measures, each task in a fresh process and repeated: the polars floors
 (read_csv of the export, read_parquet of the harmonized tables), cartreg ingest, cartreg
 validation, the same single-table checks in pandera, Great Expectations, dataframely and
-pointblank, and ``cartreg --help``. It writes ``benchmarks.json`` and ``benchmarks.md`` with
+pointblank, ``cartreg check`` of four sites and their registry merge end to end, and
+``cartreg --help``. It writes ``benchmarks.json`` and ``benchmarks.md`` with
 medians, min/max, ratios to the floor and to each anchor, library versions, the machine, and
 whether each target is met. No timing is asserted anywhere: the numbers are for reading.
 """

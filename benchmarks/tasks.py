@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -207,6 +208,7 @@ def merge_sites(checked: str, mappings: str, work: str) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     registry, secret = folder / "registry.duckdb", folder / "consortium.secret"
     registry.unlink(missing_ok=True)
+    shutil.rmtree(folder / "merged", ignore_errors=True)  # from an earlier repeat
     secret.write_text("benchmark-secret-not-for-real-use\n", encoding="utf-8")
 
     def run() -> int:
