@@ -38,6 +38,9 @@ def _lock_option() -> Callable[[F], F]:
     )
 
 
+SHOWN_PAIRS = 20  # duplicate pairs printed by `registry merge`; the CSV has all of them
+
+
 @click.group()
 def registry() -> None:
     """Consortium registry: submit, status, diff, merge.
@@ -438,7 +441,9 @@ def merge(
             f"[yellow]{dups['candidates']} possible cross-site duplicate pair(s), "
             f"{dups['unreviewed']} not reviewed[/]: see {out_dir / 'duplicates.csv'}"
         )
-        for row in result.duplicates.iter_rows(named=True):
+        # The terminal shows the first pairs; duplicates.csv has them all (a large merge can
+        # list hundreds of thousands, which would take minutes to print and nobody would read).
+        for row in result.duplicates.head(SHOWN_PAIRS).iter_rows(named=True):
             out.print(
                 escape(
                     f"  {row['pair_id']}: {row['key_a']} ({row['site_a']}) ~ {row['key_b']} "
@@ -446,6 +451,9 @@ def merge(
                     f"{row['decision'] or 'UNREVIEWED'}"
                 )
             )
+        if result.duplicates.height > SHOWN_PAIRS:
+            more = result.duplicates.height - SHOWN_PAIRS
+            out.print(f"  … and {more} more pair(s) in {out_dir / 'duplicates.csv'}")
     if result.findings.height:
         out.print(findings_summary(result.findings))
     out.print(f"wrote {out_dir}")
