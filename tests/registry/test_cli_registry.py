@@ -212,3 +212,26 @@ def test_unusable_input_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "registry not found" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_merge_prints_the_first_duplicate_pairs_and_counts_the_rest(
+    registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cartreg.cli import registry as registry_cli
+
+    # One planted pair here; with none shown, the terminal points at the CSV instead.
+    monkeypatch.setattr(registry_cli, "SHOWN_PAIRS", 0)
+    out = tmp_path / "merged"
+    result = run(
+        "registry",
+        "merge",
+        "--out",
+        str(out),
+        "--registry",
+        str(registry),
+        env={"CARTREG_SECRET": SECRET},
+    )
+    assert result.exit_code == 0, result.output
+    assert "UNREVIEWED" not in result.output
+    assert f"… and 1 more pair(s) in {out / 'duplicates.csv'}" in result.output.replace("\n", "")
+    assert pl.read_csv(out / "duplicates.csv").height == 1
