@@ -60,8 +60,8 @@ def entries(
 ) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """The items of a YAML list (bare, or under ``section``) as (key path, mapping) pairs.
 
-    Checks the shape shared by small policy files (waivers, overrides): a list of mappings
-    whose keys are all in ``allowed``. Problems raise ConfigError naming file and key.
+    Checks a shape shared by several files (waivers, overrides, rule examples): a list of
+    mappings whose keys are all in ``allowed``. Problems raise ConfigError naming file and key.
     """
     items = raw.get(section) if isinstance(raw, Mapping) else raw
     if not isinstance(items, list):

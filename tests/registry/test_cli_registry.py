@@ -119,11 +119,8 @@ def test_diff_names_exactly_the_changes(registry: Path, tmp_path: Path) -> None:
     assert "patients removed (1): SITE_A-P003" in terminal.output
 
 
-def test_merge_reconciles_with_site_manifests_and_lists_the_planted_duplicate(
-    registry: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "merged"
-    result = run(
+def _merge(registry: Path, out: Path) -> Result:
+    return run(
         "registry",
         "merge",
         "--out",
@@ -132,6 +129,13 @@ def test_merge_reconciles_with_site_manifests_and_lists_the_planted_duplicate(
         str(registry),
         env={"CARTREG_SECRET": SECRET},
     )
+
+
+def test_merge_reconciles_with_site_manifests_and_lists_the_planted_duplicate(
+    registry: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "merged"
+    result = _merge(registry, out)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(s["site_id"], s["version"]) for s in manifest["sites"]] == [
@@ -222,15 +226,7 @@ def test_merge_prints_the_first_duplicate_pairs_and_counts_the_rest(
     # One planted pair here; with none shown, the terminal points at the CSV instead.
     monkeypatch.setattr(registry_cli, "SHOWN_PAIRS", 0)
     out = tmp_path / "merged"
-    result = run(
-        "registry",
-        "merge",
-        "--out",
-        str(out),
-        "--registry",
-        str(registry),
-        env={"CARTREG_SECRET": SECRET},
-    )
+    result = _merge(registry, out)
     assert result.exit_code == 0, result.output
     assert "UNREVIEWED" not in result.output
     assert f"… and 1 more pair(s) in {out / 'duplicates.csv'}" in result.output.replace("\n", "")

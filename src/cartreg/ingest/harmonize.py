@@ -580,16 +580,22 @@ def harmonize_rule(
         if coded and mask is None and before:
             mask = source.select(_condition_expr(before)).to_series()
     full_source = source
+
+    def whole_column(name: str) -> tuple[pl.DataFrame, pl.Series]:
+        """Domain and codes of a source column over every source row (shared by the rules of
+        the source when possible), the codes narrowed to the selected rows."""
+        domain, codes = (
+            shared.codes(name)
+            if shared is not None
+            else _distinct_codes(full_source.get_column(name))
+        )
+        return domain, codes if mask is None else codes.filter(mask)
+
     selected = source.drop(coded).filter(_condition_expr(before) if mask is None else mask)
     # PID holds the patient key (site id + cleaned local id), null without a local id.
     if not reshaped and isinstance(source.schema[rule.patient_id], pl.Categorical):
         # Built once per distinct id and spread by the reader's codes.
-        ids, id_codes = (
-            shared.codes(rule.patient_id)
-            if shared is not None
-            else _distinct_codes(source.get_column(rule.patient_id))
-        )
-        id_codes = id_codes if mask is None else id_codes.filter(mask)
+        ids, id_codes = whole_column(rule.patient_id)
         keys = ids.select(_patient_key(mapping.site_id, pl.first())).to_series()
         selected = selected.with_columns(keys.gather(id_codes).alias(PID))
     else:
@@ -622,6 +628,13 @@ def harmonize_rule(
         for c in rule.columns.values()
         if c.source is not None
     }
+
+    def parsed_lookup(domain: pl.DataFrame, col: ColumnRule, spec: ColumnSpec) -> pl.LazyFrame:
+        """The parse of each distinct value in ``domain`` (its only column) for ``col``."""
+        domain = domain.select(blank_to_null(pl.first()).alias(_raw(col.target)))
+        parse = _parse_column(domain, col, spec, table, mapping, cdm, reader, rule.columns)
+        return _with_parsed(domain.lazy(), [parse])
+
     per_row: list[ColumnRule] = []
     parsed: list[ColumnRule] = []
     lookups: list[pl.LazyFrame] = []
@@ -637,34 +650,23 @@ def harmonize_rule(
             continue
         key = None if reshaped or shared is None else parse_key(col, table, rule)
         if key is not None and shared is not None and key in shared:
-            codes = shared.codes(col.source)[1]
-            codes = codes if mask is None else codes.filter(mask)
+            _, codes = whole_column(col.source)
 
             def build(
                 domain: pl.DataFrame, col: ColumnRule = col, spec: ColumnSpec = spec
             ) -> pl.DataFrame:
-                domain = domain.select(blank_to_null(pl.first()).alias(_raw(col.target)))
-                parse = _parse_column(domain, col, spec, table, mapping, cdm, reader, rule.columns)
-                return _with_parsed(domain.lazy(), [parse]).collect()
+                return parsed_lookup(domain, col, spec).collect()
 
             built_for, lookup_every = shared.lookup(key, build, col.target)
             renames = dict(zip(_lookup_names(built_for), _lookup_names(col.target), strict=True))
             planned = lookup_every.lazy().rename(renames, strict=False)
         else:
-            if col.source in coded:
-                # Codes of the whole column, computed once per source for all its rules.
-                domain, codes = (
-                    shared.codes(col.source)
-                    if shared is not None
-                    else _distinct_codes(originals[col.source])
-                )
-                codes = codes if mask is None else codes.filter(mask)
-            else:
-                domain, codes = _distinct_codes(originals[col.source])
-            raw_name = _raw(col.target)
-            domain = domain.select(blank_to_null(pl.first()).alias(raw_name))
-            parse = _parse_column(domain, col, spec, table, mapping, cdm, reader, rule.columns)
-            planned = _with_parsed(domain.lazy(), [parse])
+            domain, codes = (
+                whole_column(col.source)
+                if col.source in coded
+                else _distinct_codes(originals[col.source])
+            )
+            planned = parsed_lookup(domain, col, spec)
         parsed.append(col)
         lookups.append(planned)
         positions.append(codes)

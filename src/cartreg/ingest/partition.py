@@ -35,28 +35,18 @@ from cartreg.ingest.pipeline import (
     sorted_findings,
     source_identifiers,
     source_label,
+    write_table,
 )
 from cartreg.ingest.readers.base import ReadResult, sha256_of, with_lineage
 from cartreg.ingest.readers.csv import (
     ByteScan,
+    file_separator,
     scan_bytes,
-    sniff_delimiter,
-    unterminated_extra_field,
 )
 from cartreg.ingest.transforms.sentinels import blank_to_null
 
 PART = "__part"
 ROW = "__row"
-
-
-def separator_of(spec: SourceSpec, path: Path) -> str:
-    if spec.delimiter not in (None, "auto"):
-        return str(spec.delimiter)
-    if spec.reader == "tsv":
-        return "\t"
-    with path.open("rb") as handle:
-        head = handle.read(65536)
-    return sniff_delimiter(head.removeprefix(b"\xef\xbb\xbf"))
 
 
 def header_of(path: Path, separator: str) -> list[str]:
@@ -101,11 +91,8 @@ def why_not_streamable(
         return "it is not UTF-8"
     if scan.has_quotes:
         return "it has quoted fields"
-    if (
-        n_columns < 2
-        or scan.separators != (n_columns - 1) * scan.lines
-        or unterminated_extra_field(scan.tail, separator.encode("utf-8"))
-    ):
+    proof = scan.proof(separator)
+    if n_columns < 2 or proof is None or proof[1] != (n_columns - 1) * proof[0]:
         return "its lines do not all have the header's field count"
     return None
 
@@ -153,18 +140,14 @@ def with_parts(frame: pl.LazyFrame, column: str, parts: pl.DataFrame) -> pl.Lazy
     ).select(*columns, pl.col(PART).fill_null(0))
 
 
-def split_file(
-    path: Path, separator: str, column: str, parts: pl.DataFrame, folder: Path
-) -> list[str]:
+def split_file(path: Path, separator: str, column: str, parts: pl.DataFrame, folder: Path) -> None:
     """Write the file's rows, as text with their line number, to one folder per part."""
     frame = pl.scan_csv(
         path, separator=separator, infer_schema=False, row_index_name=ROW, row_index_offset=2
     )
-    columns = frame.collect_schema().names()
     with_parts(frame, column, parts).sink_parquet(
         pl.PartitionBy(folder, key=PART, include_key=False), mkdir=True
     )
-    return [c for c in columns if c != ROW]
 
 
 def read_part(folder: Path, part: int, columns: list[str], label: str) -> pl.DataFrame:
@@ -235,7 +218,9 @@ def plan_split(
     counts: list[pl.DataFrame] = []
     for spec in large:
         path = root / spec.file
-        separator = separator_of(spec, path)
+        separator = file_separator(path, spec.delimiter)
+        if separator is None:
+            return whole(f"{spec.file} has no header line")
         header = header_of(path, separator)
         if progress:
             progress(f"checking {spec.file}")
@@ -351,7 +336,7 @@ def harmonize_in_parts(
 
             def keep(name: str, table: pl.DataFrame, part: int = part) -> None:
                 path = scratch / "tables" / name / f"{part:06d}.parquet"
-                table.write_parquet(path, compression="zstd", compression_level=1)
+                write_table(table, path)
                 table_files[name].append(path)
 
             derive_tables(collected.tables(), cdm, on_table=keep)

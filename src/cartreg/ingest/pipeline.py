@@ -349,18 +349,21 @@ def _findings_json(findings: pl.DataFrame) -> str:
     return f"[\n{body}\n]\n"
 
 
-def write_table(frame: pl.DataFrame, path: Path) -> None:
-    """Parquet as ingest writes it: zstd level 1 compresses these tables as small as the
-    default level 3 does (repeated codes and dates), in less time."""
-    frame.write_parquet(path, compression="zstd", compression_level=1)
+def write_table(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    """Parquet as ingest writes it (a LazyFrame is streamed to the file): zstd level 1
+    compresses these tables as small as the default level 3 does, in less time."""
+    if isinstance(frame, pl.LazyFrame):
+        frame.sink_parquet(path, compression="zstd", compression_level=1)
+    else:
+        frame.write_parquet(path, compression="zstd", compression_level=1)
 
 
 class OutputWriter:
     """Writes the output folder (layout in the module docstring) piece by piece.
 
     The findings JSON is built on a thread while tables are derived and written: both spend
-    most of their time in polars, outside the GIL. ``manifest.json`` is written last, on
-    ``close()`` after a successful run, so its presence marks a complete folder.
+    most of their time in polars, outside the GIL. ``manifest.json`` is written last, by
+    ``finish()`` after a successful run, so its presence marks a complete folder.
     """
 
     def __init__(self, out_dir: Path) -> None:
@@ -389,7 +392,7 @@ class OutputWriter:
     def table_from_parts(self, name: str, parts: list[Path]) -> pl.DataFrame:
         """Write the concatenation of Parquet ``parts`` (streamed) and return it."""
         path = self.out_dir / "tables" / f"{name}.parquet"
-        pl.scan_parquet(parts).sink_parquet(path, compression="zstd", compression_level=1)
+        write_table(pl.scan_parquet(parts), path)
         return pl.read_parquet(path)
 
     def finish(self, manifest: dict[str, Any]) -> None:
@@ -433,7 +436,7 @@ def ingest_submission(
     cdm = cdm or load_cdm()
     mapping = load_mapping(mapping_path, cdm)
     root = Path(submission_dir)
-    if not root.is_dir():
+    if not root.is_dir():  # before anything is written to out_dir
         raise InputError(f"{root}: submission folder not found")
     out = Path(out_dir) if out_dir is not None else None
     with contextlib.ExitStack() as stack:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from cartreg.errors import ConfigError, did_you_mean
 from cartreg.paths import rules_dir
-from cartreg.yamlio import load_yaml
+from cartreg.yamlio import entries, load_yaml
 
 if TYPE_CHECKING:
     from cartreg.cdm import CDM
@@ -158,18 +158,10 @@ def _examples(
             f"at least one '{kind}' example is needed", path=path, key=f"examples.{kind}"
         )
     out: list[Example] = []
-    for i, item in enumerate(raw):
-        key = f"examples.{kind}[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigError("an example must be a mapping", path=path, key=key)
-        unknown = set(item) - _EXAMPLE_KEYS
-        if unknown:
-            raise ConfigError(
-                f"unknown key '{sorted(unknown)[0]}'",
-                path=path,
-                key=key,
-                hint=f"allowed: {', '.join(sorted(_EXAMPLE_KEYS))}",
-            )
+    section = f"examples.{kind}"
+    for key, item in entries(
+        raw, path=path, section=section, allowed=_EXAMPLE_KEYS, noun="example"
+    ):
         tables = item.get("tables")
         if not isinstance(tables, Mapping):
             raise ConfigError(

@@ -205,6 +205,14 @@ class ByteScan:
     utf8: bool
     tail: bytes  # the last two bytes
 
+    def proof(self, separator: str) -> tuple[int, int] | None:
+        """(lines, separators) for ``_is_rectangular``, or None when quotes, a multi-byte
+        separator or an unterminated last line make the counts prove nothing."""
+        sep = separator.encode("utf-8")
+        if len(sep) != 1 or self.has_quotes or unterminated_extra_field(self.tail, sep):
+            return None
+        return self.lines, self.separators
+
 
 def scan_bytes(path: Path, separator: str) -> ByteScan:
     """Digest and counts of ``path``, read in 1 MB blocks (bounded memory, and cheaper than
@@ -240,6 +248,16 @@ def scan_bytes(path: Path, separator: str) -> ByteScan:
     return ByteScan(digest.hexdigest(), size, lines, separators, quotes, utf8, tail)
 
 
+def file_separator(path: Path, delimiter: str | None) -> str | None:
+    """The declared delimiter, else the one sniffed from the file's first line; None for a
+    file with nothing in its first 64 kB."""
+    with path.open("rb") as handle:
+        head = handle.read(65536).removeprefix(b"\xef\xbb\xbf")
+    if not head.strip():
+        return None
+    return delimiter if delimiter not in (None, "auto") else sniff_delimiter(head)
+
+
 def _read_in_one_pass(path: Path, label: str, delimiter: str | None) -> ReadResult | None:
     """The single-pass read straight from the file, or None when it does not apply.
 
@@ -249,13 +267,11 @@ def _read_in_one_pass(path: Path, label: str, delimiter: str | None) -> ReadResu
     as usual.
     """
     try:
-        with path.open("rb") as handle:
-            head = handle.read(65536).removeprefix(b"\xef\xbb\xbf")
+        sep = file_separator(path, delimiter)
     except OSError:
         return None
-    if not head.strip():
+    if sep is None:
         return None
-    sep = delimiter if delimiter not in (None, "auto") else sniff_delimiter(head)
     with ThreadPoolExecutor(max_workers=1) as pool:
         facts = pool.submit(scan_bytes, path, sep)
         try:
@@ -263,12 +279,10 @@ def _read_in_one_pass(path: Path, label: str, delimiter: str | None) -> ReadResu
         except pl.exceptions.PolarsError:
             frame = None
         scan = facts.result()
-    simple = not scan.has_quotes and not unterminated_extra_field(scan.tail, sep.encode())
-    proof = (scan.lines, scan.separators) if simple and len(sep.encode()) == 1 else None
     if (
         frame is None
         or not scan.utf8
-        or not _is_rectangular(proof, len(frame.columns), frame.height)
+        or not _is_rectangular(scan.proof(sep), len(frame.columns), frame.height)
     ):
         return None
     frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
