@@ -248,3 +248,57 @@ def test_the_command_says_how_a_large_submission_is_read(tmp_path: Path) -> None
     assert whole.returncode == 0 and "splitting" not in whole.stderr
     for name in ["findings.json", "manifest.json"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_a_broken_mapping_fails_before_splitting_and_writes_nothing(
+    tmp_path: Path, cdm: CDM
+) -> None:
+    from cartreg.errors import ConfigError
+
+    rows = [{"pid": "P1", "kind": "infusion", "date": "2021-03-05", "detail": "x", "value": "1"}]
+    site = _site(tmp_path / "site", rows * 50, [{"pid": "P1", "sex": "F"}])
+    mapping = site / "mapping.yaml"
+    mapping.write_text(
+        MAPPING.replace("infusion_date: date", "infusion_date: dte"), encoding="utf-8"
+    )
+    notes: list[str] = []
+    with pytest.raises(ConfigError, match=r"source column 'dte' not found in events\.csv"):
+        ingest_submission(
+            site, mapping, tmp_path / "out", cdm=cdm, partition_mb=1e-6, progress=notes.append
+        )
+    assert not any(n.startswith("splitting") for n in notes), notes
+    assert not (tmp_path / "out").exists()
+
+
+def test_identifier_columns_are_found_once_and_never_copied_when_split(
+    tmp_path: Path, cdm: CDM
+) -> None:
+    rows = [
+        {"pid": f"P{i}", "kind": "infusion", "date": "2021-03-05", "detail": "x", "value": "1"}
+        for i in range(30)
+    ]
+    site = _site(tmp_path / "site", rows, [{"pid": "P1", "sex": "F"}])
+    events = site / "events.csv"
+    lines = events.read_text(encoding="utf-8").splitlines()
+    mrns = [f"{40000000 + i}" for i in range(len(lines) - 1)]
+    events.write_text(
+        "\n".join([f"{lines[0]},mrn", *map(",".join, zip(lines[1:], mrns, strict=True))]) + "\n",
+        encoding="utf-8",
+    )
+    notes: list[str] = []
+    whole = ingest_submission(site, site / "mapping.yaml", None, cdm=cdm, partition_mb=0)
+    parts = ingest_submission(
+        site,
+        site / "mapping.yaml",
+        tmp_path / "out",
+        cdm=cdm,
+        partition_mb=1e-4,
+        progress=notes.append,
+    )
+    assert any(n.startswith("splitting events.csv") for n in notes), notes
+    assert_same(whole, parts)
+    flagged = parts.findings.filter(pl.col("rule_id") == "ING-IDENTIFIER")
+    assert flagged.get_column("column").to_list() == ["mrn"]
+    written = b"".join(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    texts = [pl.read_parquet(p).write_csv() for p in (tmp_path / "out").rglob("*.parquet")]
+    assert not any(m.encode() in written or m in "".join(texts) for m in mrns)

@@ -21,8 +21,9 @@ import polars as pl
 
 from cartreg.cdm import CDM
 from cartreg.ingest.derive import derive_tables
+from cartreg.ingest.harmonize import is_reshaped
 from cartreg.ingest.identifiers import SAMPLE_ROWS
-from cartreg.ingest.mapping import SiteMapping, SourceSpec
+from cartreg.ingest.mapping import SiteMapping, SourceSpec, check_source_columns
 from cartreg.ingest.pipeline import (
     Collected,
     IngestResult,
@@ -222,6 +223,11 @@ def plan_split(
         if separator is None:
             return whole(f"{spec.file} has no header line")
         header = header_of(path, separator)
+        # A mapping naming a column the file lacks fails now, not after splitting the file.
+        for rules in mapping.tables.values():
+            for rule in rules:
+                if rule.source == spec.name and not is_reshaped(rule):
+                    check_source_columns(mapping, rule, [c.strip() for c in header])
         if progress:
             progress(f"checking {spec.file}")
         scan = scan_bytes(path, separator)

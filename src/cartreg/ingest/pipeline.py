@@ -368,8 +368,6 @@ class OutputWriter:
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
-        (out_dir / "tables").mkdir(parents=True, exist_ok=True)
-        (out_dir / "quarantine").mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._findings: Future[str] | None = None
 
@@ -382,20 +380,27 @@ class OutputWriter:
     def findings(self, findings: pl.DataFrame) -> None:
         self._findings = self._pool.submit(_findings_json, findings)
 
+    def _path(self, folder: str, name: str) -> Path:
+        # Folders appear with their first file: a run stopped by a mapping error leaves none.
+        (self.out_dir / folder).mkdir(parents=True, exist_ok=True)
+        return self.out_dir / folder / f"{name}.parquet"
+
     def quarantine(self, records: dict[str, pl.DataFrame]) -> None:
         for name, frame in records.items():
-            write_table(frame, self.out_dir / "quarantine" / f"{name}.parquet")
+            write_table(frame, self._path("quarantine", name))
 
     def table(self, name: str, frame: pl.DataFrame) -> None:
-        write_table(frame, self.out_dir / "tables" / f"{name}.parquet")
+        write_table(frame, self._path("tables", name))
 
     def table_from_parts(self, name: str, parts: list[Path]) -> pl.DataFrame:
         """Write the concatenation of Parquet ``parts`` (streamed) and return it."""
-        path = self.out_dir / "tables" / f"{name}.parquet"
+        path = self._path("tables", name)
         write_table(pl.scan_parquet(parts), path)
         return pl.read_parquet(path)
 
     def finish(self, manifest: dict[str, Any]) -> None:
+        (self.out_dir / "tables").mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "quarantine").mkdir(parents=True, exist_ok=True)
         if self._findings is not None:
             text = self._findings.result()
             (self.out_dir / "findings.json").write_text(text, encoding="utf-8")
