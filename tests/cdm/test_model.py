@@ -137,6 +137,6 @@ def test_invalid_schema_via_cli_exits_2_without_traceback(schemas_copy: Path) ->
 def test_schemas_folder_from_environment(
     schemas_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _edit(schemas_copy / "schemas/cdm.yaml".removeprefix("schemas/"), '"0.1.0"', '"0.1.0"')
+    _edit(schemas_copy / "cdm.yaml", "cdm_version: ", "cdm_version: ")
     monkeypatch.setenv("CARTREG_SCHEMAS", str(schemas_copy))
     assert load_cdm().path == schemas_copy

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cartreg.cdm.model import CDM, TableSpec
+from cartreg.cdm.model import CDM, TableSpec, version_parts
 from cartreg.errors import ConfigError, did_you_mean
 from cartreg.ingest.transforms.dates import DATE_FORMATS, DEFAULT_DATE_FORMATS, is_known_format
 from cartreg.ingest.transforms.sentinels import DEFAULT_SENTINELS
@@ -596,6 +596,38 @@ def _load_rule(
     )
 
 
+def _check_cdm_version(written_for: str, cdm: CDM, path: Path) -> None:
+    """A mapping runs on the CDM it was written for and on later minor versions of it.
+
+    A minor version only adds columns, vocabulary terms and derivations (docs/cdm.md,
+    "Versioning"), so what the mapping fills still exists. A new major version renamed or
+    removed something, and a mapping for a newer CDM may use columns this one lacks.
+    """
+    try:
+        major, minor, _ = version_parts(written_for)
+        current = version_parts(cdm.version)
+    except ValueError:
+        raise _fail(
+            path, "cdm_version", f"'{written_for}' is not a version like \"{cdm.version}\""
+        ) from None
+    if major != current[0]:
+        raise _fail(
+            path,
+            "cdm_version",
+            f"mapping written for CDM {written_for}, this is CDM {cdm.version} (a new major "
+            "version renamed or removed columns)",
+            "review the mapping against docs/data-dictionary.md and the migration notes in "
+            "docs/cdm.md, then update cdm_version",
+        )
+    if minor > current[1]:
+        raise _fail(
+            path,
+            "cdm_version",
+            f"mapping written for CDM {written_for}, newer than this cartreg's CDM {cdm.version}",
+            "upgrade cartreg, or run with the schemas the mapping was written for (--schemas)",
+        )
+
+
 def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
     """Load and check a mapping file against the CDM (not yet against the source files)."""
     path = Path(path)
@@ -615,13 +647,8 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
             "e.g. REDCAP_A",
         )
     cdm_version = data.get("cdm_version")
-    if cdm_version is not None and str(cdm_version) != cdm.version:
-        raise _fail(
-            path,
-            "cdm_version",
-            f"mapping written for CDM {cdm_version}, this is CDM {cdm.version}",
-            "review the mapping against docs/data-dictionary.md, then update cdm_version",
-        )
+    if cdm_version is not None:
+        _check_cdm_version(_str(cdm_version, path, "cdm_version"), cdm, path)
     defaults = _mapping(data.get("defaults") or {}, path, "defaults")
     _check_keys(defaults, _DEFAULT_KEYS, path, "defaults")
     overrides: dict[str, dict[str, str]] = {}
