@@ -351,7 +351,12 @@ def exact_age(birth: pl.Expr, on: pl.Expr) -> pl.Expr:
     """Age in years on date ``on`` of a person born on ``birth``: completed years plus the
     fraction of the current year of life (exact at every birthday, 29 February included)."""
     years = on.dt.year() - birth.dt.year()
-    before = (on.dt.month() * 100 + on.dt.day()) < (birth.dt.month() * 100 + birth.dt.day())
+
+    def month_day(date: pl.Expr) -> pl.Expr:
+        # month and day are Int8: widen before combining them
+        return date.dt.month().cast(pl.Int32) * 100 + date.dt.day().cast(pl.Int32)
+
+    before = month_day(on) < month_day(birth)
     full = years - before.cast(pl.Int32)
     last = birth.dt.offset_by(pl.format("{}y", full))
     following = birth.dt.offset_by(pl.format("{}y", full + 1))
