@@ -40,9 +40,7 @@ def test_bundled_cdm_loads_with_every_table_and_lineage() -> None:
 
 def test_derivable_columns_carry_their_provenance_siblings() -> None:
     cdm = load_cdm()
-    derivable = {
-        (t.name, c.name) for t in cdm.tables.values() for c in t.columns if c.derivable
-    }
+    derivable = {(t.name, c.name) for t in cdm.tables.values() for c in t.columns if c.derivable}
     assert derivable == {
         ("patients", "age_at_index_years"),
         ("patients", "age_at_index_min_years"),

@@ -26,6 +26,7 @@ import polars as pl
 from cartreg.analysis.endpoints import Endpoint, Source
 from cartreg.analysis.impute import compute_event_day
 from cartreg.errors import InputError
+from cartreg.ingest.derive import burden_from_blasts
 
 if TYPE_CHECKING:
     from cartreg.cdm import CDM
@@ -671,8 +672,8 @@ def derive_baseline(
     """One row per infused patient: baseline characteristics at the index infusion.
 
     ``burden`` is the site's ``disease_burden`` when stated (HIGH/LOW), otherwise derived from
-    pre-infusion marrow blasts (>= threshold is HIGH) and extramedullary disease (HIGH when
-    ``emd_counts_high``); ``UNKNOWN`` when neither is known.
+    pre-infusion marrow blasts with their qualifier (>= threshold is HIGH, "<5" is below 5) and
+    extramedullary disease (HIGH when ``emd_counts_high``); ``UNKNOWN`` when neither is known.
     """
     cdm, full, base = _prepared(tables, data_cut, cdm)
     index_rows = (
@@ -681,14 +682,14 @@ def derive_baseline(
         .group_by("patient_key", maintain_order=True)
         .first()
     )
-    blasts = pl.col("pre_bm_blast_pct")
-    emd = pl.col("pre_emd_present") == "Y"
-    derived = (
-        pl.when((blasts >= burden_threshold_pct) | (emd & pl.lit(emd_counts_high)))
-        .then(pl.lit("HIGH"))
-        .when((blasts < burden_threshold_pct) & (pl.col("pre_emd_present").fill_null("N") != "Y"))
-        .then(pl.lit("LOW"))
-        .otherwise(pl.lit("UNKNOWN"))
+    # The ingest derivation itself, so "<5" (5 with qualifier LT) is below a 5% threshold here
+    # too; ingest fills disease_burden this way already, this covers tables from elsewhere.
+    derived = burden_from_blasts(
+        pl.col("pre_bm_blast_pct"),
+        pl.col("pre_bm_blast_qualifier"),
+        pl.col("pre_emd_present"),
+        threshold_pct=burden_threshold_pct,
+        emd_counts_high=emd_counts_high,
     )
     stated = pl.col("disease_burden")
     patients = (
@@ -705,7 +706,10 @@ def derive_baseline(
                 "infusion_year",
                 "pre_bm_blast_pct",
                 "pre_emd_present",
-                pl.when(stated.is_in(["HIGH", "LOW"]))
+                # a burden ingest derived is re-derived with this analysis's threshold
+                pl.when(
+                    stated.is_in(["HIGH", "LOW"]) & pl.col("disease_burden_derivation").is_null()
+                )
                 .then(stated)
                 .otherwise(derived)
                 .alias("burden"),
