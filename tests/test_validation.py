@@ -13,7 +13,7 @@ from cartreg.paths import repo_root
 from cartreg.validation import validate_output
 
 SAMPLES = repo_root() / "sample_data"
-SITES = ("redcap_a", "excel_b", "ehr_c", "deid_d")
+SITES = ("redcap_a", "excel_b", "ehr_c", "deid_d", "registry_a", "classeur_b", "json_c")
 
 
 @pytest.fixture(scope="module")
