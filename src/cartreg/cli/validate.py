@@ -45,13 +45,13 @@ def report_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--waivers",
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
             default=None,
-            help="YAML file of waived finding ids (with justification and expiry).",
+            help="YAML file of waived finding ids with justification and expiry (docs/findings.md).",
         ),
         click.option(
             "--overrides",
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
             default=None,
-            help="YAML file of per-site rule thresholds.",
+            help="YAML file of per-site rule thresholds (docs/findings.md).",
         ),
         fail_on_option(),
     ]
