@@ -45,7 +45,7 @@ def report_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--waivers",
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
             default=None,
-            help="YAML file of waived finding ids with justification and expiry (docs/findings.md).",
+            help="YAML file of waived findings, with justification and expiry (docs/findings.md).",
         ),
         click.option(
             "--overrides",
