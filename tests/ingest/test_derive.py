@@ -266,6 +266,8 @@ def test_the_age_interval_from_the_birth_year_contains_the_true_age(
     ].row(0, named=True)
     true_age = _python_age(birth, index)
     assert row["age_at_index_min_years"] <= true_age <= row["age_at_index_max_years"]
+    for bound in (row["age_at_index_min_years"], row["age_at_index_max_years"]):
+        assert repr(bound) == repr(round(bound, 2))  # shown as 24.08, never 24.080000000000002
     assert row["age_at_index_max_years"] - row["age_at_index_min_years"] <= (1.02 if dated else 2)
     assert row["age_at_index_years"] is None
     assert row["age_at_index_min_years_derivation"] == "BIRTH_YEAR"
@@ -387,3 +389,26 @@ def test_burden_threshold_is_a_cdm_parameter() -> None:
     rows = {"patients": [_patient()], "car_t_infusions": [_infusion(pre_bm_blast_pct=7.0)]}
     assert _derive(**rows)["car_t_infusions"]["disease_burden"].item() == "HIGH"
     assert _derive(ten, **rows)["car_t_infusions"]["disease_burden"].item() == "LOW"
+
+
+def test_salvage_agents_with_unknown_start_form_one_line_after_the_dated_ones() -> None:
+    relapse = _relapse(100)
+    out = _derive(
+        patients=[_patient()],
+        car_t_infusions=[_infusion()],
+        progression_events=[relapse],
+        salvage_treatments=[
+            {
+                "patient_key": "S-1",
+                "agent": "blinatumomab",
+                "start_date": INDEX + dt.timedelta(110),
+            },
+            {"patient_key": "S-1", "agent": "inotuzumab_ozogamicin"},
+            {"patient_key": "S-1", "agent": "mini_hcvd"},
+        ],
+    )["salvage_treatments"].sort("agent")
+    assert out.select("agent", "line_number").rows() == [
+        ("blinatumomab", 1),
+        ("inotuzumab_ozogamicin", 2),
+        ("mini_hcvd", 2),
+    ]

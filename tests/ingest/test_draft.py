@@ -58,7 +58,16 @@ def test_redcap_dictionary_is_metadata_and_instruments_become_wheres(
     follow = tables["follow_up"][0]["columns"]
     assert follow["disease_status"]["map"] == {"Yes": "PROGRESSED", "No": "PROGRESSION_FREE"}
     assert follow["last_contact_date"] == {"from": "fu_date"}  # from the field label
+    assert follow["disease_status_date"] == {"from": "fu_date"}  # the form's date
     assert "no data cut-off column was found" in text
+    infusions = tables["car_t_infusions"][0]["columns"]
+    assert infusions["trial_id"] == {"from": "inf_nct"}  # values match the NCT pattern
+    assert infusions["pre_bm_blast_pct"] == {"from": "inf_blasts"}  # "Marrow blasts before …"
+    # a required column: the best candidate of the instrument's rows, else a note saying so
+    assert tables["progression_events"][0]["columns"]["event_type"] == {"from": "prog_type"}
+    assert "# hct_type: {value: one of ALLOGENEIC, AUTOLOGOUS}" in text
+    # nothing is left out unseen
+    assert "not proposed for any CDM column" in text and "inf_emd (Extramedullary" in text
 
 
 def test_workbook_finds_the_patient_id_and_proposes_day_first_dates_only(

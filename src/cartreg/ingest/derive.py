@@ -243,7 +243,13 @@ def derive_salvage_links(
             .sort("__row")
             .drop("__row", "__sday", "__pid_link", "__first_pid")
         )
-    line = pl.col("start_day").rank("dense").over(["patient_key", "progression_id"]).cast(pl.Int64)
+    # Agents whose start is unknown form one line after the dated lines of their progression
+    # (a line number is required; CP-015 reports the missing start).
+    group = ["patient_key", "progression_id"]
+    start = pl.col("start_day")
+    known = start.rank("dense").over(group)
+    last = known.max().over(group).fill_null(0)
+    line = pl.when(start.is_null()).then(last + 1).otherwise(known).cast(pl.Int64)
     return salvage.with_columns(pl.coalesce(pl.col("line_number"), line).alias("line_number"))
 
 
@@ -405,12 +411,13 @@ def derive_ages(patients: pl.DataFrame, infusions: pl.DataFrame) -> pl.DataFrame
         & high.is_not_null()
     )
     return frame.with_columns(
+        # rounded outwards, then to 2 decimals so 24.08 is not stored as 24.080000000000002
         pl.when(bounded)
-        .then(((low * 100).floor() / 100).clip(lower_bound=0.0))
+        .then(((low * 100).floor() / 100).round(2).clip(lower_bound=0.0))
         .otherwise("age_at_index_min_years")
         .alias("age_at_index_min_years"),
         pl.when(bounded)
-        .then(((high * 100).ceil() / 100).clip(lower_bound=0.0))
+        .then(((high * 100).ceil() / 100).round(2).clip(lower_bound=0.0))
         .otherwise("age_at_index_max_years")
         .alias("age_at_index_max_years"),
         *_provenance("age_at_index_min_years", "BIRTH_YEAR", pl.col("__iid"), bounded),

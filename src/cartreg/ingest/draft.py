@@ -33,6 +33,7 @@ from pathlib import Path
 import polars as pl
 
 from cartreg.cdm import CDM
+from cartreg.ingest.harmonize import DERIVED_COLUMNS
 from cartreg.ingest.identifiers import identifier_columns
 from cartreg.ingest.profile import (
     SourceFrame,
@@ -66,6 +67,8 @@ ALIASES: dict[str, tuple[str, str]] = {
     "relapse_date": ("progression_events", "progression_date"),
     "agent": ("salvage_treatments", "agent"),
     "hct_date": ("transplants", "hct_date"),
+    "salv_start": ("salvage_treatments", "start_date"),
+    "salvage_start": ("salvage_treatments", "start_date"),
     "vital_status": ("follow_up", "vital_status"),
     "death_date": ("follow_up", "death_date"),
     "last_contact": ("follow_up", "last_contact_date"),
@@ -227,7 +230,9 @@ def _by_words(
 ) -> tuple[tuple[str, str], str] | None:
     """The CDM column all of whose name's words occur in the column's name or label
     (``last_contact_date`` for "Date of last contact"), the one with most such words."""
-    words = _words(column) | _words(label)
+    words = _expanded(_words(column) | _words(label))
+    if "%" in label or column.endswith("_pct") or "(%)" in column:
+        words.add("pct")
     best: tuple[int, str] | None = None
     for name in targets:
         needed = set(name.split("_"))
@@ -240,6 +245,49 @@ def _by_words(
         return None
     said = f"label '{label}'" if label else f"column name '{column}'"
     return targets[best[1]], f"{said} names '{best[1]}'"
+
+
+# Abbreviations and words of export names -> the words of CDM column names.
+_EXPANSIONS = {
+    "inf": "infusion",
+    "prog": "progression",
+    "salv": "salvage",
+    "dx": "diagnosis",
+    "asmt": "assessment",
+    "fu": "follow",
+    "blasts": "blast",
+    "marrow": "bm",
+    "before": "pre",
+    "extramedullary": "emd",
+}
+
+
+def _expanded(words: set[str]) -> set[str]:
+    out = set(words)
+    for word in words:
+        if word in _EXPANSIONS:
+            out.add(_EXPANSIONS[word])
+        if word == "marrow":
+            out.add("assessment")  # "Date of the day-28 marrow": a disease assessment
+    return out
+
+
+def _by_pattern(
+    values: pl.Series, cdm: CDM, targets: Mapping[str, tuple[str, str]]
+) -> tuple[tuple[str, str], str] | None:
+    """A CDM column whose ``pattern`` every value matches (NCT numbers, ICD-10 codes)."""
+    present = values.drop_nulls()
+    if present.is_empty():
+        return None
+    for name, (table, column) in targets.items():
+        spec = cdm.tables[table].column(column)
+        if (
+            spec.pattern
+            and spec.name != "patient_key"
+            and bool(present.str.contains(spec.pattern).all())
+        ):
+            return (table, column), f"every value matches the pattern of '{name}'"
+    return None
 
 
 def _value_share(values: pl.Series, cdm: CDM, vocabulary: str) -> float:
@@ -285,6 +333,8 @@ def propose(
             target, evidence = ALIASES[alias], f"column name '{column}' is a known alias"
         elif source.explode and leaf in targets:
             target, evidence = targets[leaf], f"field name '{leaf}' is a CDM column"
+        elif (patterned := _by_pattern(values, cdm, targets)) is not None:
+            target, evidence = patterned
         elif (worded := _by_words(column, (labels or {}).get(column, ""), targets)) is not None:
             target, evidence = worded
         else:
@@ -647,7 +697,11 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
             if where == "" and not source.forms:
                 where = _rows_of(source, children, explode, chosen)
             chosen += _event_day(cdm, table, explode, children, chosen)
+            chosen += _status_date(chosen)
+            chosen += _required(cdm, table, chosen, _rule_rows(source, children, explode, where))
             rules.setdefault(table, []).append((source, explode, where, checkbox, chosen))
+        placed = [p for rs in rules.values() for r in rs if r[0] is source for p in r[4]]
+        notes += _unplaced(source, placed, children)
     formats, format_note = _formats(date_choices, date_samples)
     lines = [
         "# Draft mapping written by `cartreg mapping init`. Every line marked REVIEW is a guess:",
@@ -703,8 +757,11 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
 
 
 def _column_line(p: Proposal, seen: set[str], site_formats: list[str]) -> str:
-    if p.column.startswith("#"):
-        return f"        # {p.source_column}: {p.column[2:]}  # REVIEW: {p.evidence}"
+    if p.column.startswith("# ("):
+        name = p.column[3:-1]
+        if p.source_column.startswith("{"):  # a required column without a candidate
+            return f"        # {name}: {p.source_column}  # REVIEW: {p.evidence}"
+        return f"        # {p.source_column}: ({name})  # REVIEW: {p.evidence}"
     prefix = "# " if p.column in seen else ""
     seen.add(p.column)
     extra = ", part: year" if p.column == "birth_year" else ""
@@ -718,6 +775,96 @@ def _column_line(p: Proposal, seen: set[str], site_formats: list[str]) -> str:
         f"        {prefix}{p.column}: {{from: {_q(p.source_column)}{extra}{fmt}}}"
         f"  # REVIEW: {p.evidence}"
     )
+
+
+def _unplaced(
+    source: DraftSource, proposals: list[Proposal], children: list[SourceFrame]
+) -> list[str]:
+    """A note listing the columns no proposal reads, so none is left out unseen."""
+    used = {p.source_column for p in proposals} | {source.patient_id}
+    used |= {p.checkbox for p in proposals if p.checkbox}
+    identifiers = set(identifier_columns(source.base.frame))
+    left = []
+    for record_set in (source.base, *children):
+        for column in record_set.own_columns():
+            field_name = column.split("___")[0]
+            if (
+                column in used
+                or field_name in used
+                or column in identifiers
+                or column in REDCAP_COLUMNS
+                or column.endswith("_complete")
+                or isinstance(record_set.frame.schema[column], pl.List)
+            ):
+                continue
+            label = source.labels.get(field_name)
+            text = f"{column} ({label})" if label else column
+            if text not in left:
+                left.append(text)
+    if not left:
+        return []
+    return [
+        f"# REVIEW: not proposed for any CDM column, map them if they belong"
+        f" ({source.base.label}): " + "; ".join(left)
+    ]
+
+
+def _status_date(chosen: list[Proposal]) -> list[Proposal]:
+    """A disease status read from a follow-up form is as of that form's date of contact."""
+    columns = {p.column: p for p in chosen}
+    if "disease_status" not in columns or "disease_status_date" in columns:
+        return []
+    contact = columns.get("last_contact_date")
+    if contact is None:
+        return []
+    evidence = "the status is as of the last contact (the form's date)"
+    return [replace(contact, column="disease_status_date", evidence=evidence)]
+
+
+def _rule_rows(
+    source: DraftSource, children: list[SourceFrame], explode: tuple[str, ...], where: str
+) -> pl.DataFrame:
+    """The rows a drafted rule reads (its instrument's rows for a REDCap source)."""
+    frame = next((c.frame for c in children if c.explode == explode), source.base.frame)
+    form = re.search(r'redcap_repeat_instrument, equals: "([^"]+)"', where)
+    if form and "redcap_repeat_instrument" in frame.columns:
+        return frame.filter(pl.col("redcap_repeat_instrument") == form.group(1))
+    if "redcap_repeat_instrument" in frame.columns and "is_null: true" in where:
+        return frame.filter(pl.col("redcap_repeat_instrument").is_null())
+    return frame
+
+
+def _required(cdm: CDM, table: str, chosen: list[Proposal], rows: pl.DataFrame) -> list[Proposal]:
+    """The table's required columns that no proposal fills (ingest quarantines a row without
+    them): the column of the rule's rows whose values best match the vocabulary, else a note."""
+    have = {p.column for p in chosen}
+    out: list[Proposal] = []
+    for col in cdm.tables[table].columns:
+        if not col.required or col.role != "declared" or col.name in DERIVED_COLUMNS:
+            continue
+        if col.name in have:
+            continue
+        candidates: list[tuple[float, str]] = []
+        if col.vocabulary is not None:
+            for name in rows.columns:
+                values = rows.get_column(name)
+                if values.dtype != pl.String or values.null_count() == len(values):
+                    continue
+                share = _value_share(values, cdm, col.vocabulary)
+                if share > 0:
+                    candidates.append((share, name))
+        explode = chosen[0].explode if chosen else ()
+        if candidates:
+            share, name = max(candidates)
+            evidence = f"required; {share:.0%} of its values are terms of '{col.vocabulary}'"
+            out.append(Proposal(table, col.name, name, evidence, explode=explode))
+            continue
+        terms = cdm.vocabularies[col.vocabulary].codes if col.vocabulary else ()
+        hint = f"{{value: one of {', '.join(terms[:6])}}}" if terms else "{from: <column>}"
+        out.append(
+            Proposal(table, f"# ({col.name})", hint, f"required and no column found: {hint}")
+        )
+    return out
 
 
 _DAY_FIELDS = ("day", "days", "day_offset", "days_since_infusion")
