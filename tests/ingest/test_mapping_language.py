@@ -298,3 +298,17 @@ def test_a_single_checkbox_column_maps_to_a_yes_no_column(tmp_path: Path, cdm: C
         .rows()
         == rows.select("emd_present", "emd_present_raw").rows()
     )
+
+
+def test_mapping_check_prints_where_values_that_are_no_choice(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cartreg.cli.main import cli
+
+    site = _redcap(tmp_path, _CHECKBOX_AND_WHERE % ("Refractory", "1"))
+    result = CliRunner().invoke(
+        cli, ["mapping", "check", str(site / "mapping.yaml"), "--submission", str(site)]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning:" in text and "'Refractory' is neither a code nor a label" in text
