@@ -110,9 +110,11 @@ def _stratum(
     skmm = np.vstack([np.ones(k), skm[:-1]])
     f1 = np.cumsum(np.where(present, skmm * d1 / safe_rs, 0.0), axis=0)
     f1m = np.vstack([np.zeros(k), f1[:-1]])
-    ratio = np.where(present, rs / skmm, 0.0)
+    # a group with nobody left at risk has its KM at 0: keep it out of every ratio
+    safe_skmm = np.where(present, skmm, 1.0)
+    ratio = np.where(present, rs / safe_skmm, 0.0)
     tr = ratio.sum(axis=1)
-    tq = np.where(present, rs * (1.0 - f1m) / skmm, 0.0).sum(axis=1)
+    tq = np.where(present, rs * (1.0 - f1m) / safe_skmm, 0.0).sum(axis=1)
     f = np.cumsum(nd1 / tr)
     fm = np.concatenate(([0.0], f[:-1]))
     fb = (1.0 - fm) ** rho
@@ -127,7 +129,7 @@ def _stratum(
 
     score = (
         fb[:, None]
-        * np.where(present, d1 - nd1[:, None] * rs * (1.0 - f1m) / (skmm * tq[:, None]), 0.0)
+        * np.where(present, d1 - nd1[:, None] * rs * (1.0 - f1m) / (safe_skmm * tq[:, None]), 0.0)
     ).sum(axis=0)[: k - 1]
 
     v3 = np.zeros(k)
