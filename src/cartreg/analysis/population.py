@@ -189,7 +189,10 @@ class Population:
 def read_review_inputs(
     data_dir: Path, tables: Mapping[str, pl.DataFrame], cdm: CDM
 ) -> ReviewInputs:
-    """``findings.json`` and ``duplicates.csv`` of a data folder, or computed when absent."""
+    """``findings.json`` and ``duplicates.csv`` of a data folder (or of the merge output whose
+    ``tables/`` folder was given), or computed when absent."""
+    if data_dir.name == "tables" and not (data_dir / "findings.json").is_file():
+        data_dir = data_dir.parent
     findings_path = data_dir / "findings.json"
     if findings_path.is_file():
         findings, findings_source = _read_findings(findings_path), "findings.json"
