@@ -200,6 +200,8 @@ def folder(tmp_path: Path, tables: dict[str, pl.DataFrame]) -> Path:
         "key_a,key_b,decision,keep,splink_probability\nFIXTURE-B,FIXTURE-C,,,0.91\n",
         encoding="utf-8",
     )
+    # a merge output: its findings.json covers the rules (a check output's does not)
+    (root / "manifest.json").write_text('{"manifest": "cartreg.registry.merge"}', encoding="utf-8")
     return root
 
 
@@ -246,6 +248,18 @@ def test_cli_stops_on_unreviewed_duplicates_when_asked(folder: Path, tmp_path: P
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unreviewed candidate duplicate pair" in lines[0]
     assert "--duplicates one" in lines[0]
+
+
+def test_a_check_output_adds_the_rules_to_its_ingest_findings(folder: Path, tmp_path: Path) -> None:
+    """`cartreg check` writes only ingest findings to findings.json (the rules go to its
+    report): without a merge manifest the analysis runs the CDM checks and rules as well."""
+    from cartreg.analysis.run import analyze
+
+    (folder / "manifest.json").unlink()
+    result = analyze(folder, DATA_CUT, tmp_path / "out", figures=False)
+    flow = result.results["population"]
+    assert flow["findings_source"] == "findings.json + CDM checks and rules run on the tables"
+    assert flow["excluded"][0]["reason"] == "error PT-002 on progression_events.progression_day"
 
 
 def test_unreadable_findings_is_a_one_line_error(folder: Path, tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def test_results_json_has_every_estimate(run_dir: Path) -> None:
     # the fixture has no day offsets for the rules to compare: nobody is excluded
     flow = results["population"]
     assert flow["received"]["total"] == flow["analysed"]["total"] == 6
-    assert flow["findings_source"].startswith("computed")
+    assert flow["findings_source"] == "CDM checks and rules run on the tables"
     for model in results["models"].values():
         assert model["status"] == "not_fitted"
         assert model["message"].startswith(("too few events", "no covariate can be estimated"))
@@ -92,7 +92,16 @@ def test_html_report_is_self_contained(run_dir: Path) -> None:
 
 def test_figures_are_deterministic(fixture_dir: Path, run_dir: Path, tmp_path: Path) -> None:
     analyze(fixture_dir, DATA_CUT, tmp_path)
-    for rel in ("figures/km_OS.svg", "figures/cif_TTP.svg", "figures/km_OS.png", "adtte.parquet"):
+    for rel in (
+        "figures/km_OS.svg",
+        "figures/cif_TTP.svg",
+        "figures/cif_CIR_NRM.svg",
+        "figures/forest_burden_progression.svg",
+        "figures/km_OS.png",
+        "adtte.parquet",
+        "adsl.parquet",
+        "results.json",
+    ):
         assert (tmp_path / rel).read_bytes() == (run_dir / rel).read_bytes(), rel
 
 

@@ -114,6 +114,7 @@ COVARIATE_FIELDS: dict[tuple[str, str], str] = {
 }
 
 _FINDING_COLUMNS: dict[str, pl.DataType] = {
+    "finding_id": pl.String(),
     "rule_id": pl.String(),
     "severity": pl.String(),
     "table": pl.String(),
@@ -186,24 +187,50 @@ class Population:
 # -- inputs ----------------------------------------------------------------------------------
 
 
+def _is_merge_output(folder: Path) -> bool:
+    """A ``cartreg registry merge`` output: its findings.json covers the CDM checks and every
+    rule on the merged tables (a ``cartreg check`` output's holds the ingest findings only)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("manifest") == "cartreg.registry.merge"
+
+
 def read_review_inputs(
     data_dir: Path, tables: Mapping[str, pl.DataFrame], cdm: CDM
 ) -> ReviewInputs:
-    """``findings.json`` and ``duplicates.csv`` of a data folder (or of the merge output whose
-    ``tables/`` folder was given), or computed when absent."""
+    """Findings and candidate duplicates for the tables of ``data_dir`` (or of the output whose
+    ``tables/`` folder was given): a merge output's ``findings.json`` and ``duplicates.csv``;
+    otherwise the folder's own ``findings.json`` (ingest findings) plus the CDM checks and
+    rules run here, and the candidate duplicates searched here."""
     if data_dir.name == "tables" and not (data_dir / "findings.json").is_file():
         data_dir = data_dir.parent
+    parts: list[pl.DataFrame] = []
+    sources: list[str] = []
     findings_path = data_dir / "findings.json"
     if findings_path.is_file():
-        findings, findings_source = _read_findings(findings_path), "findings.json"
-    else:
-        findings, findings_source = compute_findings(tables, cdm), "computed (CDM checks and rules)"
+        parts.append(_read_findings(findings_path))
+        sources.append("findings.json")
+    if not _is_merge_output(data_dir):
+        parts.append(compute_findings(tables, cdm))
+        sources.append("CDM checks and rules run on the tables")
+    findings = pl.concat(parts, how="vertical")
+    # the same finding from both sources counts once
+    findings = pl.concat(
+        [
+            findings.filter(pl.col("finding_id").is_null()),
+            findings.filter(pl.col("finding_id").is_not_null()).unique(
+                "finding_id", keep="first", maintain_order=True
+            ),
+        ]
+    )
     dup_path = data_dir / "duplicates.csv"
     if dup_path.is_file():
         duplicates, dup_source = _read_duplicates(dup_path), "duplicates.csv"
     else:
         duplicates, dup_source = compute_duplicates(tables), "computed (candidate search)"
-    return ReviewInputs(findings, duplicates, findings_source, dup_source)
+    return ReviewInputs(findings, duplicates, " + ".join(sources), dup_source)
 
 
 def compute_findings(tables: Mapping[str, pl.DataFrame], cdm: CDM) -> pl.DataFrame:
@@ -369,9 +396,11 @@ def _field_kind(table: pl.Expr, column: pl.Expr) -> pl.Expr:
 def select_population(
     tables: Mapping[str, pl.DataFrame],
     review: ReviewInputs,
-    policy: PopulationPolicy = PopulationPolicy(),
+    policy: PopulationPolicy | None = None,
 ) -> Population:
-    """Apply ``policy`` to ``tables``; every table is restricted to the analysed patients."""
+    """Apply ``policy`` (default: exclude, one record per duplicate group) to ``tables``;
+    every table is restricted to the analysed patients."""
+    policy = policy or PopulationPolicy()
     received = _received(tables)
     site_of = received.select("patient_key", "site_id")
     exclusions: list[pl.DataFrame] = [

@@ -208,7 +208,7 @@ def analyze_tables(
         review = ReviewInputs(
             compute_findings(tables, cdm),
             compute_duplicates(tables),
-            "computed (CDM checks and rules)",
+            "CDM checks and rules run on the tables",
             "computed (candidate search)",
         )
     population = select_population(tables, review, policy or PopulationPolicy())
