@@ -866,7 +866,9 @@ def derivation_notes(
     """Records the derivations leave out because they contradict the timeline (the rules
     report each as a finding; here they are counted so nothing is left out silently)."""
     pe = _with_index(full["progression_events"], base)
-    day, _ = _event_day("progression_date", lower_day=None, upper_day=None)
+    # the same imputation as derive_progressions: a partial date in the infusion's month is
+    # placed after the infusion, not counted here
+    day, _ = _event_day("progression_date", lower_day=1, upper_day=_upper_anchor())
     before = pe.with_columns(day=day).filter(pl.col("day") < 0).height
     first_prog = _first(derive_progressions(full, base, endpoint)).select(
         "patient_key", pl.col("day").alias("prog_day")

@@ -379,15 +379,14 @@ def _locate_findings(findings: pl.DataFrame, tables: Mapping[str, pl.DataFrame])
 
 
 def _field_kind(table: pl.Expr, column: pl.Expr) -> pl.Expr:
-    pairs = [(t, c) for t, cols in ENDPOINT_FIELDS.items() for c in cols]
-    endpoint = pl.concat_str([table, column], separator=".").is_in([f"{t}.{c}" for t, c in pairs])
-    covariate = pl.concat_str([table, column], separator=".").is_in(
-        [f"{t}.{c}" for t, c in COVARIATE_FIELDS]
-    )
+    """``endpoint``, ``covariate`` or ``unused``: what an error on ``table.column`` means."""
+    field = pl.concat_str([table, column], separator=".")
+    endpoint = [f"{t}.{c}" for t, cols in ENDPOINT_FIELDS.items() for c in cols]
+    covariate = [f"{t}.{c}" for t, c in COVARIATE_FIELDS]
     return (
-        pl.when(endpoint)
+        pl.when(field.is_in(endpoint))
         .then(pl.lit("endpoint"))
-        .when(covariate)
+        .when(field.is_in(covariate))
         .then(pl.lit("covariate"))
         .otherwise(pl.lit("unused"))
     )
