@@ -187,25 +187,18 @@ class Population:
 # -- inputs ----------------------------------------------------------------------------------
 
 
-def _is_merge_output(folder: Path) -> bool:
-    """A ``cartreg registry merge`` output: its findings.json covers the CDM checks and every
-    rule on the merged tables (a ``cartreg check`` output's holds the ingest findings only)."""
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("manifest") == "cartreg.registry.merge"
-
-
 def read_review_inputs(
     data_dir: Path, tables: Mapping[str, pl.DataFrame], cdm: CDM
 ) -> ReviewInputs:
     """Findings and candidate duplicates for the tables of ``data_dir`` (or of the output whose
-    ``tables/`` folder was given): a merge output's ``findings.json`` and ``duplicates.csv``;
-    otherwise the folder's own ``findings.json`` (ingest findings) plus the CDM checks and
+    ``tables/`` folder was given): a merge output's ``findings.json`` (the CDM checks and every
+    rule on the merged tables) and ``duplicates.csv``; otherwise the folder's own
+    ``findings.json`` (a check output's holds only the ingest findings) plus the CDM checks and
     rules run here, and the candidate duplicates searched here."""
     if data_dir.name == "tables" and not (data_dir / "findings.json").is_file():
         data_dir = data_dir.parent
+    from cartreg.registry.merge import _is_merge_output
+
     parts: list[pl.DataFrame] = []
     sources: list[str] = []
     findings_path = data_dir / "findings.json"
