@@ -34,8 +34,8 @@ def _results(out: Path) -> dict[str, Any]:
 def test_results_do_not_depend_on_row_order(
     sample_merged: Path, sample_analysis: Any, tmp_path: Path, seed: int
 ) -> None:
-    """The merged tables' rows shuffled (findings.json and duplicates.csv as merged):
-    results.json is identical, every number to the last bit."""
+    """The merged tables' rows shuffled (findings.json, duplicates.csv and the manifest as
+    merged): results.json is identical, every number to the last bit."""
     _, reference_out = sample_analysis
     shuffled = tmp_path / f"shuffled_{seed}"
     if shuffled.exists():
@@ -46,7 +46,7 @@ def test_results_do_not_depend_on_row_order(
         frame.sample(fraction=1.0, shuffle=True, seed=(seed + i) % 2**32).write_parquet(
             shuffled / "tables" / path.name
         )
-    for name in ("findings.json", "duplicates.csv"):
+    for name in ("findings.json", "duplicates.csv", "manifest.json"):
         shutil.copy(sample_merged / name, shuffled / name)
     out = tmp_path / f"out_{seed}"
     analyze(shuffled, SAMPLE_DATA_CUT, out, figures=False)
