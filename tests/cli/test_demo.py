@@ -30,7 +30,16 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         assert (out / path).is_file(), path
     results = json.loads((out / "analysis" / "results.json").read_text())
     assert results["data_cut_date"] == "2025-06-30"
+    # the planted defects and unreviewed duplicates are not analysed, and the flow says so
+    flow = results["population"]
+    excluded = sum(row["total"] for row in flow["excluded"])
+    assert excluded >= 10 and flow["analysed"]["total"] == flow["received"]["total"] - excluded
     _assert_recovers_the_founding_study(results)
+    html = (out / "analysis" / "report.html").read_text(encoding="utf-8")
+    # the report opens with the flow table and shows the CIR/NRM figure and the forest plot
+    assert html.index("Analysis population") < html.index("<h2>Endpoints</h2>")
+    for figure in ("cif_CIR_NRM", "forest_burden_progression"):
+        assert f'alt="{figure}" src="data:image/png;base64,' in " ".join(html.split())
     secret = (out / "consortium.secret").read_text().strip()
     merged = (out / "merged" / "tables" / "patients.parquet").read_bytes()
     assert secret.encode() not in merged
