@@ -4,12 +4,21 @@ expiry date. An expired waiver no longer hides its finding (and is listed so it 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cartreg.errors import ConfigError
 from cartreg.yamlio import entries, load_yaml
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# Waivers decided per finding instead of listed by finding id (the registry's waived queries,
+# which know a finding by its fingerprint): given findings, the ``finding_id``,
+# ``justification`` and ``expires`` (ISO date text) of those to hide.
+WaiverLookup = Callable[["pl.DataFrame"], "pl.DataFrame"]
 
 _KEYS = {"finding_id", "justification", "expires", "rule_id", "approved_by"}
 
