@@ -34,7 +34,7 @@ from cartreg.rules.engine import RuleRun, run_rules
 from cartreg.rules.frames import typed
 from cartreg.rules.model import Rule
 from cartreg.rules.overrides import Override
-from cartreg.rules.waivers import Waiver
+from cartreg.rules.waivers import Waiver, waiver_frame
 
 REPORT_VERSION = "1.0.0"
 # Findings to waive, decided once they are known and with the tables at hand (the registry's
@@ -346,18 +346,16 @@ def build_report(
     # Two CDM rows from one source row (e.g. two agents of one salvage line in one JSON record)
     # can violate a rule at the same place: that is one thing for the site to fix, one finding.
     findings = findings.unique("finding_id", keep="first", maintain_order=True)
-    waived = run.waived
+    # Rule findings were waived by the engine (so rule statuses count them as waived); ingest
+    # and schema findings are waived here, by the same waivers.
+    today = as_of or dt.date.today()
+    listed = waiver_frame([w for w in waivers or () if w.active(today)])
+    hidden = [listed]
     if waive is not None and findings.height:
-        # Rule findings were waived by the engine (so rule statuses count them as waived);
-        # ingest and schema findings are waived here.
-        hidden = (
-            bound(findings)
-            .select("finding_id", "justification", "expires")
-            .unique("finding_id", keep="first")
-        )
-        stage = findings.join(hidden, on="finding_id")
-        findings = findings.join(hidden, on="finding_id", how="anti")
-        waived = pl.concat([waived, stage], how="diagonal_relaxed")
+        hidden.append(bound(findings).select(listed.columns).cast(pl.Schema(listed.schema)))
+    table = pl.concat(hidden).unique("finding_id", keep="first", maintain_order=True)
+    waived = pl.concat([run.waived, findings.join(table, on="finding_id")], how="diagonal_relaxed")
+    findings = findings.join(table, on="finding_id", how="anti")
     findings = sort_findings(_mask_identifiers(findings, cdm))
     sites = sorted(
         {

@@ -22,7 +22,7 @@ from cartreg.rules.checks import REGISTRY, VIOLATION_COLUMNS, CheckContext, Chec
 from cartreg.rules.frames import conform
 from cartreg.rules.model import Rule, load_rules
 from cartreg.rules.overrides import Override
-from cartreg.rules.waivers import Waiver, WaiverLookup
+from cartreg.rules.waivers import Waiver, WaiverLookup, waiver_frame
 
 STATUSES = ("ERROR", "NOT_APPLICABLE", "FAILED", "PASSED")
 
@@ -291,14 +291,7 @@ def _to_findings(violations: pl.DataFrame) -> pl.DataFrame:
 def _apply_waivers(
     findings: pl.DataFrame, active: Sequence[Waiver], waive: WaiverLookup | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    listed = pl.DataFrame(
-        {
-            "finding_id": [w.finding_id for w in active],
-            "justification": [w.justification for w in active],
-            "expires": [w.expires.isoformat() for w in active],
-        },
-        schema={"finding_id": pl.String, "justification": pl.String, "expires": pl.String},
-    )
+    listed = waiver_frame(active)
     parts = [listed]
     if waive is not None and findings.height:
         parts.append(waive(findings).select(listed.columns).cast(pl.Schema(listed.schema)))
