@@ -15,11 +15,11 @@ from cartreg.cli.main import cli
 from cartreg.errors import InputError
 from cartreg.findings import findings_frame
 from cartreg.queries.lifecycle import close_queries, history, reopen_queries
-from cartreg.registry import open_registry
+from cartreg.registry import open_registry, submit_output
 from cartreg.registry.store import MIGRATIONS, STORE_SCHEMA_VERSION, migrate
 from cartreg.rules.waivers import Waiver
 from tests.queries.helpers import SITE, Site, blasts
-from tests.registry.helpers import combine, patient
+from tests.registry.helpers import combine, patient, write_output
 
 UTC = dt.UTC
 
@@ -205,3 +205,28 @@ def test_closing_and_reopening_refuse_the_wrong_state(site: Site) -> None:
             )
         reopen_queries(reg, ["SITE_A-Q00001"], reason="waived in error", actor="c", when=when)
     assert site.queries() == {"SITE_A-Q00001": ("open", None)}
+
+
+def test_table_level_findings_without_a_site_are_each_sites_own(
+    site: Site, cdm: CDM, tmp_path: Path
+) -> None:
+    """A missing column is reported without site or row; two sites missing it have two
+    queries (one fingerprint each), not one shared, nor a crash on the unique key."""
+    missing = {
+        "rule_id": "CDM-COLUMN-MISSING",
+        "severity": "warning",
+        "category": "conformance",
+        "message": "column ph_status is missing",
+        "site_id": None,
+        "table": "patients",
+        "column": "ph_status",
+    }
+    site.submit("2025-01-10T09:00:00Z", ONE, [missing])
+    other = write_output(cdm, tmp_path / "site_b", "SITE_B", patient("SITE_B", "1"), [missing])
+    result = submit_output(site.registry, other, site="SITE_B", mapping_path=site.mapping, cdm=cdm)
+    assert result.query_changes["opened"] == 1
+    with open_registry(site.registry) as reg:
+        rows = reg.conn.execute(
+            "SELECT query_id, site_id, anchor FROM queries ORDER BY query_id"
+        ).fetchall()
+    assert rows == [("SITE_A-Q00001", "SITE_A", "table"), ("SITE_B-Q00001", "SITE_B", "table")]

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from cartreg.cli.common import console, lock_option, registry_option
+from cartreg.cli.common import cdm_from_context, console, lock_option, registry_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 STATE_CHOICES = ("open", "answered", "closed", "resolved", "waived", "unobtainable")
@@ -167,9 +167,13 @@ def history(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Workbook to write (e.g. SITE-queries.xlsx).",
 )
-def export(registry_path: Path, lock_timeout: float, site: str, out_path: Path) -> None:
+@click.pass_context
+def export(
+    ctx: click.Context, registry_path: Path, lock_timeout: float, site: str, out_path: Path
+) -> None:
     """Write a site's open queries to an XLSX workbook with drop-down answer columns."""
     from cartreg.queries.clock import now
+    from cartreg.queries.submission import identifier_columns
     from cartreg.queries.workbook import write_workbook
     from cartreg.registry.store import open_registry
     from cartreg.validation import STAGE_CHECKS
@@ -177,7 +181,14 @@ def export(registry_path: Path, lock_timeout: float, site: str, out_path: Path) 
     guidance = _guidance()
     guidance.update({rid: guide for rid, (_, _, guide) in STAGE_CHECKS.items()})
     with open_registry(registry_path, lock_timeout=lock_timeout) as reg:
-        count = write_workbook(reg, site.upper(), out_path, guidance=guidance, when=now())
+        count = write_workbook(
+            reg,
+            site.upper(),
+            out_path,
+            guidance=guidance,
+            identifiers=identifier_columns(cdm_from_context(ctx)),
+            when=now(),
+        )
     console().print(f"wrote {out_path} ({count} open queries of {site.upper()})")
 
 

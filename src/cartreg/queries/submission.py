@@ -26,6 +26,14 @@ def identifier_columns(cdm: CDM) -> set[str]:
     return {c.name for t in cdm.tables.values() for c in t.columns if c.identifier}
 
 
+def of_site(findings: pl.DataFrame, site: str) -> pl.DataFrame:
+    """``findings`` of one site's submission, those without a site (table-level ones) included
+    as the site's: they are its problems, and two sites must never share a fingerprint."""
+    return findings.with_columns(pl.col("site_id").fill_null(site)).filter(
+        pl.col("site_id") == site
+    )
+
+
 def output_patients(out_dir: Path | str) -> list[str]:
     """The patient keys of an ingest output folder."""
     path = Path(out_dir) / "tables" / "patients.parquet"
@@ -47,6 +55,7 @@ def plan_output(
     waivers: Sequence[Waiver] = (),
 ) -> SubmissionPlan:
     """The query changes a submission of the ingest output ``out_dir`` makes (under the lock)."""
+    findings = of_site(findings, site)
     prints = fingerprint_output(out_dir, findings, cdm=cdm, mapping_path=mapping_path)
     return plan_submission(
         load_site(registry, site),
@@ -80,7 +89,7 @@ class QueryWaivers:
         self.quarantine = load_quarantine(out_dir, mapping_path, cdm) if out_dir is not None else []
 
     def __call__(self, findings: pl.DataFrame, tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
-        site = findings.filter(pl.col("site_id") == self.snapshot.site_id)
+        site = of_site(findings, self.snapshot.site_id)
         prints = fingerprint_findings(site, tables, cdm=self.cdm, quarantine=self.quarantine)
         plan = plan_submission(
             self.snapshot,

@@ -12,6 +12,7 @@ registry or site.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,11 @@ def registry_id(registry: Registry) -> str:
     return str(value or "")
 
 
-def export_frame(registry: Registry, site: str, guidance: dict[str, str]) -> pl.DataFrame:
-    """The open queries of ``site`` as the rows of the workbook."""
-    from cartreg.cdm import load_cdm
-
-    identifiers = {c.name for t in load_cdm().tables.values() for c in t.columns if c.identifier}
+def export_frame(
+    registry: Registry, site: str, guidance: dict[str, str], identifiers: Iterable[str]
+) -> pl.DataFrame:
+    """The open queries of ``site`` as the rows of the workbook (identifier values masked,
+    again: they are stored masked)."""
     rows = mask_identifiers(
         site_queries(registry, site).filter(pl.col("state") == OPEN), identifiers
     )
@@ -94,12 +95,13 @@ def write_workbook(
     path: Path | str,
     *,
     guidance: dict[str, str],
+    identifiers: Iterable[str],
     when: dt.datetime,
 ) -> int:
     """Write the open queries of ``site`` to ``path``; returns the number of queries."""
     import xlsxwriter
 
-    frame = export_frame(registry, site, guidance)
+    frame = export_frame(registry, site, guidance, identifiers)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     workbook = xlsxwriter.Workbook(
