@@ -34,12 +34,12 @@ def birth_date(row: int) -> dict[str, Any]:
 
 @pytest.fixture
 def exported(site: Site, tmp_path: Path) -> Path:
-    """SITE_A v1 with three queries: a formula-like value, a birth date, plain blasts."""
+    """SITE_A v1 with three queries: a formula-like value, a birth date, rich markup."""
     rows = combine(patient(SITE, "1", assessments=2), patient(SITE, "2"))
     site.submit(
         "2025-01-10T09:00:00Z",
         rows,
-        [blasts(2, '=HYPERLINK("http://x.example","1")'), blasts(3, "40.0"), birth_date(3)],
+        [blasts(2, '=HYPERLINK("http://x.example","1")'), blasts(3, "[red]4[/]"), birth_date(3)],
     )
     path = tmp_path / "SITE_A-queries.xlsx"
     with open_registry(site.registry) as reg:
@@ -79,6 +79,22 @@ def test_identifiers_are_masked_and_formulas_never_run(exported: Path, site: Sit
     with open_registry(site.registry) as reg:
         stored = reg.conn.execute("SELECT value FROM queries WHERE rule_id = 'ING-DATE'").fetchall()
     assert stored == [("***",)]
+
+
+def test_the_query_list_shows_site_values_as_text(exported: Path, site: Site) -> None:
+    from click.testing import CliRunner
+
+    from cartreg.cli.main import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["queries", "list", "--registry", str(site.registry)],
+        env={"COLUMNS": "200"},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0
+    assert "[red]4[/]" in result.output and "***" in result.output
+    assert BIRTH_DATE not in result.output
 
 
 def _answer(path: Path, edits: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.markup import escape
 
 from cartreg.cli.common import cdm_from_context, console, lock_option, registry_option
 
@@ -108,14 +109,15 @@ def list_queries(
         where = f"{row['table'] or ''}.{row['column'] or ''}"
         if row["event_label"]:
             where += f", {row['event_label']}"
-        table.add_row(
+        cells = [
             row["query_id"],
             status,
             patient.removeprefix(f"{row['site_id']}-"),
             where,
             row["rule_id"],
             "" if row["value"] is None else str(row["value"]),
-        )
+        ]
+        table.add_row(*(escape(cell) for cell in cells))  # site data is never markup
     console().print(table)
 
 
@@ -140,8 +142,6 @@ def history(
     if fmt == "json":
         click.echo(_json(frame), nl=False)
         return
-    from rich.markup import escape
-
     out = console()
     for row in frame.iter_rows(named=True):
         move = f"{row['from_state'] or '-'} → {row['to_state']}"
@@ -189,7 +189,7 @@ def export(
             identifiers=identifier_columns(cdm_from_context(ctx)),
             when=now(),
         )
-    console().print(f"wrote {out_path} ({count} open queries of {site.upper()})")
+    console().print(escape(f"wrote {out_path} ({count} open queries of {site.upper()})"))
 
 
 def _guidance() -> dict[str, str]:
@@ -219,9 +219,11 @@ def import_workbook(
             reg, answers.rows, actor=who(actor), when=now(), source=workbook.name
         )
     console().print(
-        f"{answers.site_id}: {counts['answered']} answered, {counts['comments']} comments, "
-        f"{counts['on_closed']} answers to queries closed meanwhile, "
-        f"{counts['unchanged']} unchanged ({workbook})"
+        escape(
+            f"{answers.site_id}: {counts['answered']} answered, {counts['comments']} comments, "
+            f"{counts['on_closed']} answers to queries closed meanwhile, "
+            f"{counts['unchanged']} unchanged ({workbook})"
+        )
     )
 
 
@@ -309,7 +311,7 @@ def configure(registry_path: Path, lock_timeout: float, min_severity: str) -> No
 
     with open_registry(registry_path, write=True, lock_timeout=lock_timeout) as reg:
         set_min_severity(reg, min_severity)
-    console().print(f"{registry_path}: {min_severity} findings and worse open queries")
+    console().print(escape(f"{registry_path}: {min_severity} findings and worse open queries"))
 
 
 @queries.command("import-waivers")
@@ -341,7 +343,7 @@ def import_waivers(
         "query"
     )
     for finding_id in result.unmatched:
-        out.print(f"  [yellow]no query for finding {finding_id}[/]")
+        out.print(f"  [yellow]no query for finding {escape(finding_id)}[/]")
 
 
 @queries.command("scorecard")
@@ -387,4 +389,4 @@ def scorecard(
         out_path = out_path or Path("scorecard.html")
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(render_html(card), encoding="utf-8")
-    console(stderr=True).print(f"wrote {out_path} ({len(card['sites'])} sites)")
+    console(stderr=True).print(escape(f"wrote {out_path} ({len(card['sites'])} sites)"))
