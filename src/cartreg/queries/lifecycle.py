@@ -218,7 +218,8 @@ def plan_submission(
         ),
         identifiers,
     )
-    # One finding per fingerprint (two rule hits on one event and column are one query).
+    # One finding per fingerprint: one rule hitting one event and column twice (two CDM rows
+    # of one source row) is one query.
     representative = current.sort([_rank(), "finding_id"]).unique(
         "fingerprint", keep="first", maintain_order=True
     )
