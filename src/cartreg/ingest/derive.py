@@ -433,25 +433,26 @@ def burden_from_blasts(
     threshold_pct: float,
     emd_counts_high: bool,
 ) -> pl.Expr:
-    """HIGH / LOW / UNKNOWN disease burden from marrow blasts with their qualifier and EMD.
+    """HIGH or LOW disease burden when marrow blasts (with their qualifier) and EMD decide it,
+    else null. The one definition ingest and the analyses share.
 
-    ``"<5"`` (5 with qualifier LT) is below a 5% threshold; ``"<10"`` cannot be placed and is
-    UNKNOWN unless extramedullary disease makes it HIGH; ``">4"`` cannot be placed either.
+    HIGH when every value the blasts can take is at or above the threshold (``78``, ``>= 5``)
+    or EMD is present and counts as high; LOW when every value is below it (``"<5"``, i.e. 5
+    with qualifier LT, is below 5%) and no EMD counts against it. ``"<10"`` or ``">4"`` decide
+    nothing.
     """
-    at_least = (blasts >= threshold_pct) & (
-        qualifier.is_null() | qualifier.is_in(["EQ", "GE", "GT"])
+    q = qualifier.fill_null("EQ")
+    at_least = blasts.is_not_null() & q.is_in(["EQ", "GE", "GT"]) & (blasts >= threshold_pct)
+    below = blasts.is_not_null() & (
+        (q.is_in(["EQ", "LE"]) & (blasts < threshold_pct))
+        | ((q == "LT") & (blasts <= threshold_pct))
     )
-    below = (
-        (blasts < threshold_pct) & (qualifier.is_null() | qualifier.is_in(["EQ", "LT", "LE"]))
-    ) | ((qualifier == "LT") & (blasts <= threshold_pct))
     has_emd = (emd == "Y").fill_null(False)
-    high = at_least.fill_null(False) | (has_emd & pl.lit(emd_counts_high))
     return (
-        pl.when(high)
+        pl.when(at_least | (has_emd & pl.lit(emd_counts_high)))
         .then(pl.lit("HIGH"))
-        .when(below.fill_null(False) & ~has_emd)
+        .when(below & (~has_emd | pl.lit(not emd_counts_high)))
         .then(pl.lit("LOW"))
-        .otherwise(pl.lit("UNKNOWN"))
     )
 
 
@@ -467,8 +468,10 @@ def derive_disease_burden(infusions: pl.DataFrame, cdm: CDM) -> pl.DataFrame:
     )
     known = pl.col("pre_bm_blast_pct").is_not_null() | (pl.col("pre_emd_present") == "Y")
     derived = pl.col("disease_burden").is_null() & known.fill_null(False)
+    # data that do not decide it ("<10" without EMD) give UNKNOWN, not an empty burden
+    decided = pl.coalesce(burden, pl.lit("UNKNOWN"))
     return infusions.with_columns(
-        pl.when(derived).then(burden).otherwise("disease_burden").alias("disease_burden"),
+        pl.when(derived).then(decided).otherwise("disease_burden").alias("disease_burden"),
         *_provenance("disease_burden", "PRE_INFUSION_BLASTS", pl.col("infusion_id"), derived),
     )
 
