@@ -377,8 +377,9 @@ def _last_within_cut(cands: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
         srcrow=pl.when("beyond").then(None).otherwise("srcrow"),
         adtf=pl.when("beyond").then(None).otherwise("adtf"),
     )
+    # srccol too: two dates of one row (last contact and disease status) can tie on a day
     return (
-        capped.sort(["patient_key", "day", "srctable", "srcrow"], nulls_last=False)
+        capped.sort(["patient_key", "day", "srctable", "srcrow", "srccol"], nulls_last=False)
         .group_by("patient_key", maintain_order=True)
         .last()
         .select(list(_CANDIDATE_SCHEMA))
