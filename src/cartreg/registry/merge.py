@@ -6,10 +6,15 @@ half-written)::
     OUT/tables/<table>.parquet   every CDM table, all sites
     OUT/manifest.json            site versions that went in, row reconciliation, file sha256
     OUT/findings.json            CDM + data-quality findings on the merged whole, PU-001 pairs
-    OUT/duplicates.csv           candidate cross-site duplicates with scores and decisions
+    OUT/duplicates.csv           probable cross-site duplicates: match probability, the match
+                                 weight of each comparison, cluster id, review decision
 
 Patient keys (and the row ids that embed them) are HMAC pseudonyms when a consortium secret is
 given; otherwise they stay site-prefixed local ids and the manifest says so.
+
+The merge writes to the registry only what record linkage keeps between merges (reviewed links
+from ``--links``, scored pairs, cluster ids; :mod:`cartreg.registry.duplicates`), in one
+transaction before the output folder appears.
 """
 
 from __future__ import annotations
@@ -28,7 +33,14 @@ from cartreg.errors import InputError
 from cartreg.findings import empty_findings, sort_findings
 from cartreg.registry import duplicates as dup
 from cartreg.registry.pseudonym import pseudonymize_tables
-from cartreg.registry.store import DEFAULT_LOCK_TIMEOUT, Registry, now_utc, open_registry
+from cartreg.registry.store import (
+    DEFAULT_LOCK_TIMEOUT,
+    Registry,
+    current_user,
+    now_utc,
+    open_registry,
+    transaction,
+)
 from cartreg.registry.submit import sha256_file
 
 if TYPE_CHECKING:
@@ -43,6 +55,7 @@ class MergeResult:
     duplicates: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=dup.CANDIDATE_SCHEMA)
     )
+    linkage: dup.LinkageResult | None = None
 
 
 def latest_accepted(registry: Registry) -> pl.DataFrame:
@@ -117,24 +130,35 @@ def merge_registry(
     *,
     secret: bytes | None = None,
     links_path: Path | str | None = None,
-    window_days: int = dup.DEFAULT_WINDOW_DAYS,
-    min_score: float = dup.DEFAULT_MIN_SCORE,
+    min_probability: float | None = None,
+    expected_duplicate_rate: float | None = None,
+    relink: bool = False,
+    em_check: bool = False,
     overwrite: bool = False,
     cdm: CDM | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    who: str | None = None,
 ) -> MergeResult:
-    """Merge the latest accepted version of every site into ``out_dir``."""
+    """Merge the latest accepted version of every site into ``out_dir``.
+
+    Duplicate patients are linked incrementally (records new or changed since the last merge
+    are scored; ``relink`` scores everything again); ``em_check`` sets EM's estimates beside
+    the expert linkage weights.
+    """
     if not isinstance(registry, Registry):
-        with open_registry(registry, lock_timeout=lock_timeout) as opened:
+        with open_registry(registry, write=True, lock_timeout=lock_timeout) as opened:
             return merge_registry(
                 opened,
                 out_dir,
                 secret=secret,
                 links_path=links_path,
-                window_days=window_days,
-                min_score=min_score,
+                min_probability=min_probability,
+                expected_duplicate_rate=expected_duplicate_rate,
+                relink=relink,
+                em_check=em_check,
                 overwrite=overwrite,
                 cdm=cdm,
+                who=who,
             )
     from cartreg.cdm import load_cdm, validate_tables
 
@@ -165,19 +189,24 @@ def merge_registry(
     tables = load_merged_tables(registry, ids, cdm)
 
     # Duplicates are found on site keys; the review list and findings show published keys.
-    candidates = dup.find_duplicates(tables, window_days=window_days, min_score=min_score)
     aliases: pl.DataFrame | None = None
     if secret is not None:
         published, aliases = pseudonymize_tables(tables, secret)
     else:
         published = tables
-    resolved = dup.resolve(
-        candidates,
-        links
-        if links is not None
-        else pl.DataFrame(schema=dict.fromkeys(dup.LINK_COLUMNS, pl.String)),
-        aliases,
+    file_links = dup.canonical_links(links, aliases) if links is not None else dup.empty_links()
+    kept_links = dup.load_decisions(registry)
+    decisions = pl.concat([kept_links, file_links])
+    linkage = dup.link_patients(
+        tables,
+        threshold=min_probability,
+        previous=dup.load_state(registry),
+        decisions=decisions,
+        relink=relink,
+        em_check=em_check,
+        expected_duplicate_rate=expected_duplicate_rate,
     )
+    resolved = dup.resolve(linkage.pairs, decisions)
     dropped_keys = resolved.filter(pl.col("drop").is_not_null())["drop"].unique().to_list()
 
     # Per site and table: rows that went in and rows dropped as reviewed duplicates.
@@ -214,11 +243,14 @@ def merge_registry(
             pl.col(c).replace(to_psn) for c in ("key_a", "key_b", "keep", "drop")
         ).pipe(dup.with_pair_ids)
     else:
-        shown = resolved
+        shown = resolved.pipe(dup.with_pair_ids)
     findings_parts = [
         validate_tables(merged, cdm=cdm),
         dup.duplicate_findings(shown, published),
+        dup.capacity_findings(linkage.capacity, linkage.threshold),
     ]
+    if linkage.em is not None:
+        findings_parts.append(dup.em_findings(linkage.em))
     rule_found, rule_version = rule_findings(merged, cdm)
     # The catalog's PU-001 flags both records of every pair and knows nothing of reviewed
     # links; the scored, link-aware pairs above replace it in a merge.
@@ -250,20 +282,9 @@ def merge_registry(
                     "sha256": sha256_file(target),
                 }
             )
-        shown.select(
-            "pair_id",
-            "site_a",
-            "key_a",
-            "site_b",
-            "key_b",
-            "score",
-            "days_apart",
-            "evidence",
-            "decision",
-            "keep",
-            "reason",
-            "reviewer",
-        ).write_csv(work / "duplicates.csv")
+        shown.select(*dup.CANDIDATE_SCHEMA, *dup.LINK_COLUMNS[2:]).write_csv(
+            work / "duplicates.csv"
+        )
         (work / "findings.json").write_text(
             json.dumps(findings.to_dicts(), indent=2, default=str) + "\n", encoding="utf-8"
         )
@@ -330,9 +351,9 @@ def merge_registry(
                 "unreviewed": resolved.filter(pl.col("decision").is_null()).height,
                 "linked_same": resolved.filter(pl.col("decision") == "same").height,
                 "linked_distinct": resolved.filter(pl.col("decision") == "distinct").height,
-                "window_days": window_days,
-                "min_score": min_score,
+                "min_probability": linkage.threshold,
                 "file": "duplicates.csv",
+                "linkage": linkage.summary(),
             },
             "findings": {str(s): int(n) for s, n in severities},
         }
@@ -342,10 +363,21 @@ def merge_registry(
             )
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         work.chmod(0o755)  # mkdtemp makes it private; the dataset is meant to be shared
+        with transaction(registry):
+            new_links = dup.unrecorded(file_links, kept_links)
+            dup.record_decisions(
+                registry,
+                new_links,
+                who=who or current_user(),
+                source=f"link file {Path(links_path).name}" if links_path else "",
+            )
+            dup.save_state(registry, linkage)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         work.rename(out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return MergeResult(out_dir=out_dir, manifest=manifest, findings=findings, duplicates=shown)
+    return MergeResult(
+        out_dir=out_dir, manifest=manifest, findings=findings, duplicates=shown, linkage=linkage
+    )
