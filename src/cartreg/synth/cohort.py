@@ -263,6 +263,10 @@ def iter_cohort_chunks(
         counts = cohort.tables["patients"]["site_id"].value_counts()
         per_site = dict(zip(counts["site_id"].to_list(), counts["count"].to_list(), strict=True))
         offsets = offsets + np.asarray([per_site.get(s.site_id, 0) for s in cohort.sites])
+        if chunk == 0:
+            # one local number per site for the patient the first chunk's defects copy to it
+            # (``render_sites``): it must not be the next chunk's first patient
+            offsets = offsets + 1
         done += size
         chunk += 1
         yield cohort
