@@ -213,3 +213,15 @@ def test_a_record_of_a_later_submission_joins_the_existing_cluster(
     # every comparison's weight is in the review list and adds up to the match weight
     weights = dups.select(pl.sum_horizontal(pl.col("^mw_.*$")))
     assert weights.to_series().round(6).to_list() == dups["match_weight"].round(6).to_list()
+
+
+def test_html_findings_explain_each_pair(registry: Path, tmp_path: Path) -> None:
+    html = tmp_path / "merge.html"
+    result = merge_registry(registry, tmp_path / "m", html_path=html)
+    page = html.read_text(encoding="utf-8")
+    pair = result.duplicates.row(0, named=True)
+    assert pair["pair_id"] in page and "PU-001" in page
+    assert "match probability" in page and "infusion within 3 days (+" in page
+    as_json = json.loads((tmp_path / "m" / "findings.json").read_text())
+    message = next(f["message"] for f in as_json if f["value"] == pair["pair_id"])
+    assert "infusion within 3 days (+" in message and "prior -" in message

@@ -437,6 +437,14 @@ def _report_linkage(linkage: dict[str, Any]) -> None:
     help="Also estimate the linkage weights by EM and report where they disagree with the "
     "expert values (slower; never used for scoring).",
 )
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the merge's findings (duplicate pairs with their explanations) as an "
+    "HTML report.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
 @_fail_on()
 @_lock_option()
@@ -452,6 +460,7 @@ def merge(
     expected_duplicate_rate: float | None,
     relink: bool,
     em_check: bool,
+    html_out: Path | None,
     overwrite: bool,
     fail_on: str,
     lock_timeout: float,
@@ -475,6 +484,7 @@ def merge(
         overwrite=overwrite,
         cdm=cdm_from_context(ctx),
         lock_timeout=lock_timeout,
+        html_path=html_out,
     )
     out = console()
     manifest = result.manifest

@@ -109,13 +109,6 @@ def rule_catalog_version() -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-def rule_findings(tables: dict[str, pl.DataFrame], cdm: CDM) -> tuple[pl.DataFrame, str]:
-    """Run the data-quality rules (cross-site ones included) on the given tables."""
-    from cartreg.rules import run_rules
-
-    return run_rules(tables, cdm=cdm).findings, rule_catalog_version()
-
-
 def _is_merge_output(folder: Path) -> bool:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -138,12 +131,13 @@ def merge_registry(
     cdm: CDM | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     who: str | None = None,
+    html_path: Path | str | None = None,
 ) -> MergeResult:
     """Merge the latest accepted version of every site into ``out_dir``.
 
     Duplicate patients are linked incrementally (records new or changed since the last merge
     are scored; ``relink`` scores everything again); ``em_check`` sets EM's estimates beside
-    the expert linkage weights.
+    the expert linkage weights. ``html_path`` also writes the findings as an HTML report.
     """
     if not isinstance(registry, Registry):
         with open_registry(registry, write=True, lock_timeout=lock_timeout) as opened:
@@ -159,8 +153,11 @@ def merge_registry(
                 overwrite=overwrite,
                 cdm=cdm,
                 who=who,
+                html_path=html_path,
             )
-    from cartreg.cdm import load_cdm, validate_tables
+    from cartreg.cdm import load_cdm
+    from cartreg.rules.model import load_rules
+    from cartreg.validation import build_report
 
     cdm = cdm or load_cdm()
     out_dir = Path(out_dir)
@@ -244,17 +241,25 @@ def merge_registry(
         ).pipe(dup.with_pair_ids)
     else:
         shown = resolved.pipe(dup.with_pair_ids)
+    # CDM and data-quality findings of the pooled data, as `cartreg validate` reports them (schema
+    # checks beside the rules, identifier values masked). The catalogue's PU-001 flags both
+    # records of every look-alike pair and knows nothing of reviewed links: the linkage's
+    # scored, link-aware pairs replace it in a merge, so it is not run at all.
+    report = build_report(
+        merged,
+        rules=[r for r in load_rules(cdm=cdm) if r.id != dup.RULE_ID],
+        cdm=cdm,
+        source={"merge": out_dir.name},
+        generated_at=now_utc().isoformat(),
+    )
+    rule_version = rule_catalog_version()
     findings_parts = [
-        validate_tables(merged, cdm=cdm),
+        report.findings,
         dup.duplicate_findings(shown, published),
         dup.capacity_findings(linkage.capacity, linkage.threshold),
     ]
     if linkage.em is not None:
         findings_parts.append(dup.em_findings(linkage.em))
-    rule_found, rule_version = rule_findings(merged, cdm)
-    # The catalog's PU-001 flags both records of every pair and knows nothing of reviewed
-    # links; the scored, link-aware pairs above replace it in a merge.
-    findings_parts.append(rule_found.filter(pl.col("rule_id") != dup.RULE_ID))
     findings_parts = [f for f in findings_parts if f.height]
     findings = (
         sort_findings(
@@ -378,6 +383,15 @@ def merge_registry(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    if html_path is not None:
+        from dataclasses import replace
+
+        from cartreg.reports.html import render_html
+
+        Path(html_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(html_path).write_text(
+            render_html(replace(report, findings=findings)), encoding="utf-8"
+        )
     return MergeResult(
         out_dir=out_dir, manifest=manifest, findings=findings, duplicates=shown, linkage=linkage
     )
