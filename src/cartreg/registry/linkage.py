@@ -320,8 +320,20 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
 
 
 def _quiet_splink() -> None:
-    # splink logs every step at INFO; the library never prints (the CLI reports).
-    logging.getLogger("splink").setLevel(logging.WARNING)
+    # splink logs every step, and warns about things cartreg reports itself (an untrained
+    # model, levels EM never saw); the library never prints: the CLI reports.
+    logging.getLogger("splink").setLevel(logging.ERROR)
+
+
+class _Collect(logging.Handler):
+    """Keeps splink's warnings during an EM check, for its report."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
 
 
 # Pairs scoring at least this probability are kept with the linkage state, so that a later
@@ -741,6 +753,7 @@ class EMCheck:
     levels: pl.DataFrame  # comparison, level, expert/em m and u, weights, difference
     sessions: list[dict[str, Any]] = field(default_factory=list)  # rule, iterations, converged
     prior: float | None = None
+    notes: list[str] = field(default_factory=list)  # splink's warnings (levels EM never saw)
 
     @property
     def disagreements(self) -> pl.DataFrame:
@@ -758,25 +771,17 @@ def em_check(
     values, and set the estimates beside them."""
     linkage = Linkage.open(records, model, prior)
     training = linkage.linker.training
-    training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=1)
-    sessions = []
-    max_iterations = linkage.linker._settings_obj.training_settings.max_iterations
-    for rule in EM_BLOCKING:
-        session = training.estimate_parameters_using_expectation_maximisation(
-            f"({rule}) AND l.site_id <> r.site_id",
-            fix_u_probabilities=True,
-            estimate_without_term_frequencies=True,
-            populate_probability_two_random_records_match_from_trained_values=True,
-        )
-        history = getattr(session, "_core_model_settings_history", [])
-        iterations = max(0, len(history) - 1)
-        sessions.append(
-            {
-                "blocking": rule,
-                "iterations": iterations,
-                "converged": iterations < max_iterations,
-            }
-        )
+    splink_log = logging.getLogger("splink")
+    collect = _Collect()
+    splink_log.addHandler(collect)
+    splink_log.setLevel(logging.WARNING)
+    splink_log.propagate = False  # kept for the report, not printed
+    try:
+        sessions = _em_sessions(linkage, training, max_pairs)
+    finally:
+        splink_log.removeHandler(collect)
+        splink_log.propagate = True
+        _quiet_splink()
     trained = linkage.linker._settings_obj.comparisons
     rows = []
     for comp, splink_comp in zip(model.comparisons, trained, strict=True):
@@ -814,7 +819,28 @@ def em_check(
         },
     )
     em_prior = linkage.linker._settings_obj._probability_two_random_records_match
-    return EMCheck(levels=levels, sessions=sessions, prior=float(em_prior))
+    return EMCheck(levels=levels, sessions=sessions, prior=float(em_prior), notes=collect.messages)
+
+
+def _em_sessions(linkage: Linkage, training: Any, max_pairs: float) -> list[dict[str, Any]]:
+    """u by random sampling, then one EM session per blocking rule of ``EM_BLOCKING``."""
+    training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=1)
+    max_iterations = linkage.linker._settings_obj.training_settings.max_iterations
+    sessions = []
+    for rule in EM_BLOCKING:
+        session = training.estimate_parameters_using_expectation_maximisation(
+            f"({rule}) AND l.site_id <> r.site_id",
+            fix_u_probabilities=True,
+            estimate_without_term_frequencies=True,
+            populate_probability_two_random_records_match_from_trained_values=True,
+        )
+        history = getattr(session, "_core_model_settings_history", [])
+        iterations = max(0, len(history) - 1)
+        # splink stops after max_iterations whether or not the parameters settled
+        sessions.append(
+            {"blocking": rule, "iterations": iterations, "converged": iterations < max_iterations}
+        )
+    return sessions
 
 
 def _probability_or_none(value: Any) -> float | None:
