@@ -160,6 +160,12 @@ def merge_registry(
     from cartreg.rules.model import load_rules
     from cartreg.validation import build_report
 
+    if not registry.writable:
+        raise InputError(
+            "a merge keeps reviewed links and linkage state in the registry",
+            where=str(registry.path),
+            hint="open it with open_registry(path, write=True)",
+        )
     cdm = cdm or load_cdm()
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
