@@ -159,7 +159,7 @@ def test_a_link_decision_survives_a_resubmission(
     registry: Path, tmp_path: Path, make_output: MakeOutput, mapping_file: Path
 ) -> None:
     from cartreg.registry import open_registry
-    from cartreg.registry.duplicates import decide_pair
+    from cartreg.registry.linkage_store import decide_pair
 
     first = merge_registry(registry, tmp_path / "m1", secret=SECRET)
     row = first.duplicates.row(0, named=True)

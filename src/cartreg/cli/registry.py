@@ -619,7 +619,8 @@ def link(
     """Record a reviewed decision on PAIR_ID in the registry: it holds for every later merge."""
     from rich.markup import escape
 
-    from cartreg.registry.duplicates import decide_pair, read_pair
+    from cartreg.registry.duplicates import read_pair
+    from cartreg.registry.linkage_store import decide_pair
     from cartreg.registry.pseudonym import load_secret
     from cartreg.registry.store import current_user, open_registry
 

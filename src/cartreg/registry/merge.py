@@ -32,6 +32,7 @@ from cartreg import __version__
 from cartreg.errors import InputError
 from cartreg.findings import empty_findings, sort_findings
 from cartreg.registry import duplicates as dup
+from cartreg.registry import linkage_store
 from cartreg.registry.pseudonym import pseudonymize_tables
 from cartreg.registry.store import (
     DEFAULT_LOCK_TIMEOUT,
@@ -199,12 +200,12 @@ def merge_registry(
     else:
         published = tables
     file_links = dup.canonical_links(links, aliases) if links is not None else dup.empty_links()
-    kept_links = dup.load_decisions(registry)
+    kept_links = linkage_store.load_decisions(registry)
     decisions = pl.concat([kept_links, file_links])
     linkage = dup.link_patients(
         tables,
         threshold=min_probability,
-        previous=dup.load_state(registry),
+        previous=linkage_store.load_state(registry),
         decisions=decisions,
         relink=relink,
         em_check=em_check,
@@ -376,14 +377,14 @@ def merge_registry(
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         work.chmod(0o755)  # mkdtemp makes it private; the dataset is meant to be shared
         with transaction(registry):
-            new_links = dup.unrecorded(file_links, kept_links)
-            dup.record_decisions(
+            new_links = linkage_store.unrecorded(file_links, kept_links)
+            linkage_store.record_decisions(
                 registry,
                 new_links,
                 who=who or current_user(),
                 source=f"link file {Path(links_path).name}" if links_path else "",
             )
-            dup.save_state(registry, linkage)
+            linkage_store.save_state(registry, linkage)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         work.rename(out_dir)
