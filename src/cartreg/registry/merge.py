@@ -253,9 +253,10 @@ def merge_registry(
     # checks beside the rules, identifier values masked). The catalogue's PU-001 flags both
     # records of every look-alike pair and knows nothing of reviewed links: the linkage's
     # scored, link-aware pairs replace it in a merge, so it is not run at all.
+    catalogue = load_rules(cdm=cdm)
     report = build_report(
         merged,
-        rules=[r for r in load_rules(cdm=cdm) if r.id != dup.RULE_ID],
+        rules=[r for r in catalogue if r.id != dup.RULE_ID],
         cdm=cdm,
         source={"merge": out_dir.name},
         generated_at=now_utc().isoformat(),
@@ -397,9 +398,9 @@ def merge_registry(
         from cartreg.reports.html import render_html
 
         Path(html_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(html_path).write_text(
-            render_html(replace(report, findings=findings)), encoding="utf-8"
-        )
+        # PU-001 is not run, but its guidance goes with the pairs that replace it
+        shown_report = replace(report, findings=findings, rules=catalogue)
+        Path(html_path).write_text(render_html(shown_report), encoding="utf-8")
     return MergeResult(
         out_dir=out_dir, manifest=manifest, findings=findings, duplicates=shown, linkage=linkage
     )
