@@ -44,10 +44,11 @@ SHOWN_PAIRS = 20  # duplicate pairs printed by `registry merge`; the CSV has all
 
 @click.group()
 def registry() -> None:
-    """Consortium registry: submit, status, diff, merge.
+    """Consortium registry: submit, status, diff, merge, review duplicate pairs.
 
     Lifecycle: submit (ingest + validate + store as a new version) -> review (status, diff) ->
-    accept/reject -> merge (latest accepted version of each site).
+    accept/reject -> merge (latest accepted version of each site) -> review and link the
+    duplicate pairs it lists (kept for every later merge).
     """
 
 
@@ -541,9 +542,10 @@ def _merged_option() -> Callable[[F], F]:
 @_merged_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def review(pair_id: str, merged_dir: Path, as_json: bool) -> None:
-    """Explain why PAIR_ID (e.g. DUP-1a2b3c4d5e6f) was listed: each comparison's match weight.
+    """Explain a listed duplicate pair: each comparison's match weight.
 
-    Comparisons and levels only, never a value of the two records.
+    PAIR_ID is as in the merge's duplicates.csv (DUP-...). The explanation names comparisons
+    and levels only, never a value of the two records.
     """
     from rich.markup import escape
     from rich.table import Table
