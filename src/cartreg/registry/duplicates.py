@@ -390,6 +390,28 @@ def _decided_pairs(
     return ordered
 
 
+def dropped_keys(decisions: pl.DataFrame, tables: Mapping[str, pl.DataFrame]) -> list[str]:
+    """The records a reviewed ``same`` leaves out of a merge: of each decided pair of records of
+    two sites, both present, the one not kept (the latest decision on a pair holds). Known
+    before any pair is scored; the same records ``resolve`` marks ``drop``."""
+    patients = tables.get("patients", pl.DataFrame())
+    if decisions.height == 0 or "patient_key" not in patients.columns:
+        return []
+    sites = patients.select(pl.col("patient_key").cast(pl.String), "site_id")
+    latest = decisions.with_columns(
+        pl.min_horizontal("key_a", "key_b").alias("__lo"),
+        pl.max_horizontal("key_a", "key_b").alias("__hi"),
+    ).unique(["__lo", "__hi"], keep="last", maintain_order=True)
+    same = (
+        latest.filter(pl.col("decision") == "same")
+        .join(sites.rename({"patient_key": "key_a", "site_id": "__sa"}), on="key_a")
+        .join(sites.rename({"patient_key": "key_b", "site_id": "__sb"}), on="key_b")
+        .filter(pl.col("__sa") != pl.col("__sb"))
+    )
+    drop = pl.when(pl.col("keep") == pl.col("key_a")).then("key_b").otherwise("key_a")
+    return sorted(same.select(drop.alias("drop"))["drop"].unique().to_list())
+
+
 def find_duplicates(
     tables: Mapping[str, pl.DataFrame],
     *,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,17 +203,10 @@ def merge_registry(
     file_links = dup.canonical_links(links, aliases) if links is not None else dup.empty_links()
     kept_links = linkage_store.load_decisions(registry)
     decisions = pl.concat([kept_links, file_links])
-    linkage = dup.link_patients(
-        tables,
-        threshold=min_probability,
-        previous=linkage_store.load_state(registry),
-        decisions=decisions,
-        relink=relink,
-        em_check=em_check,
-        expected_duplicate_rate=expected_duplicate_rate,
-    )
-    resolved = dup.resolve(linkage.pairs, decisions)
-    dropped_keys = resolved.filter(pl.col("drop").is_not_null())["drop"].unique().to_list()
+    previous = linkage_store.load_state(registry)
+    # What a reviewed `same` leaves out is known before any pair is scored, so the linkage
+    # (splink on DuckDB, in a thread) runs beside the validation of the pooled data (polars).
+    dropped_keys = dup.dropped_keys(decisions, tables)
 
     # Per site and table: rows that went in and rows dropped as reviewed duplicates.
     recon: dict[str, dict[str, dict[str, int]]] = {}
@@ -240,6 +234,36 @@ def merge_registry(
     }
     merged = {name: published[name].filter(keep_mask[name]) for name in published}
 
+    catalogue = load_rules(cdm=cdm)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        linking = pool.submit(
+            dup.link_patients,
+            tables,
+            threshold=min_probability,
+            previous=previous,
+            decisions=decisions,
+            relink=relink,
+            em_check=em_check,
+            expected_duplicate_rate=expected_duplicate_rate,
+        )
+        try:
+            # CDM and data-quality findings of the pooled data, as `cartreg validate` reports
+            # them (schema checks beside the rules, identifier values masked). The catalogue's
+            # PU-001 flags both records of every look-alike pair and knows nothing of reviewed
+            # links: the linked, link-aware pairs replace it in a merge, so it is not run.
+            report = build_report(
+                merged,
+                rules=[r for r in catalogue if r.id != dup.RULE_ID],
+                cdm=cdm,
+                source={"merge": out_dir.name},
+                generated_at=now_utc().isoformat(),
+            )
+        finally:
+            linkage = linking.result()
+    resolved = dup.resolve(linkage.pairs, decisions)
+    listed_drops = set(resolved["drop"].drop_nulls().to_list())
+    if listed_drops != set(dropped_keys):  # a decided pair is always listed
+        raise AssertionError(f"dropped records differ: {sorted(listed_drops ^ set(dropped_keys))}")
     if aliases is not None and aliases.height:
         to_psn = dict(
             zip(aliases["patient_key"].to_list(), aliases["pseudonym"].to_list(), strict=True)
@@ -249,18 +273,6 @@ def merge_registry(
         ).pipe(dup.with_pair_ids)
     else:
         shown = resolved.pipe(dup.with_pair_ids)
-    # CDM and data-quality findings of the pooled data, as `cartreg validate` reports them (schema
-    # checks beside the rules, identifier values masked). The catalogue's PU-001 flags both
-    # records of every look-alike pair and knows nothing of reviewed links: the linkage's
-    # scored, link-aware pairs replace it in a merge, so it is not run at all.
-    catalogue = load_rules(cdm=cdm)
-    report = build_report(
-        merged,
-        rules=[r for r in catalogue if r.id != dup.RULE_ID],
-        cdm=cdm,
-        source={"merge": out_dir.name},
-        generated_at=now_utc().isoformat(),
-    )
     rule_version = rule_catalog_version()
     findings_parts = [
         report.findings,
