@@ -434,21 +434,23 @@ def linkage_targets(report: dict[str, Any], sizes: dict[str, Any]) -> list[dict[
         )
     capacity = linkage.get("capacity", {})
     if capacity:
-        agree = []
-        notes = []
+        collapsed, warned_there, early, notes = 0, 0, 0, []
         for patients, task in capacity.items():
             for cls, v in task["detail"]["by_evidence"].items():
-                collapsed = v["recall"] is not None and v["recall"] < 0.5
-                agree.append(collapsed == v.get("capacity_warning", False))
+                collapse = v["recall"] is not None and v["recall"] < 0.5
+                warned = bool(v.get("capacity_warning"))
+                collapsed += collapse
+                warned_there += collapse and warned
+                early += warned and not collapse
                 notes.append(
-                    f"{int(patients):,} {cls}: recall {v['recall']}, warning "
-                    f"{'yes' if v.get('capacity_warning') else 'no'}"
+                    f"{int(patients):,} {cls}: recall {v['recall']} (predicted "
+                    f"{v.get('predicted_recall')}), warning {'yes' if warned else 'no'}"
                 )
         rows.append(
             _target(
-                "capacity warning fires where recall collapses (< 0.5), and only there",
-                sum(agree),
-                all(agree),
+                "capacity warning fires at every size where recall collapses (< 0.5)",
+                f"{warned_there} of {collapsed} collapses warned, {early} warning(s) before",
+                collapsed > 0 and warned_there == collapsed,
                 "; ".join(notes),
             )
         )
