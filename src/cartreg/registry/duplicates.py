@@ -291,7 +291,7 @@ def link_patients(
         lk.probability(weight, prior).alias("match_probability"),
         (weight + lk.logit2(prior)).alias("match_weight"),
     )
-    decided = _decided_pairs(decisions, records, model)
+    decided = _decided_pairs(decisions, records)
     listed = pairs.join(decided.select("key_a", "key_b"), on=["key_a", "key_b"], how="semi")
     listed = pl.concat(
         [
@@ -368,9 +368,7 @@ def link_patients(
     return result
 
 
-def _decided_pairs(
-    decisions: pl.DataFrame, records: pl.DataFrame, model: lk.LinkageModel
-) -> pl.DataFrame:
+def _decided_pairs(decisions: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
     """Reviewed pairs whose two records are both present, in pair order (site_a < site_b),
     with their decision; the latest decision on a pair wins."""
     sites = records.select("unique_id", "site_id")
