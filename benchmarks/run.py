@@ -204,10 +204,14 @@ def capacity_cohort(patients: int, work: Path, seed: int) -> tuple[Path, Path]:
     return out / "truth", out / "truth" / "duplicates.csv"
 
 
-def bench_linkage(sizes: list[int], capacity: list[int], work: Path, seed: int) -> dict[str, Any]:
+def bench_linkage(
+    sizes: list[int], capacity: list[int], work: Path, seed: int, minimal: list[int] | None = None
+) -> dict[str, Any]:
     """Precision and recall of the listed duplicate pairs and the linkage time, per consortium
-    and size; the capacity estimate against the recall measured as the consortium grows."""
-    result: dict[str, Any] = {"accuracy": {}, "capacity": {}}
+    and size; the capacity estimate against the recall measured as the consortium grows, with
+    what the sites record and with a minimal export (sex, birth year, age, infusion year,
+    product), whose evidence runs out at a few thousand patients."""
+    result: dict[str, Any] = {"accuracy": {}, "capacity": {}, "minimal": {}}
     for patients in sizes:
         for name in CONSORTIA:
             print(f"linking {patients:,} patients ({name}) …", file=sys.stderr)
@@ -219,6 +223,12 @@ def bench_linkage(sizes: list[int], capacity: list[int], work: Path, seed: int) 
         source, truth = capacity_cohort(patients, work, seed)
         result["capacity"][str(patients)] = run_task(
             ["linkage", str(source), str(truth)], 1
+        ).to_dict()
+    for patients in minimal or []:
+        print(f"capacity of a minimal export at {patients:,} patients …", file=sys.stderr)
+        source, truth = capacity_cohort(patients, work, seed)
+        result["minimal"][str(patients)] = run_task(
+            ["linkage", str(source), str(truth), "minimal"], 1
         ).to_dict()
     return result
 
@@ -432,10 +442,14 @@ def linkage_targets(report: dict[str, Any], sizes: dict[str, Any]) -> list[dict[
                 hundred["median_s"] <= 30,
             )
         )
-    capacity = linkage.get("capacity", {})
-    if capacity:
+    series = [
+        (label, patients, task)
+        for key, label in (("capacity", ""), ("minimal", "minimal export "))
+        for patients, task in linkage.get(key, {}).items()
+    ]
+    if series:
         collapsed, warned_there, early, notes = 0, 0, 0, []
-        for patients, task in capacity.items():
+        for label, patients, task in series:
             for cls, v in task["detail"]["by_evidence"].items():
                 collapse = v["recall"] is not None and v["recall"] < 0.5
                 warned = bool(v.get("capacity_warning"))
@@ -443,7 +457,7 @@ def linkage_targets(report: dict[str, Any], sizes: dict[str, Any]) -> list[dict[
                 warned_there += collapse and warned
                 early += warned and not collapse
                 notes.append(
-                    f"{int(patients):,} {cls}: recall {v['recall']} (predicted "
+                    f"{label}{int(patients):,} {cls}: recall {v['recall']} (predicted "
                     f"{v.get('predicted_recall')}), warning {'yes' if warned else 'no'}"
                 )
         rows.append(
@@ -527,6 +541,9 @@ def linkage_markdown(linkage: dict[str, Any]) -> list[str]:
     runs += [
         (f"{int(n):,}", "four_layouts (truth)", t) for n, t in linkage.get("capacity", {}).items()
     ]
+    runs += [
+        (f"{int(n):,}", "minimal export (truth)", t) for n, t in linkage.get("minimal", {}).items()
+    ]
     if not runs:
         return lines
     lines += [
@@ -589,6 +606,12 @@ def main(argv: list[str] | None = None) -> int:
         help="patients of the consortia whose cross-site duplicates are linked ('' = skip)",
     )
     parser.add_argument(
+        "--minimal-sizes",
+        default="",
+        help="patients of consortia linked on a minimal export only, where the capacity "
+        "warning must fire as recall collapses, e.g. 1k,3k,10k,30k",
+    )
+    parser.add_argument(
         "--capacity-sizes",
         default="",
         help="patients of the consortia linked from truth tables to find where recall "
@@ -625,8 +648,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     linkage_sizes = [parse_size(t) for t in args.linkage_sizes.split(",") if t.strip()]
     capacity_sizes = [parse_size(t) for t in args.capacity_sizes.split(",") if t.strip()]
-    if linkage_sizes or capacity_sizes:
-        report["linkage"] = bench_linkage(linkage_sizes, capacity_sizes, work, args.seed)
+    minimal_sizes = [parse_size(t) for t in args.minimal_sizes.split(",") if t.strip()]
+    if linkage_sizes or capacity_sizes or minimal_sizes:
+        report["linkage"] = bench_linkage(
+            linkage_sizes, capacity_sizes, work, args.seed, minimal_sizes
+        )
     report["targets"] = targets(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

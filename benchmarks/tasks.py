@@ -256,10 +256,37 @@ def merge_sites(checked: str, mappings: str, work: str) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss_mb": child, "detail": detail}
 
 
-def _linkage_tables(source: Path) -> dict[str, Any]:
+# what a minimal registry export gives: sex, birth year, age, infusion year and product
+MINIMAL_DROPPED = {
+    "patients": (
+        "birth_date",
+        "diagnosis_date",
+        "diagnosis_day",
+        "ph_status",
+        "n_prior_lines",
+        "prior_allohct",
+        "prior_blinatumomab",
+        "prior_inotuzumab",
+    ),
+    "car_t_infusions": ("infusion_date",),
+}
+
+
+def _linkage_tables(source: Path, evidence: str = "as_recorded") -> dict[str, Any]:
     """The patients and index infusions of a consortium: the harmonized tables of each site
     (``source/<site>/tables``), or truth tables (``source/*.parquet``) with what the
-    de-identified layout leaves out (calendar dates) removed, as its ingest would."""
+    de-identified layout leaves out (calendar dates) removed, as its ingest would. With
+    ``evidence="minimal"`` every site gives only what a minimal registry export would."""
+    import polars as pl
+
+    tables = _recorded_tables(source)
+    if evidence == "minimal":
+        for name, columns in MINIMAL_DROPPED.items():
+            tables[name] = tables[name].with_columns(pl.lit(None).alias(c) for c in columns)
+    return tables
+
+
+def _recorded_tables(source: Path) -> dict[str, Any]:
     import polars as pl
 
     if (source / "patients.parquet").is_file():
@@ -288,7 +315,7 @@ def _pair_keys(frame: Any, a: str, b: str) -> Any:
 
 
 @task
-def linkage(source: str, truth: str) -> dict[str, Any]:
+def linkage(source: str, truth: str, evidence: str = "as_recorded") -> dict[str, Any]:
     """Cross-site duplicates of a consortium by `registry merge`'s linkage (splink, expert
     weights, capacity estimate), scored against the simulator's truth pairs: precision and
     recall of the listed pairs, overall and for pairs with a site that gives no calendar dates,
@@ -297,7 +324,7 @@ def linkage(source: str, truth: str) -> dict[str, Any]:
 
     from cartreg.registry.duplicates import link_patients
 
-    tables = _linkage_tables(Path(source))
+    tables = _linkage_tables(Path(source), evidence)
     seconds, result = _timed(lambda: link_patients(tables))
     listed = _pair_keys(result.pairs, "key_a", "key_b").with_columns(pl.lit(True).alias("listed"))
     true = _pair_keys(pl.read_csv(truth), "patient_key_a", "patient_key_b").with_columns(

@@ -51,7 +51,7 @@ def test_the_documented_parameters_are_the_model() -> None:
         (("model: cartreg.linkage", "model: other"), "not a cartreg linkage model"),
         (("        m: 0.99\n", "        m: 1.5\n"), r"levels\[1\]\.m"),
         (("sql: ELSE, m: 0.01, u: 0.5}", "sql: 'sex_l <> sex_r', m: 0.01, u: 0.5}"), "ELSE"),
-        (("threshold: 0.8", "threshold: high"), "threshold"),
+        (("threshold: 0.7", "threshold: high"), "threshold"),
     ],
 )
 def test_a_broken_model_file_is_a_config_error(

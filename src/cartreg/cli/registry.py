@@ -418,7 +418,7 @@ def _report_linkage(linkage: dict[str, Any]) -> None:
     "--min-probability",
     type=click.FloatRange(0, 1, min_open=True),
     default=None,
-    help="Lowest match probability of a listed duplicate pair (default: the linkage model's, 0.8).",
+    help="Lowest match probability of a listed duplicate pair (default: the linkage model's, 0.7).",
 )
 @click.option(
     "--expected-duplicate-rate",

@@ -3,7 +3,7 @@ reviewed decisions, and the findings of a merge.
 
 The pairs come from the probabilistic linkage in :mod:`cartreg.registry.linkage` (expert
 Fellegi-Sunter weights, splink on DuckDB). A pair is listed when its match probability reaches
-the threshold (``--min-probability``, the model's 0.8 by default), or when a coordinator has
+the threshold (``--min-probability``, the model's 0.7 by default), or when a coordinator has
 decided it. Each listed pair carries its match probability, its match weight, and each
 comparison's level and match weight: the explanation names comparisons and levels only, never
 a value of the records.
