@@ -19,6 +19,7 @@ import polars as pl
 from cartreg.cdm.model import CDM, ColumnSpec, TableSpec, load_cdm
 from cartreg.cdm.schema import CHECK_RULES, build_schema, polars_dtype
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 from cartreg.findings import MASK, empty_findings, findings_frame, sort_findings
 
 _ROW = "__cartreg_row"  # position of a row in the frame handed to pandera
@@ -151,7 +152,7 @@ def _convert(
                 pl.lit(col.name).alias("column"),
                 value.alias("value"),
                 pl.col(_ROW),
-                pl.format(
+                format_text(
                     "'{}' is not a valid {} for column {}{}",
                     value,
                     pl.lit(col.dtype),
@@ -254,10 +255,10 @@ def _pandera_findings(
     column = pl.col("column")
     message = (
         pl.when(rule == "CDM-REQUIRED")
-        .then(pl.format("required column {} is empty", column))
+        .then(format_text("required column {} is empty", column))
         .when(rule == "CDM-VOCAB")
         .then(
-            pl.format(
+            format_text(
                 "'{}' is not a term of vocabulary {}",
                 value,
                 column.replace_strict(vocab_of, default="?", return_dtype=pl.String),
@@ -265,7 +266,7 @@ def _pandera_findings(
         )
         .when(rule == "CDM-RANGE")
         .then(
-            pl.format(
+            format_text(
                 "{} = {} is outside its allowed range {}",
                 column,
                 value,
@@ -274,14 +275,14 @@ def _pandera_findings(
         )
         .when(rule == "CDM-PATTERN")
         .then(
-            pl.format(
+            format_text(
                 "'{}' does not match the pattern {} of {}",
                 value,
                 column.replace_strict(patterns, default="?", return_dtype=pl.String),
                 column,
             )
         )
-        .otherwise(pl.format("duplicate key ({}) = {}: the key must be unique", column, value))
+        .otherwise(format_text("duplicate key ({}) = {}: the key must be unique", column, value))
     )
     categories = {r: f"{c}/{s}" for r, (c, s) in _CATEGORIES.items()}
     cat = rule.replace_strict(categories, default="conformance/value", return_dtype=pl.String)

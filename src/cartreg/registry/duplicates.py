@@ -36,6 +36,7 @@ from pathlib import Path
 import polars as pl
 
 from cartreg.errors import ConfigError
+from cartreg.exprs import format_text
 
 RULE_ID = "PU-001"
 DEFAULT_WINDOW_DAYS = 3
@@ -406,7 +407,7 @@ def duplicate_findings(resolved: pl.DataFrame, tables: Mapping[str, pl.DataFrame
             "source_file",
             "source_row",
             pl.col("pair_id").alias("value"),
-            pl.format(
+            format_text(
                 "possible cross-site duplicate: {} ({}) and {} ({}), score {}, agreeing: {}; {}",
                 "key_a",
                 "site_a",
@@ -416,7 +417,7 @@ def duplicate_findings(resolved: pl.DataFrame, tables: Mapping[str, pl.DataFrame
                 "evidence",
                 pl.when(reviewed)
                 .then(
-                    pl.format(
+                    format_text(
                         "reviewed: {}, kept {}",
                         "decision",
                         pl.coalesce(pl.col("keep"), pl.lit("both")),

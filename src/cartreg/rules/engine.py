@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from cartreg.cdm import CDM, load_cdm
+from cartreg.exprs import format_text
 from cartreg.findings import empty_findings, findings_frame, sort_findings
 from cartreg.rules.checks import REGISTRY, VIOLATION_COLUMNS, CheckContext, CheckOutput
 from cartreg.rules.frames import conform
@@ -276,7 +277,7 @@ def _to_findings(violations: pl.DataFrame) -> pl.DataFrame:
         return empty_findings()
     message = (
         pl.when(pl.col("detail").is_not_null())
-        .then(pl.format("{}: {}", pl.col("__name"), pl.col("detail")))
+        .then(format_text("{}: {}", pl.col("__name"), pl.col("detail")))
         .otherwise(pl.col("__name"))
     )
     frame = violations.with_columns(message.alias("message")).drop("detail", "__name")
