@@ -1,4 +1,5 @@
-"""``cartreg registry``: the consortium registry (init, submit, status, diff, accept, merge)."""
+"""``cartreg registry``: the consortium registry (init, submit, status, diff, accept, merge,
+backup, restore, verify)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,12 @@ def _report_submit(result: Any) -> None:
         f"{result.site_id}: stored version {result.version} as [{style}]{result.status}[/] "
         f"({result.n_errors} errors, {result.n_warnings} warnings; rows: {rows or 'none'})"
     )
+    if result.patients_lost:
+        out.print(
+            f"{result.patients_lost} patient(s) of accepted version {result.lost_from_version} "
+            "are missing from this submission (REG-PATIENTS-LOST findings; "
+            f"`cartreg registry diff --site {result.site_id}` lists them)"
+        )
     if result.status == "rejected":
         out.print(
             "rejected versions are kept but never merged; fix the data and resubmit, or run "
@@ -367,8 +374,12 @@ def reject(
     "--secret-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="File holding the consortium secret for pseudonymous keys "
-    "(else $CARTREG_SECRET; without either, keys stay site-local).",
+    help="File holding the consortium secret for pseudonymous keys (else $CARTREG_SECRET).",
+)
+@click.option(
+    "--no-pseudonyms",
+    is_flag=True,
+    help="Merge without a secret: publish site-local patient keys (never the default).",
 )
 @click.option(
     "--links",
@@ -400,6 +411,7 @@ def merge(
     out_dir: Path,
     registry_path: Path,
     secret_file: Path | None,
+    no_pseudonyms: bool,
     links_path: Path | None,
     window_days: int,
     min_score: float,
@@ -418,6 +430,7 @@ def merge(
         registry_path,
         out_dir,
         secret=load_secret(secret_file),
+        no_pseudonyms=no_pseudonyms,
         links_path=links_path,
         window_days=window_days,
         min_score=min_score,
@@ -458,3 +471,53 @@ def merge(
         out.print(findings_summary(result.findings))
     out.print(f"wrote {out_dir}")
     ctx.exit(exit_code_for(result.findings, fail_on))
+
+
+def _print_copy(result: Any, what: str) -> None:
+    tables = len(result.rows)
+    console().print(
+        f"{what} {result.path}: {tables} tables, {result.total_rows} rows, verified "
+        f"(sha256 {result.sha256})"
+    )
+
+
+@registry.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@_registry_option()
+@_lock_option()
+def backup(target: Path, registry_path: Path, lock_timeout: float) -> None:
+    """Write a verified copy of the registry to the new file TARGET.
+
+    Submits wait while the copy is made; reads go on. Restore it with `registry restore`.
+    """
+    from cartreg.registry.backup import backup_registry
+
+    _print_copy(backup_registry(registry_path, target, lock_timeout=lock_timeout), "wrote")
+
+
+@registry.command("restore")
+@click.argument("backup_path", type=click.Path(dir_okay=False, path_type=Path))
+@_registry_option()
+@_lock_option()
+def restore(backup_path: Path, registry_path: Path, lock_timeout: float) -> None:
+    """Replace the registry by a verified copy of the backup BACKUP_PATH.
+
+    The replaced registry file is kept next to it as <registry>.replaced-<time>.
+    """
+    from cartreg.registry.backup import restore_registry
+
+    result = restore_registry(backup_path, registry_path, lock_timeout=lock_timeout)
+    _print_copy(result, "restored")
+    if result.replaced is not None:
+        console().print(f"the replaced registry was kept as {result.replaced}")
+
+
+@registry.command("verify")
+@_registry_option()
+@_lock_option()
+def verify(registry_path: Path, lock_timeout: float) -> None:
+    """Read every table of the registry; exit 2 if any of it is damaged."""
+    from cartreg.registry.backup import verify_registry
+
+    rows = verify_registry(registry_path, lock_timeout=lock_timeout)
+    console().print(f"{registry_path}: {len(rows)} tables, {sum(rows.values())} rows, all readable")

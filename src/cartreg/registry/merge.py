@@ -8,8 +8,9 @@ half-written)::
     OUT/findings.json            CDM + data-quality findings on the merged whole, PU-001 pairs
     OUT/duplicates.csv           candidate cross-site duplicates with scores and decisions
 
-Patient keys (and the row ids that embed them) are HMAC pseudonyms when a consortium secret is
-given; otherwise they stay site-prefixed local ids and the manifest says so.
+Patient keys (and the row ids that embed them) are HMAC pseudonyms made with the consortium
+secret. A merge without a secret must be asked for (``no_pseudonyms``): the keys then stay
+site-prefixed local ids and the manifest says so.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from cartreg import __version__
-from cartreg.errors import InputError
+from cartreg.errors import CartregError, InputError
 from cartreg.findings import empty_findings, sort_findings
 from cartreg.registry import duplicates as dup
+from cartreg.registry.links import check_links
 from cartreg.registry.pseudonym import pseudonymize_tables
 from cartreg.registry.store import DEFAULT_LOCK_TIMEOUT, Registry, now_utc, open_registry
 from cartreg.registry.submit import sha256_file
@@ -122,8 +124,21 @@ def merge_registry(
     overwrite: bool = False,
     cdm: CDM | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    no_pseudonyms: bool = False,
 ) -> MergeResult:
-    """Merge the latest accepted version of every site into ``out_dir``."""
+    """Merge the latest accepted version of every site into ``out_dir``.
+
+    Patient keys are pseudonymized with ``secret``; without one, ``no_pseudonyms=True`` must
+    say that site-local keys may be published.
+    """
+    hint = (
+        "give --secret-file or set $CARTREG_SECRET; pass --no-pseudonyms only to publish "
+        "site-local patient keys"
+    )
+    if secret is None and not no_pseudonyms:
+        raise CartregError("a merge needs the consortium secret", hint=hint)
+    if secret is not None and no_pseudonyms:
+        raise CartregError("a consortium secret was given with --no-pseudonyms", hint=hint)
     if not isinstance(registry, Registry):
         with open_registry(registry, lock_timeout=lock_timeout) as opened:
             return merge_registry(
@@ -135,6 +150,7 @@ def merge_registry(
                 min_score=min_score,
                 overwrite=overwrite,
                 cdm=cdm,
+                no_pseudonyms=no_pseudonyms,
             )
     from cartreg.cdm import load_cdm, validate_tables
 
@@ -171,6 +187,17 @@ def merge_registry(
         published, aliases = pseudonymize_tables(tables, secret)
     else:
         published = tables
+    link_warnings = empty_findings()
+    if links is not None:
+        links, link_warnings = check_links(
+            links,
+            patient_keys=tables["patients"]["patient_key"]
+            if "patients" in tables
+            else pl.Series([], dtype=pl.String),
+            candidates=candidates,
+            aliases=aliases,
+            source=Path(str(links_path)),
+        )
     resolved = dup.resolve(
         candidates,
         links
@@ -218,6 +245,7 @@ def merge_registry(
     findings_parts = [
         validate_tables(merged, cdm=cdm),
         dup.duplicate_findings(shown, published),
+        link_warnings,
     ]
     rule_found, rule_version = rule_findings(merged, cdm)
     # The catalog's PU-001 flags both records of every pair and knows nothing of reviewed
