@@ -44,10 +44,11 @@ SHOWN_PAIRS = 20  # duplicate pairs printed by `registry merge`; the CSV has all
 
 @click.group()
 def registry() -> None:
-    """Consortium registry: submit, status, diff, merge.
+    """Consortium registry: submit, status, diff, merge, backup.
 
     Lifecycle: submit (ingest + validate + store as a new version) -> review (status, diff) ->
-    accept/reject -> merge (latest accepted version of each site).
+    accept/reject -> merge (latest accepted version of each site). `backup` and `restore` make
+    and put back verified copies; `verify` reads the whole registry.
     """
 
 
