@@ -167,3 +167,16 @@ def test_a_site_has_the_same_findings_with_any_other_sites(
 @functools.cache
 def _validated(outs: tuple[Path, ...]) -> Report:
     return validate_output(list(outs), generated_at="fixed")
+
+
+def test_validation_reports_each_table_and_rule_batch_done(sample_outputs: list[Path]) -> None:
+    from cartreg.progress import Step
+
+    steps: list[Step] = []
+    report = validate_output(sample_outputs[0], on_step=steps.append)
+    schema = [s for s in steps if s.stage == "schema"]
+    rules = [s for s in steps if s.stage == "rules"]
+    assert sorted(s.done for s in schema) == list(range(1, 8))
+    assert {s.total for s in schema} == {7} and len({s.item for s in schema}) == 7
+    assert [s.done for s in rules] == sorted(s.done for s in rules)
+    assert rules[-1].done == rules[-1].total == len(report.rules)
