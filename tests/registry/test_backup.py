@@ -10,20 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from cartreg.cli.main import cli
-from cartreg.registry import init_registry, open_registry, submit_output
+from cartreg.registry import open_registry, submit_output
 from cartreg.registry.backup import backup_registry, restore_registry, verify_registry
 from cartreg.registry.store import RegistryCorruptError, RegistryError
 from tests.registry.helpers import MakeOutput, combine, damage, data_blocks, patient, snapshot
 from tests.registry.test_concurrency import SITE, start_submit, wait_for
-
-
-@pytest.fixture
-def stored(tmp_path: Path, make_output: MakeOutput, mapping_file: Path) -> Path:
-    path = tmp_path / "registry.duckdb"
-    init_registry(path)
-    out = make_output(SITE, combine(patient(SITE, "1", assessments=2), patient(SITE, "2")))
-    submit_output(path, out, site=SITE, mapping_path=mapping_file)
-    return path
 
 
 def test_backup_is_a_verified_copy_with_the_same_content(stored: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cartreg.registry import init_registry, open_registry, submit_output
+from cartreg.registry import init_registry, open_registry
 from cartreg.registry.store import (
     RegistryCorruptError,
     RegistryError,
@@ -45,16 +45,6 @@ def assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], *words: str) 
     assert len(lines[0]) - len(where) <= 200, lines[0]
     for word in words:
         assert word in lines[0], lines[0]
-
-
-@pytest.fixture
-def stored(tmp_path: Path, make_output: MakeOutput, mapping_file: Path) -> Path:
-    """A registry holding one accepted version of SITE_A (two patients)."""
-    path = tmp_path / "registry.duckdb"
-    init_registry(path)
-    out = make_output(SITE, combine(patient(SITE, "1", assessments=3), patient(SITE, "2")))
-    submit_output(path, out, site=SITE, mapping_path=mapping_file)
-    return path
 
 
 def test_garbage_in_any_data_block_is_refused_before_a_write(stored: Path) -> None:

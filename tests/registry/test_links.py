@@ -115,17 +115,19 @@ def test_links_that_cannot_apply_are_warnings_and_left_out() -> None:
     assert warnings["source_row"].to_list() == [1, 2]
 
 
+def link_file(folder: Path, second: str) -> Path:
+    """A YAML link file: SITE_A-1 and SITE_B-1 are the same (keep SITE_A-1), then ``second``."""
+    path = folder / "links.yaml"
+    first = "{key_a: SITE_A-1, key_b: SITE_B-1, decision: same, keep: SITE_A-1}"
+    path.write_text(f"links:\n  - {first}\n  - {second}\n", encoding="utf-8")
+    return path
+
+
 def test_merge_with_contradictory_links_exits_2_and_writes_nothing(
     registry: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "links.yaml"
-    path.write_text(
-        "links:\n"
-        "  - {key_a: SITE_A-1, key_b: SITE_B-1, decision: same, keep: SITE_A-1}\n"
-        "  - {key_a: SITE_B-1, key_b: SITE_A-1, decision: distinct}\n",
-        encoding="utf-8",
-    )
+    path = link_file(tmp_path, "{key_a: SITE_B-1, key_b: SITE_A-1, decision: distinct}")
     out = tmp_path / "m"
     with pytest.raises(ConfigError, match="decide the pair"):
         merge_registry(registry, out, secret=SECRET, links_path=path)
@@ -157,13 +159,7 @@ def test_merge_warns_about_a_link_to_an_unknown_patient(
     registry: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "links.yaml"
-    path.write_text(
-        "links:\n"
-        "  - {key_a: SITE_A-1, key_b: SITE_B-1, decision: same, keep: SITE_A-1}\n"
-        "  - {key_a: SITE_A-9, key_b: SITE_B-1, decision: distinct}\n",
-        encoding="utf-8",
-    )
+    path = link_file(tmp_path, "{key_a: SITE_A-9, key_b: SITE_B-1, decision: distinct}")
     result = merge_registry(registry, tmp_path / "m", no_pseudonyms=True, links_path=path)
     ignored = result.findings.filter(pl.col("rule_id") == LINK_IGNORED)
     assert ignored["message"].to_list() == [

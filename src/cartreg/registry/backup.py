@@ -124,15 +124,14 @@ def backup_registry(
     """Write a verified copy of ``registry`` to the new file ``target``.
 
     Runs under the readers' (shared) lock: submits wait until the copy is made, reads go on.
-    A registry that fails verification is not copied.
+    A registry that fails verification is not copied. A registry of an older store schema
+    version is copied as it is (back it up before a newer cartreg upgrades it).
     """
     registry, target = Path(registry), _new_file(Path(target))
-    with open_registry(registry, lock_timeout=lock_timeout) as reg:
-        expected = verify_store(reg.conn, registry)
-        # The copy attaches the file a second time (read-only), which DuckDB allows only once
-        # this connection is closed; the shared lock stays held until the copy is checked.
-        reg.conn.close()
-        return _copy_verified(registry, expected, target)
+    if not registry.is_file():
+        raise RegistryError("registry not found", where=str(registry))
+    with _file_lock(registry, exclusive=False, timeout=lock_timeout):
+        return _copy_verified(registry, _file_digests(registry), target)
 
 
 def verify_registry(

@@ -22,7 +22,7 @@ import polars as pl
 
 from cartreg.errors import ConfigError
 from cartreg.exprs import format_text
-from cartreg.findings import empty_findings, findings_frame
+from cartreg.findings import empty_findings, findings_frame, rule_columns
 
 LINK_IGNORED = "REG-LINK-IGNORED"
 _PAIR = ["__lo", "__hi"]
@@ -48,18 +48,14 @@ def _canonical(links: pl.DataFrame, aliases: pl.DataFrame | None) -> pl.DataFram
 def _ignored(links: pl.DataFrame, why: pl.Expr, source: Path) -> pl.DataFrame:
     if links.height == 0:
         return empty_findings()
+    fixed = rule_columns(
+        LINK_IGNORED, "warning", "conformance", table="patients", column="patient_key"
+    )
     return findings_frame(
         links.select(
-            pl.lit(LINK_IGNORED).alias("rule_id"),
-            pl.lit("warning").alias("severity"),
-            pl.lit("conformance").alias("category"),
-            pl.lit(None, dtype=pl.String).alias("subcategory"),
-            pl.lit("patients").alias("table"),
-            pl.lit("patient_key").alias("column"),
-            pl.lit(None, dtype=pl.String).alias("site_id"),
+            *fixed,
             pl.lit(source.name).alias("source_file"),
             pl.col("link").cast(pl.Int64).alias("source_row"),
-            pl.lit(None, dtype=pl.String).alias("value"),
             format_text("link {} ignored: {}", pl.col("link"), why).alias("message"),
         )
     )

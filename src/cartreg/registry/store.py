@@ -245,7 +245,7 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         return connect_duckdb(path, read_only=read_only)
     except duckdb.Error as exc:
-        if is_corruption(exc):
+        if is_corruption(exc, path):
             raise corrupt_error(exc, path) from None
         if isinstance(exc, duckdb.IOException) and "set lock" in str(exc).lower():
             raise RegistryLockedError(
@@ -261,17 +261,27 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-_CORRUPTION = re.compile(
-    r"corrupt|checksum|could not read enough bytes|failed to read|wal does not match"
-    r"|invalid (?:block|pointer|metadata)|deserializ",
+# DuckDB's words for a damaged database file. A read failure counts only when it names the
+# registry file: the same words about a Parquet file being stored are the input's problem.
+_CORRUPT_DATABASE = re.compile(
+    r"corrupt database file|does not match stored checksum|wal does not match", re.IGNORECASE
+)
+_READ_FAILURE = re.compile(
+    r"could not read enough bytes|failed to read|invalid (?:block|pointer|metadata)|deserializ",
     re.IGNORECASE,
 )
 _BLOCK = re.compile(r"block at location (\d+)")
 
 
-def is_corruption(exc: BaseException) -> bool:
-    """Whether a DuckDB error says that the file's contents are damaged."""
-    return isinstance(exc, duckdb.Error) and bool(_CORRUPTION.search(str(exc)))
+def is_corruption(exc: BaseException, path: Path | str) -> bool:
+    """Whether a DuckDB error says that the database file ``path`` is damaged."""
+    if not isinstance(exc, duckdb.Error):
+        return False
+    text = str(exc)
+    if _CORRUPT_DATABASE.search(text):
+        return True
+    name = Path(path).name
+    return bool(name) and name in text and bool(_READ_FAILURE.search(text))
 
 
 def corrupt_error(exc: BaseException, path: Path | str, table: str = "") -> RegistryCorruptError:
@@ -290,7 +300,7 @@ def reporting_corruption(path: Path | str, table: str = "") -> Iterator[None]:
     try:
         yield
     except duckdb.Error as exc:
-        if is_corruption(exc):
+        if is_corruption(exc, path):
             raise corrupt_error(exc, path, table) from None
         raise
 

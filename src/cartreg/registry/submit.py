@@ -216,7 +216,7 @@ def lost_patients(registry: Registry, out_dir: Path, site: str) -> tuple[int | N
     version (None when the site has no accepted version)."""
     import polars as pl
 
-    from cartreg.findings import empty_findings, findings_frame
+    from cartreg.findings import empty_findings, findings_frame, rule_columns
 
     base = registry.first_row(
         "SELECT submission_id, version FROM submissions WHERE site_id = ? "
@@ -238,12 +238,9 @@ def lost_patients(registry: Registry, out_dir: Path, site: str) -> tuple[int | N
     version = int(base[1])
     return version, findings_frame(
         lost.select(
-            pl.lit(PATIENTS_LOST).alias("rule_id"),
-            pl.lit("error").alias("severity"),
-            pl.lit("completeness").alias("category"),
-            pl.lit(None, dtype=pl.String).alias("subcategory"),
-            pl.lit("patients").alias("table"),
-            pl.lit("patient_key").alias("column"),
+            *rule_columns(
+                PATIENTS_LOST, "error", "completeness", table="patients", column="patient_key"
+            ),
             pl.col("site_id").cast(pl.String),
             pl.col("source_file").cast(pl.String),
             pl.col("source_row").cast(pl.Int64),
