@@ -96,6 +96,9 @@ def test_consistent_links_pass_unchanged() -> None:
     )
     kept, warnings = check(frame)
     assert kept.equals(frame) and warnings.height == 0
+    # A keep on a 'distinct' link means nothing, so it cannot contradict the other link.
+    distinct = links(("S2-B", "S3-C", "distinct", None), ("S3-C", "S2-B", "distinct", "S3-C"))
+    assert check(distinct)[0].height == 2
 
 
 def test_links_that_cannot_apply_are_warnings_and_left_out() -> None:

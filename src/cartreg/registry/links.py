@@ -36,10 +36,12 @@ def _canonical(links: pl.DataFrame, aliases: pl.DataFrame | None) -> pl.DataFram
             zip(aliases["pseudonym"].to_list(), aliases["patient_key"].to_list(), strict=True)
         )
         out = out.with_columns(pl.col(c).replace(back) for c in ("key_a", "key_b", "keep"))
+    is_same = pl.col("decision") == "same"
     return out.with_columns(
+        pl.when(is_same).then(pl.col("keep")).alias("keep"),  # a keep means nothing otherwise
         pl.min_horizontal("key_a", "key_b").alias("__lo"),
         pl.max_horizontal("key_a", "key_b").alias("__hi"),
-        pl.when(pl.col("decision") == "same")
+        pl.when(is_same)
         .then(pl.when(pl.col("keep") == pl.col("key_a")).then("key_b").otherwise("key_a"))
         .alias("__drop"),
     )
@@ -104,7 +106,7 @@ def _check_clusters(links: pl.DataFrame, source: Path) -> None:
         return key
 
     same = links.filter(pl.col("decision") == "same")
-    # A loop over reviewed links (written by people, a few hundred at most), not over data rows.
+    # A loop over reviewed links (written by people: thousands at most), not over data rows.
     for a, b in same.select("key_a", "key_b").iter_rows():
         parent[root(a)] = root(b)
     dropped = set(same["__drop"].to_list())
