@@ -45,15 +45,17 @@ def test_a_waiver_hides_its_finding_until_it_expires(site: Site) -> None:
         1,
     )
     assert site.queries() == {"SITE_A-Q00001": ("closed", "waived")}
+    # one patient again: the version also loses patient 2 of the accepted version (one more error)
     again = site.submit("2025-03-01T09:00:00Z", ONE, [blasts(3, "40.0")])
-    assert (again.status, again.n_errors) == ("rejected", 1)
-    assert site.queries() == {"SITE_A-Q00001": ("open", None)}
+    assert (again.status, again.n_errors, again.patients_lost) == ("rejected", 2, 1)
+    # the lost patient is a query of its own, followed like any other error
+    assert site.queries() == {"SITE_A-Q00001": ("open", None), "SITE_A-Q00002": ("open", None)}
     assert site.reasons("SITE_A-Q00001")[-1] == ("reopen", "waiver expired on 2025-02-01")
     with open_registry(site.registry) as reg:
         flags = reg.conn.execute(
             "SELECT submission_id, suppressed FROM finding_fingerprints ORDER BY 1"
         ).fetchall()
-    assert flags == [(1, False), (2, True), (3, False)]
+    assert flags == [(1, False), (2, True), (3, False), (3, False)]  # version 3: both errors
 
 
 def test_a_waived_value_that_changes_reopens_its_query(site: Site) -> None:

@@ -203,7 +203,7 @@ def test_the_planted_pair_is_explained_without_a_value_of_its_records(
     from cartreg.registry.duplicates import pair_explanation
 
     out = tmp_path / "merged"
-    result = merge_registry(sample_registry, out)
+    result = merge_registry(sample_registry, out, no_pseudonyms=True)
     patients = pl.read_parquet(out / "tables" / "patients.parquet")
     infusions = pl.read_parquet(out / "tables" / "car_t_infusions.parquet")
     for row in result.duplicates.iter_rows(named=True):
