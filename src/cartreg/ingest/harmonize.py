@@ -17,7 +17,7 @@ import polars as pl
 
 from cartreg.cdm.model import CDM, ColumnSpec, TableSpec
 from cartreg.errors import ConfigError, did_you_mean
-from cartreg.findings import MASK, empty_findings, findings_frame
+from cartreg.findings import MASK, empty_findings, findings_frame, text_format
 from cartreg.ingest.mapping import (
     ColumnRule,
     Condition,
@@ -31,6 +31,7 @@ from cartreg.ingest.transforms.dates import normalized_date_text, parse_dates
 from cartreg.ingest.transforms.numbers import parse_numbers, unit_of
 from cartreg.ingest.transforms.reshape import (
     LINEAGE,
+    checkbox_columns,
     checkbox_to_rows,
     explode_path,
     unpivot_groups,
@@ -309,11 +310,9 @@ def _column_findings(
         if detail:
             message = pl.lit(f"{table.name}.{target} from '{source}': {detail}")
         elif spec.dtype == "date":
-            message = pl.format(
-                "{}.{} from '{}': {} (formats tried: {})",
-                pl.lit(table.name),
-                pl.lit(target),
-                pl.lit(source),
+            message = text_format(
+                "{}{} (formats tried: {})",
+                pl.lit(f"{table.name}.{target} from '{source}': "),
                 pl.col(_bad(target)).replace_strict(_PROBLEM_TEXT, default="cannot be read"),
                 pl.lit(", ".join(formats)),
             )
@@ -542,6 +541,18 @@ def harmonize_rule(
             path=mapping.path,
             key=f"{rule.key}.patient_id",
             hint=did_you_mean(rule.patient_id, list(source.columns)),
+        )
+    if rule.checkbox_field is not None and not checkbox_columns(
+        source.columns, rule.checkbox_field
+    ):
+        fields = sorted({c.split("___")[0] for c in source.columns if "___" in c})
+        raise ConfigError(
+            f"no checkbox '{rule.checkbox_field}' in {spec_source.file} "
+            f"(no '{rule.checkbox_field}___<code>' columns)",
+            path=mapping.path,
+            key=f"{rule.key}.checkbox.field",
+            hint=did_you_mean(rule.checkbox_field, fields)
+            or (f"checkboxes: {', '.join(fields[:8])}" if fields else "the export has none"),
         )
     if rule.explode and rule.explode[0] not in source.columns:
         raise ConfigError(
@@ -796,7 +807,7 @@ def harmonize_rule(
                 pl.when(pl.col("rule_id") == "ING-MISSING-KEY")
                 .then(pl.lit(f"no patient id in '{rule.patient_id}'; row quarantined"))
                 .otherwise(
-                    pl.format(
+                    text_format(
                         "required {}.{} missing or unreadable; row quarantined",
                         pl.lit(table.name),
                         pl.col("column"),

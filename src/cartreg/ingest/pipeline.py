@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,8 +23,8 @@ from typing import Any
 import polars as pl
 
 from cartreg.cdm import CDM, load_cdm
-from cartreg.errors import InputError
-from cartreg.findings import empty_findings, findings_frame, sort_findings
+from cartreg.errors import ConfigError, InputError
+from cartreg.findings import empty_findings, findings_frame, sort_findings, text_format
 from cartreg.ingest.derive import derive_tables, event_order
 from cartreg.ingest.harmonize import SharedParses, harmonize_rule, shared_parse_keys
 from cartreg.ingest.identifiers import identifier_columns
@@ -58,6 +59,12 @@ class Collected:
     findings: list[pl.DataFrame] = field(default_factory=list)
     quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
     sources_manifest: list[dict[str, Any]] = field(default_factory=list)
+    # rule key -> (rows the rule made or quarantined, rows its source had), summed over parts
+    rule_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def count_rule(self, rule: TableRule, made: int, source_rows: int) -> None:
+        before = self.rule_counts.get(rule.key, (0, 0))
+        self.rule_counts[rule.key] = (before[0] + made, before[1] + source_rows)
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Each table's rule outputs stacked, ready for the derivations."""
@@ -90,6 +97,42 @@ def build_manifest(
 
 def source_label(spec: SourceSpec) -> str:
     return f"{spec.file}#{spec.sheet}" if spec.reader == "excel" and spec.sheet else spec.file
+
+
+def confined_path(root: Path, name: str, mapping_path: Path, key: str) -> Path:
+    """``root / name``, which must stay inside the submission folder once symbolic links are
+    followed: a mapping cannot make cartreg read ``/etc/passwd`` or ``../other_site``.
+
+    A path written outside the folder is the mapping's mistake (ConfigError at ``key``); a
+    link inside the folder pointing out of it is the submission's (InputError on the file).
+    """
+    folder = root.resolve()
+    written = Path(os.path.normpath(root.absolute() / name))
+    try:
+        resolved = (root / name).resolve()
+    except (OSError, RuntimeError) as exc:  # a link loop
+        raise InputError(f"{root / name}: cannot resolve the path ({exc})") from None
+    if not written.is_relative_to(root.absolute()) and not written.is_relative_to(folder):
+        raise ConfigError(
+            f"'{name[:60]}' is outside the submission folder",
+            path=mapping_path,
+            key=key,
+            hint="give a path relative to the submission folder, without '..'",
+        )
+    if not resolved.is_relative_to(folder):
+        raise InputError(
+            f"{root / name}: a link to a file outside the submission folder",
+            hint="copy the file itself into the submission folder",
+        )
+    return resolved
+
+
+def confine_sources(root: Path, mapping: SiteMapping) -> None:
+    """Check every ``file`` and ``dictionary`` of the mapping with :func:`confined_path`."""
+    for spec in mapping.sources.values():
+        confined_path(root, spec.file, mapping.path, f"{spec.key}.file")
+        if spec.dictionary:
+            confined_path(root, spec.dictionary, mapping.path, f"{spec.key}.dictionary")
 
 
 def read_source(spec: SourceSpec, root: Path) -> ReadResult:
@@ -144,10 +187,14 @@ def _identifier_findings(
 
 
 def _quarantine_records(
-    frame: pl.DataFrame, reasons: pl.DataFrame, identifiers: list[str]
+    frame: pl.DataFrame,
+    reasons: pl.DataFrame,
+    identifiers: list[str],
+    rejected: pl.DataFrame,
+    label: str,
 ) -> pl.DataFrame:
     summary = (
-        reasons.with_columns(pl.format("{}({})", "rule_id", "column").alias("reason"))
+        reasons.with_columns(text_format("{}({})", "rule_id", "column").alias("reason"))
         .group_by("source_row", maintain_order=True)
         .agg(
             pl.col("reason").unique(maintain_order=True).str.join("; ").alias("quarantine_reasons")
@@ -158,7 +205,16 @@ def _quarantine_records(
     records = records.drop([c for c in identifiers if c in records.columns]).with_columns(
         pl.col(pl.Categorical).cast(pl.String)
     )
-    return records.join(summary, on="source_row", how="inner").sort("source_row")
+    records = records.join(summary, on="source_row", how="inner")
+    if rejected.height:
+        # Rows the reader rejected keep no cell: shifted values are no one's column.
+        untrusted = rejected.select(
+            pl.lit(label, dtype=pl.String).alias("source_file"),
+            "source_row",
+            text_format("{}(row)", "rule_id").alias("quarantine_reasons"),
+        )
+        records = pl.concat([records, untrusted], how="diagonal_relaxed")
+    return records.sort("source_row")
 
 
 def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> list[str]:
@@ -172,11 +228,79 @@ def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> lis
 def read_findings(
     read: ReadResult, spec: SourceSpec, identifiers: list[str], site_id: str
 ) -> list[pl.DataFrame]:
-    """Findings about a source as a whole: the reader's, and the identifier columns left out."""
-    return [
+    """Findings about a source as a whole: the reader's, the rows it rejected, an empty
+    source, and the identifier columns left out."""
+    label = source_label(spec)
+    found = [
         read.findings.with_columns(pl.lit(site_id).alias("site_id")),
-        _identifier_findings(identifiers, spec, site_id, source_label(spec)),
+        _identifier_findings(identifiers, spec, site_id, label),
     ]
+    if read.rejected.height:
+        found.append(
+            findings_frame(
+                read.rejected.select(
+                    "rule_id",
+                    pl.lit("error").alias("severity"),
+                    pl.lit("conformance").alias("category"),
+                    pl.lit("value").alias("subcategory"),
+                    pl.lit(site_id).alias("site_id"),
+                    pl.lit(label).alias("source_file"),
+                    "source_row",
+                    "message",
+                )
+            )
+        )
+    if read.frame.height == 0 and read.rejected.height == 0:
+        found.append(
+            source_finding(
+                "ING-NO-ROWS",
+                "error",
+                site_id,
+                label,
+                "the source has no data rows (only a header, or nothing): send the complete export",
+            )
+        )
+    return found
+
+
+def source_finding(
+    rule_id: str, severity: str, site_id: str, label: str, message: str
+) -> pl.DataFrame:
+    """One finding about a whole source file."""
+    return findings_frame(
+        pl.DataFrame(
+            {
+                "rule_id": [rule_id],
+                "severity": [severity],
+                "category": ["completeness"],
+                "subcategory": ["atemporal"],
+                "site_id": [site_id],
+                "source_file": [label],
+                "message": [message],
+            }
+        )
+    )
+
+
+def count_findings(sources: list[dict[str, Any]], site_id: str) -> list[pl.DataFrame]:
+    """ING-COUNT for every source whose rows do not reconcile with the independent count of
+    its records: records lost (or invented) by the parse."""
+    found = []
+    for source in sources:
+        counted = source.get("records_counted")
+        rows = source["rows_harmonized"] + source["rows_quarantined"]
+        if counted is not None and counted != rows:
+            found.append(
+                source_finding(
+                    "ING-COUNT",
+                    "error",
+                    site_id,
+                    source["file"],
+                    f"the file holds {counted} records by a count of its lines (or brackets, or "
+                    f"its footer) but {rows} were read: check quote characters and line breaks",
+                )
+            )
+    return found
 
 
 def harmonize_source(
@@ -224,6 +348,7 @@ def harmonize_source(
         rule_out = result.result()
         out.table_parts[rule.table].append(rule_out.rows)
         out.findings.append(rule_out.findings)
+        out.count_rule(rule, rule_out.rows.height + rule_out.quarantine.height, frame.height)
         selected.append(rule_out.selected)
         reasons.append(rule_out.quarantine.select("source_row", "rule_id", "column"))
     # is_in hashes the values anyway: de-duplicating them first would cost a second hash pass.
@@ -240,10 +365,11 @@ def harmonize_source(
     )
     reasons.append(unused)
     all_reasons = pl.concat(reasons, how="vertical")
-    records = _quarantine_records(frame, all_reasons, identifiers)
+    records = _quarantine_records(frame, all_reasons, identifiers, read.rejected, label)
     out.quarantine[spec.name] = records
     rows_quarantined = records.height
     rows_read = frame.select(pl.col("source_row").n_unique()).item() if frame.height else 0
+    rows_read += read.rejected.height
     out.sources_manifest.append(
         {
             "source": spec.name,
@@ -252,8 +378,35 @@ def harmonize_source(
             "rows_read": rows_read,
             "rows_harmonized": rows_read - rows_quarantined,
             "rows_quarantined": rows_quarantined,
+            "records_counted": read.records,
         }
     )
+
+
+def empty_rule_findings(
+    mapping: SiteMapping, counts: dict[str, tuple[int, int]]
+) -> list[pl.DataFrame]:
+    """ING-RULE-EMPTY for each rule that made no row from a source that has rows: a
+    ``where`` value, a checkbox or an array that matches nothing. Legitimate in some months (no
+    deaths yet), so a warning; a misspelt value is the usual cause."""
+    found = []
+    for rules in mapping.tables.values():
+        for rule in rules:
+            made, source_rows = counts.get(rule.key, (0, 0))
+            if made or not source_rows:
+                continue
+            reshaped = rule.explode or rule.checkbox_field or rule.unpivot_pattern
+            how = "its where selects no row" if not reshaped else "it yields no row"
+            label = source_label(mapping.sources[rule.source])
+            finding = source_finding(
+                "ING-RULE-EMPTY",
+                "warning",
+                mapping.site_id,
+                label,
+                f"{rule.key} ({rule.table}): {how} of {label}: check the values it names",
+            )
+            found.append(finding.with_columns(pl.lit(rule.table).alias("table")))
+    return found
 
 
 def harmonize_submission(
@@ -271,6 +424,7 @@ def harmonize_submission(
     """
     if not root.is_dir():
         raise InputError(f"{root}: submission folder not found")
+    confine_sources(root, mapping)
     collected = Collected(table_parts={name: [] for name in cdm.tables})
     rules = [(t, i, r) for t, rs in mapping.tables.items() for i, r in enumerate(rs)]
     # Polars releases the GIL: the next source is read while this one's rules run, two rules
@@ -294,6 +448,8 @@ def harmonize_submission(
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
         workers.shutdown(wait=True, cancel_futures=True)
+    collected.findings += count_findings(collected.sources_manifest, mapping.site_id)
+    collected.findings += empty_rule_findings(mapping, collected.rule_counts)
     findings_out = sorted_findings(collected.findings)
     if writer is not None:
         writer.findings(findings_out)
@@ -443,6 +599,7 @@ def ingest_submission(
     root = Path(submission_dir)
     if not root.is_dir():  # before anything is written to out_dir
         raise InputError(f"{root}: submission folder not found")
+    confine_sources(root, mapping)
     out = Path(out_dir) if out_dir is not None else None
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cartreg-")))

@@ -124,4 +124,11 @@ def read_redcap(
             .otherwise(pl.col("source_file"))
             .alias("source_file")
         )
-    return ReadResult(frame=frame, findings=result.findings, choices=choices)
+    return ReadResult(
+        frame=frame,
+        findings=result.findings,
+        choices=choices,
+        sha256=result.sha256,
+        rejected=result.rejected,
+        records=result.records,
+    )
