@@ -28,7 +28,13 @@ from cartreg.findings import empty_findings, findings_frame, sort_findings, text
 from cartreg.ingest.derive import derive_tables, event_order
 from cartreg.ingest.harmonize import SharedParses, harmonize_rule, shared_parse_keys
 from cartreg.ingest.identifiers import identifier_columns
-from cartreg.ingest.mapping import SiteMapping, SourceSpec, TableRule, load_mapping
+from cartreg.ingest.mapping import (
+    SiteMapping,
+    SourceSpec,
+    TableRule,
+    load_mapping,
+    rule_input_columns,
+)
 from cartreg.ingest.readers.base import ReadResult, sha256_of
 from cartreg.ingest.readers.csv import read_csv_text
 from cartreg.ingest.readers.excel import read_excel_text
@@ -202,9 +208,11 @@ def _quarantine_records(
     )
     # Narrow the (possibly million-row) source to the few quarantined rows before the join.
     records = frame.filter(pl.col("source_row").is_in(summary.get_column("source_row").implode()))
-    records = records.drop([c for c in identifiers if c in records.columns]).with_columns(
-        pl.col(pl.Categorical).cast(pl.String)
-    )
+    # Identifier-like columns stay out, and so do arrays and objects (a JSON record's nested
+    # values are not checked for identifiers column by column): the source row points at them.
+    nested = [c for c, t in records.schema.items() if isinstance(t, pl.List | pl.Struct)]
+    records = records.drop([c for c in [*identifiers, *nested] if c in records.columns])
+    records = records.with_columns(pl.col(pl.Categorical).cast(pl.String))
     records = records.join(summary, on="source_row", how="inner")
     if rejected.height:
         # Rows the reader rejected keep no cell: shifted values are no one's column.
@@ -321,6 +329,7 @@ def harmonize_source(
     selected: list[pl.Series] = []
     reasons: list[pl.DataFrame] = []
     own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
+    check_expected_columns(spec, frame.columns, own_rules, root)
     shared = SharedParses(frame, shared_parse_keys(own_rules, cdm))
     pending = [
         (
@@ -381,6 +390,28 @@ def harmonize_source(
             "records_counted": read.records,
         }
     )
+
+
+def check_expected_columns(
+    spec: SourceSpec, columns: list[str], rules: list[TableRule], root: Path
+) -> None:
+    """InputError on the file when it has none of the columns its rules read: a wrong file, or
+    a header on another row, is the file's problem; one missing column is the mapping's (a
+    ConfigError with a "did you mean", raised by the rule)."""
+    present = set(columns)
+    wanted = {rule.patient_id for rule in rules} | {
+        column
+        for rule in rules
+        if not (rule.explode or rule.unpivot_pattern or rule.checkbox_field)
+        for column, _key in rule_input_columns(rule)
+    }
+    if wanted and not wanted & present:
+        where = f"row {spec.header_row}" if spec.reader == "excel" else f"line {spec.header_row}"
+        raise InputError(
+            f"{root / spec.file}: none of the {len(wanted)} columns the mapping reads "
+            f"(e.g. '{sorted(wanted)[0][:40]}') is in the file's header",
+            hint=f"is it the right file, with its column names on {where}?",
+        )
 
 
 def empty_rule_findings(

@@ -10,6 +10,7 @@ are quarantined with their reason and no cell of theirs is copied anywhere.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,12 +142,29 @@ def drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(any_value)
 
 
+# A column name holding an e-mail address or a phone number is a data row merged into the
+# header (or a damaged header): names are echoed in messages, values must not be.
+_VALUE_IN_NAME = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}|\+?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}")
+
+
+def check_names(names: list[str], where: str) -> None:
+    """InputError for a column name that holds what looks like an identifier value."""
+    for i, name in enumerate(names, start=1):
+        if _VALUE_IN_NAME.search(str(name)):
+            raise InputError(
+                f"{where}: the name of column {i} looks like an e-mail address or phone "
+                "number, not a column name",
+                hint="check that the header line is complete and on a line of its own",
+            )
+
+
 def clean_names(names: list[str], where: str) -> list[str]:
     """Header names without surrounding spaces; an empty name becomes ``column_<position>``.
 
     Two columns whose names are equal once trimmed are an InputError: a mapping could not say
-    which of them it means.
+    which of them it means; so is a name holding an identifier value (``check_names``).
     """
+    check_names(names, where)
     cleaned = [
         str(n).strip() if str(n).strip() else f"column_{i}" for i, n in enumerate(names, start=1)
     ]

@@ -196,9 +196,42 @@ def _records(data: bytes, delimiter: str) -> Records:
         (unquoted.str.count_matches(delimiter, literal=True) + 1).cast(pl.Int64).alias("fields"),
         (text.str.strip_chars() == "").alias("blank"),
         pl.col("lines").cast(pl.Int64),
+        ((pl.col("lines") > 1) & _stray_quote(text, delimiter)).alias("stray"),
         text,
     )
     return Records(frame.rechunk(), unclosed, data.endswith(b"\n") or not data)
+
+
+def _stray_quote(text: pl.Expr, delimiter: str) -> pl.Expr:
+    """Whether a record holds a quote that does not open a cell or is not followed by the end
+    of one: ``"P1,x\nP2,y"P3,z`` is lines of records swallowed by a stray quote, even when its
+    field count happens to match the header's."""
+    sep = "".join(f"\\x{{{ord(ch):x}}}" for ch in delimiter)
+    marked = text.str.replace_all(f'(^|{sep})"(?:[^"]|"")*"', "${1}\x00")
+    closed_well = marked.str.count_matches(f"\x00(?:{sep}|$)")
+    return marked.str.contains('"', literal=True) | (
+        marked.str.count_matches("\x00", literal=True) != closed_well
+    )
+
+
+def _with_stray_quotes(facts: pl.DataFrame, text: str, delimiter: str) -> pl.DataFrame:
+    """``facts`` of the ``csv`` module's records with ``stray`` computed from their lines (only
+    records spanning several lines can hide swallowed ones)."""
+    multi = facts.filter(pl.col("lines") > 1)
+    if multi.is_empty():
+        return facts
+    lines = text.split("\n")
+    spans = [
+        "\n".join(lines[start - 1 : start - 1 + count])
+        for start, count in multi.select("lineno", "lines").iter_rows()
+    ]
+    stray = pl.DataFrame({"text": spans}).select(_stray_quote(pl.col("text"), delimiter))
+    marked = multi.select("lineno").with_columns(stray.to_series().alias("multi_stray"))
+    return (
+        facts.join(marked, on="lineno", how="left", maintain_order="left")
+        .with_columns(pl.col("multi_stray").fill_null(False).alias("stray"))
+        .drop("multi_stray")
+    )
 
 
 def _byte_counts(data: bytes, sep: str) -> tuple[int, int] | None:
@@ -295,7 +328,7 @@ def _parse_python(text: str, sep: str, names: list[str]) -> tuple[pl.DataFrame, 
     facts = pl.DataFrame(
         {"lineno": lineno, "fields": fields, "blank": blank, "lines": spans},
         schema={"lineno": pl.Int64, "fields": pl.Int64, "blank": pl.Boolean, "lines": pl.Int64},
-    )
+    ).with_columns(pl.lit(False).alias("stray"))
     return frame, facts
 
 
@@ -537,12 +570,13 @@ def _read_text(
         frame = _parse(data, sep, names, truncate=True, categorical=categorical)
     except pl.exceptions.PolarsError:
         frame = None
-    facts = records.frame.select("lineno", "fields", "blank", "lines")
+    facts = records.frame.select("lineno", "fields", "blank", "lines", "stray")
     if frame is None or frame.height != records.frame.height or len(frame.columns) != len(names):
         try:
             frame, facts = _parse_python(text, sep, names)
         except InputError as exc:
             raise InputError(f"{path}: {exc.message}") from None
+        facts = _with_stray_quotes(facts, text, sep)
     offset = header_row - 1
     frame = pl.concat(
         [
@@ -563,21 +597,29 @@ def _read_text(
 
 
 def _ragged_rows(frame: pl.DataFrame, records: Records, n_columns: int) -> pl.DataFrame:
-    """Rejected rows for records with another field count than the header, and for the last
-    record of a file that ends inside it (no final newline or an unclosed quote)."""
-    rows = frame.select("source_row", "fields", "lines")
+    """Rejected rows for records with another field count than the header, records holding
+    lines swallowed by a stray quote, and the last record of a file that ends inside it (no
+    final newline or an unclosed quote)."""
+    rows = frame.select("source_row", "fields", "lines", "stray")
     last = rows.get_column("source_row").max() if rows.height else None
     cut = pl.lit(False)
     if last is not None and (records.unclosed or not records.complete):
         cut = (pl.col("source_row") == last) & (
             pl.lit(records.unclosed) | (pl.col("fields") < n_columns)
         )
-    flagged = rows.filter(cut | (pl.col("fields") != n_columns))
+    ragged = pl.col("fields") != n_columns
+    flagged = rows.filter(cut | ragged | pl.col("stray"))
     if flagged.is_empty():
         return no_rejected()
+    last_line = pl.col("source_row") + pl.col("lines") - 1
     return flagged.select(
         "source_row",
-        pl.when(cut).then(pl.lit("ING-TRUNCATED")).otherwise(pl.lit("ING-RAGGED")).alias("rule_id"),
+        pl.when(cut)
+        .then(pl.lit("ING-TRUNCATED"))
+        .when(ragged)
+        .then(pl.lit("ING-RAGGED"))
+        .otherwise(pl.lit("ING-QUOTE"))
+        .alias("rule_id"),
         pl.when(cut)
         .then(
             pl.lit(
@@ -585,23 +627,32 @@ def _ragged_rows(frame: pl.DataFrame, records: Records, n_columns: int) -> pl.Da
                 "row quarantined: send the complete file"
             )
         )
-        .when(pl.col("lines") > 1)
+        .when(ragged & (pl.col("lines") > 1))
         .then(
             text_format(
                 "the record on lines {}-{} has {} fields, the header {} (a stray quote?); "
                 "row quarantined: fix the quotes",
                 pl.col("source_row"),
-                pl.col("source_row") + pl.col("lines") - 1,
+                last_line,
+                pl.col("fields"),
+                pl.lit(n_columns),
+            )
+        )
+        .when(ragged)
+        .then(
+            text_format(
+                "the line has {} fields, the header {}; row quarantined: quote cells that "
+                "hold the delimiter or a line break",
                 pl.col("fields"),
                 pl.lit(n_columns),
             )
         )
         .otherwise(
             text_format(
-                "the line has {} fields, the header {}; row quarantined: quote cells that "
-                "hold the delimiter or a line break",
-                pl.col("fields"),
-                pl.lit(n_columns),
+                "a quote character joins lines {}-{} into one record; row quarantined: "
+                "remove the stray quote, or quote the whole cell",
+                pl.col("source_row"),
+                last_line,
             )
         )
         .alias("message"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree
@@ -82,7 +83,7 @@ def _read_part(book: zipfile.ZipFile, name: str, path: Path) -> bytes:
         )
     try:
         return book.read(name)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
         raise _not_a_workbook(path, f"{name}: {exc}") from None
 
 
@@ -91,7 +92,7 @@ def _open(path: Path) -> zipfile.ZipFile:
     check_file_size(path, MAX_WORKBOOK_FILE_BYTES, "a workbook")
     try:
         book = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
         raise _not_a_workbook(path, str(exc)[:60]) from None
     total = sum(info.file_size for info in book.infolist())
     if total > 4 * MAX_WORKBOOK_XML_BYTES:
@@ -227,9 +228,9 @@ def _check_extent(extent: SheetExtent, where: str) -> None:
         or extent.last_row > MAX_SHEET_ROWS
     ):
         raise InputError(
-            f"{where}: its cells span {height:,} rows x {width:,} columns "
-            f"(up to row {extent.last_row:,}), more than the {MAX_SHEET_CELLS:,}-cell limit",
-            hint="delete stray cells far below or right of the table, or export CSV",
+            f"{where}: cells span {height:,} rows x {width:,} columns, over the "
+            f"{MAX_SHEET_CELLS:,}-cell limit",
+            hint="delete stray cells far below or right of the table",
         )
 
 

@@ -31,6 +31,7 @@ from cartreg.ingest.limits import (
 from cartreg.ingest.readers.base import (
     ReadResult,
     check_cell_sizes,
+    check_names,
     require_file,
     to_text,
     with_lineage,
@@ -209,6 +210,7 @@ def read_json_text(
             f"{path}: inconsistent JSON records ({str(exc).splitlines()[0][:80]})",
             hint="a field holds objects in some records and text or arrays in others",
         ) from None
+    check_names(frame.columns, str(path))
     frame = with_lineage(frame, label or path.name, 1)
     if row_numbers is not None:
         frame = frame.with_columns(pl.Series("source_row", row_numbers, dtype=pl.Int64))

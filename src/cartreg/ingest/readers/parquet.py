@@ -1,7 +1,8 @@
 """Parquet files: typed on disk, converted to text so every reader hands over the same thing.
 
-The record count comes from the file's footer (read by pyarrow), independently of the pages
-polars decodes into rows.
+pyarrow decodes the file and polars takes the result: polars' own Parquet decoder panicked
+(``assertion left == right``, a Rust panic) on files with damaged pages, where pyarrow checks
+the page sizes and raises an error. The record count comes from the file's footer.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from cartreg.ingest.limits import MAX_PARQUET_FILE_BYTES, check_file_size
 from cartreg.ingest.readers.base import (
     ReadResult,
     check_cell_sizes,
+    check_names,
     require_file,
     to_text,
     with_lineage,
 )
+from cartreg.ingest.transforms.reshape import flatten_structs
 
 
 def _unreadable(path: Path, exc: BaseException) -> InputError:
@@ -44,10 +47,23 @@ def read_parquet_text(path: Path, *, label: str | None = None) -> ReadResult:
     require_file(path)
     check_file_size(path, MAX_PARQUET_FILE_BYTES, "a Parquet file")
     records = footer_rows(path)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        frame = to_text(pl.read_parquet(path))
-    except (pl.exceptions.PolarsError, OSError) as exc:
+        table = pq.read_table(path)
+        # Struct columns become ``parent.child`` columns, as JSON objects do.
+        frame = flatten_structs(to_text(pl.DataFrame(pl.from_arrow(table))))
+    except (
+        pa.ArrowException,
+        pl.exceptions.PolarsError,
+        OSError,
+        ValueError,
+        TypeError,
+        OverflowError,
+    ) as exc:
         raise _unreadable(path, exc) from None
+    check_names(frame.columns, str(path))
     # Parquet has no header line: row 1 is the first record.
     result = ReadResult(frame=with_lineage(frame, label or path.name, 1), records=records)
     check_cell_sizes(result.frame, str(path))
