@@ -681,6 +681,7 @@ def _load_rule(
             )
         cb_field = _str(cdata["field"], path, f"{key}.checkbox.field")
         cb_into = _str(cdata["into"], path, f"{key}.checkbox.into")
+    explode = _explode(data.get("explode"), path, f"{key}.explode")
     reshapes = sum(x is not None for x in (data.get("explode"), unpivot, checkbox))
     if reshapes > 1:
         raise _fail(path, key, "use at most one of explode, unpivot, checkbox per rule")
@@ -691,7 +692,7 @@ def _load_rule(
         patient_id=_str(patient_id, path, f"{key}.patient_id"),
         columns=columns,
         where=tuple(conditions),
-        explode=_explode(data.get("explode"), path, f"{key}.explode"),
+        explode=explode,
         unpivot_pattern=pattern,
         unpivot_index=unpivot_index,
         checkbox_field=cb_field,

@@ -35,6 +35,7 @@ from cartreg.ingest.pipeline import (
     harmonize_source,
     read_findings,
     read_source,
+    rejected_findings,
     sorted_findings,
     source_identifiers,
     source_label,
@@ -347,6 +348,7 @@ def harmonize_in_parts(
                     )
                     read = ReadResult(frame=frame, sha256=big.scan.sha256)
                     read.reject(suspicious_rows(frame))
+                    findings.append(rejected_findings(read.rejected, site, source_label(spec)))
                 else:
                     small = plan.small[name]
                     frame = small_parts[name].filter(pl.col(PART) == part).drop(PART)

@@ -242,22 +242,8 @@ def read_findings(
     found = [
         read.findings.with_columns(pl.lit(site_id).alias("site_id")),
         _identifier_findings(identifiers, spec, site_id, label),
+        rejected_findings(read.rejected, site_id, label),
     ]
-    if read.rejected.height:
-        found.append(
-            findings_frame(
-                read.rejected.select(
-                    "rule_id",
-                    pl.lit("error").alias("severity"),
-                    pl.lit("conformance").alias("category"),
-                    pl.lit("value").alias("subcategory"),
-                    pl.lit(site_id).alias("site_id"),
-                    pl.lit(label).alias("source_file"),
-                    "source_row",
-                    "message",
-                )
-            )
-        )
     if read.frame.height == 0 and read.rejected.height == 0:
         found.append(
             source_finding(
@@ -269,6 +255,24 @@ def read_findings(
             )
         )
     return found
+
+
+def rejected_findings(rejected: pl.DataFrame, site_id: str, label: str) -> pl.DataFrame:
+    """One error finding per row a reader rejected (its message, never its cells)."""
+    if rejected.is_empty():
+        return empty_findings()
+    return findings_frame(
+        rejected.select(
+            "rule_id",
+            pl.lit("error").alias("severity"),
+            pl.lit("conformance").alias("category"),
+            pl.lit("value").alias("subcategory"),
+            pl.lit(site_id).alias("site_id"),
+            pl.lit(label).alias("source_file"),
+            "source_row",
+            "message",
+        )
+    )
 
 
 def source_finding(

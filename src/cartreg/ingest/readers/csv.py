@@ -72,7 +72,8 @@ def decode(data: bytes, encoding: str | None = None, where: str | Path = "") -> 
     for bom, utf16 in _UTF16_BOMS.items():
         if data.startswith(bom):
             try:
-                return data[2:].decode(utf16).encode("utf-8"), utf16
+                text = data[2:].decode(utf16).removeprefix("\ufeff")
+                return text.encode("utf-8"), utf16
             except UnicodeDecodeError:
                 break
     if b"\x00" in data:
@@ -571,12 +572,14 @@ def _read_text(
     except pl.exceptions.PolarsError:
         frame = None
     facts = records.frame.select("lineno", "fields", "blank", "lines", "stray")
+    unclosed = records.unclosed
     if frame is None or frame.height != records.frame.height or len(frame.columns) != len(names):
         try:
             frame, facts = _parse_python(text, sep, names)
         except InputError as exc:
             raise InputError(f"{path}: {exc.message}") from None
         facts = _with_stray_quotes(facts, text, sep)
+        unclosed = _ends_inside_quotes(facts, text, sep)
     offset = header_row - 1
     frame = pl.concat(
         [
@@ -592,21 +595,35 @@ def _read_text(
     )
     check_cell_sizes(result.frame, str(path))
     result.reject(suspicious_rows(result.frame))
-    result.reject(_ragged_rows(frame, records, len(names)))
+    result.reject(_ragged_rows(frame, unclosed, records.complete, len(names)))
     return result
 
 
-def _ragged_rows(frame: pl.DataFrame, records: Records, n_columns: int) -> pl.DataFrame:
+def _ends_inside_quotes(facts: pl.DataFrame, text: str, delimiter: str) -> bool:
+    """Whether the ``csv`` module's last record runs into the end of the file inside a quoted
+    cell (a strict re-read of that record reports it; a quote inside a cell does not count)."""
+    if facts.is_empty():
+        return False
+    start = int(facts.get_column("lineno")[-1])
+    tail = "\n".join(text.split("\n")[start - 1 :])
+    try:
+        list(csv.reader(io.StringIO(tail, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _ragged_rows(
+    frame: pl.DataFrame, unclosed: bool, complete: bool, n_columns: int
+) -> pl.DataFrame:
     """Rejected rows for records with another field count than the header, records holding
     lines swallowed by a stray quote, and the last record of a file that ends inside it (no
     final newline or an unclosed quote)."""
     rows = frame.select("source_row", "fields", "lines", "stray")
     last = rows.get_column("source_row").max() if rows.height else None
     cut = pl.lit(False)
-    if last is not None and (records.unclosed or not records.complete):
-        cut = (pl.col("source_row") == last) & (
-            pl.lit(records.unclosed) | (pl.col("fields") < n_columns)
-        )
+    if last is not None and (unclosed or not complete):
+        cut = (pl.col("source_row") == last) & (pl.lit(unclosed) | (pl.col("fields") < n_columns))
     ragged = pl.col("fields") != n_columns
     flagged = rows.filter(cut | ragged | pl.col("stray"))
     if flagged.is_empty():
