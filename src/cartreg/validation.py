@@ -68,8 +68,43 @@ STAGE_CHECKS: dict[str, tuple[str, str, str]] = {
     ),
     "ING-RAGGED": (
         "ingest",
-        "A CSV row has more or fewer cells than the header.",
-        "Check for unquoted commas or line breaks inside a cell.",
+        "A CSV row has more or fewer cells than the header; it was quarantined, no cell kept.",
+        "Quote cells that hold the delimiter or a line break.",
+    ),
+    "ING-QUOTE": (
+        "ingest",
+        "A stray quote joined several lines into one record; it was quarantined.",
+        "Remove the stray quote, or quote the whole cell.",
+    ),
+    "ING-TRUNCATED": (
+        "ingest",
+        "The file ends inside a record (cut off, or a quote never closed).",
+        "Send the complete file.",
+    ),
+    "ING-COMMENT": (
+        "ingest",
+        "A comment line ('#') in the data; it was quarantined.",
+        "Export the data without comment lines.",
+    ),
+    "ING-REPEATED-HEADER": (
+        "ingest",
+        "The header line appears again among the records; it was quarantined.",
+        "Export the file once, not pasted together.",
+    ),
+    "ING-NO-ROWS": (
+        "ingest",
+        "A source file has no data rows.",
+        "Send the complete export.",
+    ),
+    "ING-COUNT": (
+        "ingest",
+        "The records counted in the file differ from the rows read: records may be lost.",
+        "Check the file's quote characters and line breaks.",
+    ),
+    "ING-RULE-EMPTY": (
+        "ingest",
+        "A mapping rule selects no row of a source that has rows.",
+        "Check the values its where, explode or checkbox names.",
     ),
     "ING-SENTINEL": (
         "ingest",

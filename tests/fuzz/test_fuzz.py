@@ -7,8 +7,10 @@ file or mapping is damaged by a mutator (mutators.py).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,33 +46,72 @@ FUZZ = settings(
 )
 
 
-def run_case(reader: str, damage: Callable[[Path], tuple[str, ...]]) -> None:
+def run_case(reader: str, damage: Callable[[Path], tuple[str, ...]], kind: str = "") -> None:
     """Write the base site of ``reader``, let ``damage`` change it (returning the planted values
     the case can promise to keep out of the outputs), ingest it and check every promise."""
     site = SITES[reader]
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cartreg-fuzz-") as tmp:
         folder = site.write(Path(tmp) / "site")
         planted = damage(folder)
         out = Path(tmp) / "out"
         outcome = run_in_process(ingest_args(folder, out))
         check_contract(outcome)
+        findings: list[str] = []
         if outcome.code in (0, 1):
             check_reconciliation(out)
+            records = json.loads((out / "findings.json").read_text(encoding="utf-8"))
+            findings = sorted({f["rule_id"] for f in records})
         check_no_identifiers(out, outcome, planted)
+    log_case(kind or reader, outcome.code, time.perf_counter() - started, findings)
 
 
-def _header_kept(original: bytes, damaged: bytes) -> bool:
-    """Whether the identifier columns still have their names (a name is only recognized by
-    its column's name)."""
-    first = original.split(b"\n", 1)[0]
-    return damaged.split(b"\n", 1)[0] == first or damaged.startswith(first + b"\r")
+def log_case(test: str, code: int, seconds: float, findings: list[str]) -> None:
+    """One JSON line per case in ``$CARTREG_FUZZ_LOG`` (make fuzz summarizes it)."""
+    log = os.environ.get("CARTREG_FUZZ_LOG")
+    if log:
+        entry = {"test": test, "exit": code, "seconds": round(seconds, 4), "findings": findings}
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
 
 
-def _keys_kept(original: bytes, damaged: bytes) -> bool:
-    return all(
-        damaged.count(f'"{k}"'.encode()) == original.count(f'"{k}"'.encode())
-        for k in IDENTIFIER_COLUMNS
-    )
+# Each planted value and the identifier column (or JSON key) it was written under.
+PLANTED_COLUMN = {
+    value: column
+    for row in PATIENTS
+    for value, column in zip(row[1:4], IDENTIFIER_COLUMNS, strict=True)
+}
+
+
+def in_place(reader: str, original: bytes, damaged: bytes) -> tuple[str, ...]:
+    """The planted values the case can promise to keep out of every output: those still under
+    their identifier-named column (header or key intact) everywhere they occur.
+
+    Byte-level damage can also copy a name into a date cell or cut an e-mail into a longer
+    value of another column. Recognizing such a value wherever it lands is the identifier
+    detection's job (value scans), not the reader's; those values are left out of the promise
+    here (see docs/fuzzing.md).
+    """
+    if reader in ("json", "ndjson"):
+        return tuple(
+            value
+            for value, key in PLANTED_COLUMN.items()
+            if damaged.count(value.encode()) == damaged.count(f'"{key}": "{value}"'.encode())
+        )
+    separator = "\t" if reader == "tsv" else ","
+    header = original.split(b"\n", 1)[0].decode()
+    text = damaged.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    first, *lines = text.split("\n")
+    if first != header:
+        return ()
+    names = header.split(separator)
+    kept = []
+    for value, column in PLANTED_COLUMN.items():
+        places = [line.split(separator) for line in lines if value in line]
+        index = names.index(column)
+        if all(len(cells) == len(names) and cells[index] == value for cells in places):
+            kept.append(value)
+    return tuple(kept)
 
 
 @pytest.mark.parametrize("reader", ["csv", "tsv", "redcap", "json", "ndjson"])
@@ -85,8 +126,7 @@ def test_damaged_text_exports(reader: str) -> None:
             original = path.read_bytes()
             damaged = edit(original)
             path.write_bytes(damaged)
-            kept = _keys_kept if reader in ("json", "ndjson") else _header_kept
-            return PLANTED if kept(original, damaged) else VALUE_DETECTABLE
+            return in_place(reader, original, damaged)
 
         run_case(reader, damage)
 
@@ -138,6 +178,6 @@ def test_damaged_mappings() -> None:
             (folder / "link_out.csv").symlink_to("/etc/passwd")
             return PLANTED
 
-        run_case(reader, damage)
+        run_case(reader, damage, kind=f"mapping ({reader})")
 
     case()

@@ -212,6 +212,18 @@ STRICT_CASES = [
         "the key None is a YAML null",
     ),
     (
+        "where: [{column: event, equals: assessment}]",
+        "where: 0",
+        "tables.disease_assessments[0].where",
+        "must be a list, got 0",
+    ),
+    (
+        "specimen: {value: BONE_MARROW}",
+        "specimen: {value: {a: 1}}",
+        "tables.disease_assessments[0].columns.specimen.value",
+        "a constant is text, a number or true/false",
+    ),
+    (
         "      unpivot:",
         "      explode: [salv, salv]\n      unpivot:",
         "tables.salvage_treatments[0].explode",

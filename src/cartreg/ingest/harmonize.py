@@ -574,6 +574,10 @@ def harmonize_rule(
         check_source_columns(mapping, rule, source.columns)
         used = {c for c, _ in rule_input_columns(rule)}
         source = source.select([c for c in source.columns if c in used or c in LINEAGE])
+    # Conditions on source columns (and, without reshaping, every column read) want one value
+    # per row: an array or object there is a mistake, not something to compare.
+    single = {c.column for c in before} | (set() if reshaped else set(source.columns))
+    _check_single_values(mapping, rule, source, single)
     # One code per distinct value of a condition column (the event type) makes a rule's
     # condition a gather instead of a text comparison over every row.
     mask = shared.mask(before) if shared is not None and before else None
@@ -895,6 +899,22 @@ def _check_read_columns(
                 path=mapping.path,
                 key=key,
                 hint=f"add '{column}' to this rule's explode (after the arrays holding it)",
+            )
+
+
+def _check_single_values(
+    mapping: SiteMapping, rule: TableRule, frame: pl.DataFrame, columns: Collection[str]
+) -> None:
+    """ConfigError for a column a rule compares or reads as one value that holds arrays."""
+    keys = dict(reversed(rule_input_columns(rule)))
+    for column in sorted(columns):
+        if column in keys and isinstance(frame.schema.get(column), pl.List | pl.Array):
+            file = mapping.sources[rule.source].file
+            raise ConfigError(
+                f"source column '{column}' of {file} holds arrays",
+                path=mapping.path,
+                key=keys[column],
+                hint=f"add '{column}' to this rule's explode, or read another column",
             )
 
 

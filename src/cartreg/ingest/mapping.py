@@ -391,6 +391,24 @@ def _key_text(raw: Any, path: Path, key: str) -> str:
     return str(raw)
 
 
+def _optional(
+    data: Mapping[str, Any],
+    name: str,
+    kind: type[list[Any]] | type[dict[str, Any]],
+    path: Path,
+    key: str,
+) -> Any:
+    """An optional list or mapping under ``name``: missing or empty (``name:``) is empty, any
+    other type an error (``where: 0`` was read as no condition)."""
+    raw = data.get(name)
+    if raw is None:
+        return kind()
+    if not isinstance(raw, kind):
+        what = "a list" if kind is list else "a mapping (key: value lines)"
+        raise _fail(path, f"{key}.{name}" if key else name, f"must be {what}, got {_shown(raw)}")
+    return raw
+
+
 def _str_list(raw: Any, path: Path, key: str) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise _fail(path, key, "must be a list")
@@ -548,6 +566,10 @@ def _load_column(
             path, f"{key}.part", f"'part: year' fills an integer column, '{target}' is {spec.dtype}"
         )
     value = data.get("value")
+    if "value" in data and (value is None or not isinstance(value, str | int | float)):
+        raise _fail(
+            path, f"{key}.value", f"a constant is text, a number or true/false, got {_shown(value)}"
+        )
     scale = data.get("scale")
     if scale is not None:
         if spec.dtype not in ("integer", "float") or isinstance(scale, bool):
@@ -623,7 +645,7 @@ def _load_rule(
             f"set patient_id here or on {source.key}",
         )
     conditions: list[Condition] = []
-    for j, cond in enumerate(data.get("where") or []):
+    for j, cond in enumerate(_optional(data, "where", list, path, key)):
         ckey = f"{key}.where[{j}]"
         cdata = _mapping(cond, path, ckey)
         _check_keys(cdata, _CONDITION_KEYS, path, ckey)
@@ -725,6 +747,8 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
             f"site id '{site_id}' must be upper case, 2-16 characters",
             "e.g. REDCAP_A",
         )
+    if "description" in data and not isinstance(data["description"], str):
+        raise _fail(path, "description", f"must be text, got {_shown(data['description'])}")
     cdm_version = data.get("cdm_version")
     if cdm_version is not None and str(cdm_version) != cdm.version:
         raise _fail(
@@ -733,11 +757,11 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
             f"mapping written for CDM {cdm_version}, this is CDM {cdm.version}",
             "review the mapping against docs/data-dictionary.md, then update cdm_version",
         )
-    defaults = _mapping(data.get("defaults") or {}, path, "defaults")
+    defaults = _optional(data, "defaults", dict, path, "")
     _check_keys(defaults, _DEFAULT_KEYS, path, "defaults")
     overrides: dict[str, dict[str, str]] = {}
     for vocab_name, terms in _mapping(
-        data.get("vocabulary_overrides") or {}, path, "vocabulary_overrides"
+        _optional(data, "vocabulary_overrides", dict, path, ""), path, "vocabulary_overrides"
     ).items():
         vkey = f"vocabulary_overrides.{vocab_name}"
         if vocab_name not in cdm.vocabularies:

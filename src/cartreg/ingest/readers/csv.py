@@ -551,11 +551,15 @@ def _read_text(
     text = data.decode("utf-8")
     names = clean_names(header_names(text, sep, path), str(path))
     frame: pl.DataFrame | None = None
+    # polars 2.1 parses a quoted cell that runs to the end of the file into a Categorical
+    # without checking it: the category lost its last byte, half of a UTF-8 character, and
+    # reading the categories panicked. Text with quotes is therefore parsed as String.
+    coded = categorical and b'"' not in data
     # The byte counts run on a thread while polars parses (outside the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
         counts = pool.submit(_byte_counts, data, sep)
         try:
-            frame = _parse(data, sep, names, truncate=False, categorical=categorical)
+            frame = _parse(data, sep, names, truncate=False, categorical=coded)
         except pl.exceptions.PolarsError:
             # Too many fields on some line (or unreadable): the record-aware path decides.
             frame = None
@@ -568,7 +572,7 @@ def _read_text(
     records = _records(data, sep)
     _rows_delimiter(records, sep, len(names), path)
     try:
-        frame = _parse(data, sep, names, truncate=True, categorical=categorical)
+        frame = _parse(data, sep, names, truncate=True, categorical=coded)
     except pl.exceptions.PolarsError:
         frame = None
     facts = records.frame.select("lineno", "fields", "blank", "lines", "stray")

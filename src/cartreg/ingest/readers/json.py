@@ -146,6 +146,38 @@ def _ndjson_rows(text: str, path: Path) -> tuple[list[Any], list[int]]:
     return rows, lines
 
 
+def _kind(value: Any) -> str:
+    return "object" if isinstance(value, dict) else "array" if isinstance(value, list) else "value"
+
+
+def _mixed_field(rows: list[dict[str, Any]], prefix: str = "") -> str | None:
+    """The first field (``a.b`` for nested objects) whose values are objects in some records
+    and arrays or plain values in others (null fits everything)."""
+    kinds: dict[str, set[str]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if value is not None:
+                kinds.setdefault(key, set()).add(_kind(value))
+    for key, seen in kinds.items():
+        if len(seen) > 1:
+            return f"{prefix}{key}"
+        if seen == {"object"}:
+            nested = [r[key] for r in rows if isinstance(r.get(key), dict)]
+            found = _mixed_field(nested, f"{prefix}{key}.")
+            if found:
+                return found
+        if seen == {"array"}:
+            items = [v for r in rows if isinstance(r.get(key), list) for v in r[key]]
+            item_kinds = {_kind(v) for v in items if v is not None}
+            if len(item_kinds) > 1:
+                return f"{prefix}{key}"
+            objects = [v for v in items if isinstance(v, dict)]
+            found = _mixed_field(objects, f"{prefix}{key}.") if objects else None
+            if found:
+                return found
+    return None
+
+
 def read_json_text(
     path: Path, *, label: str | None = None, records: str | None = None, ndjson: bool | None = None
 ) -> ReadResult:
@@ -205,10 +237,13 @@ def read_json_text(
     try:
         frame = pl.from_dicts(rows, infer_schema_length=None) if rows else pl.DataFrame()
         frame = flatten_structs(to_text(frame))
-    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError) as exc:
+    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
+        # polars' message quotes the values it could not fit: name the field instead.
+        field = _mixed_field(rows)
         raise InputError(
-            f"{path}: inconsistent JSON records ({str(exc).splitlines()[0][:80]})",
-            hint="a field holds objects in some records and text or arrays in others",
+            f"{path}: the records disagree on the shape of "
+            + (f"field '{field[:60]}'" if field else "a field"),
+            hint="a field holds an object in some records and text or an array in others",
         ) from None
     check_names(frame.columns, str(path))
     frame = with_lineage(frame, label or path.name, 1)
