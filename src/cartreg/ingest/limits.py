@@ -19,6 +19,9 @@ GIB = 2**30
 # A delimited file read whole (one that is not split into ranges of patients, see
 # partition.py) is held in memory about twice.
 MAX_TEXT_FILE_BYTES = 8 * GIB
+# A delimited file whose quoting polars cannot parse (stray quotes) is read by Python's csv
+# module, one Python object per cell.
+MAX_IRREGULAR_TEXT_BYTES = 256 * MIB
 # JSON is parsed into Python objects first (about ten times the file's size in memory).
 MAX_JSON_FILE_BYTES = 512 * MIB
 # Arrays and objects inside each other, counting the top-level array or object as 1.

@@ -217,6 +217,12 @@ def suspicious_rows(frame: pl.DataFrame) -> pl.DataFrame:
     data = [c for c in frame.columns if c not in LINEAGE]
     if not data or frame.is_empty():
         return no_rejected()
+    dtype = frame.schema[data[0]]
+    if isinstance(dtype, pl.Categorical):
+        # A coded column holds its distinct values: no candidate among them, no candidate row.
+        values = dtype.categories.to_series().str.strip_chars()
+        if not (values.str.starts_with("#") | (values == data[0])).any():
+            return no_rejected()
     first = pl.col(data[0]).cast(pl.String).str.strip_chars()
     candidates = frame.filter(first.str.starts_with("#") | (first == data[0]))
     if candidates.is_empty():

@@ -34,7 +34,13 @@ import polars as pl
 
 from cartreg.errors import InputError
 from cartreg.findings import text_format
-from cartreg.ingest.limits import MAX_CELL_BYTES, MAX_TEXT_FILE_BYTES, check_file_size
+from cartreg.ingest.limits import (
+    MAX_CELL_BYTES,
+    MAX_IRREGULAR_TEXT_BYTES,
+    MAX_TEXT_FILE_BYTES,
+    check_file_size,
+    size_text,
+)
 from cartreg.ingest.readers.base import (
     ReadResult,
     check_cell_sizes,
@@ -578,6 +584,13 @@ def _read_text(
     facts = records.frame.select("lineno", "fields", "blank", "lines", "stray")
     unclosed = records.unclosed
     if frame is None or frame.height != records.frame.height or len(frame.columns) != len(names):
+        if len(data) > MAX_IRREGULAR_TEXT_BYTES:
+            raise InputError(
+                f"{path}: its quoting is irregular (a stray quote?) and at "
+                f"{size_text(len(data))} it is too large to read cell by cell "
+                f"(limit {size_text(MAX_IRREGULAR_TEXT_BYTES)})",
+                hint="quote cells consistently, or remove stray quote characters",
+            )
         try:
             frame, facts = _parse_python(text, sep, names)
         except InputError as exc:
