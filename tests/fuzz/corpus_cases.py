@@ -262,6 +262,12 @@ def _(folder: Path) -> None:
     _write(folder, "patients.csv", ",".join(HEADER) + "\n")
 
 
+@case("csv-blank-lines-before-header", exit=(2,), base="csv", error="holds no column names")
+def _(folder: Path) -> None:
+    # Found by the fuzzer: no column names made the cell-by-cell reader fail (exit 3).
+    _write(folder, "patients.csv", "\n\n" + _csv())
+
+
 @case("csv-empty-file", exit=(2,), base="csv", error="empty")
 def _(folder: Path) -> None:
     _write(folder, "patients.csv", b"")

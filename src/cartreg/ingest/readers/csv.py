@@ -143,9 +143,15 @@ def header_names(text: str, separator: str, where: str | Path) -> list[str]:
             hint="remove the stray quote character from the column names",
         )
     try:
-        return next(csv.reader(io.StringIO(first, newline=""), delimiter=separator), [])
+        names = next(csv.reader(io.StringIO(first, newline=""), delimiter=separator), [])
     except csv.Error as exc:
         raise InputError(f"{where}: unreadable header line ({exc})") from None
+    if not any(name.strip() for name in names):
+        raise InputError(
+            f"{where}: the header line holds no column names",
+            hint="put the column names on the first line, or set the source's header_row",
+        )
+    return names
 
 
 def split_lines(data: bytes) -> pl.Series:
