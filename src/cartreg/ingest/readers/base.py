@@ -217,11 +217,11 @@ def suspicious_rows(frame: pl.DataFrame) -> pl.DataFrame:
     data = [c for c in frame.columns if c not in LINEAGE]
     if not data or frame.is_empty():
         return no_rejected()
-    dtype = frame.schema[data[0]]
-    if isinstance(dtype, pl.Categorical):
-        # A coded column holds its distinct values: no candidate among them, no candidate row.
-        values = dtype.categories.to_series().str.strip_chars()
-        if not (values.str.starts_with("#") | (values == data[0])).any():
+    if isinstance(frame.schema[data[0]], pl.Categorical):
+        # On coded text these comparisons run per distinct value: no candidate row, no work.
+        coded = pl.col(data[0])
+        probe = coded.cat.starts_with("#") | coded.cat.starts_with(" ") | (coded == data[0])
+        if not frame.select(probe.any()).item():
             return no_rejected()
     first = pl.col(data[0]).cast(pl.String).str.strip_chars()
     candidates = frame.filter(first.str.starts_with("#") | (first == data[0]))
