@@ -33,6 +33,7 @@ from cartreg.ingest.pipeline import (
     count_findings,
     empty_rule_findings,
     harmonize_source,
+    quarantine_repeated_keys,
     read_findings,
     read_source,
     rejected_findings,
@@ -371,6 +372,7 @@ def harmonize_in_parts(
                     note,
                     collected,
                 )
+            quarantine_repeated_keys(collected, cdm, site)
             note("deriving ids and day offsets")
 
             def keep(name: str, table: pl.DataFrame, part: int = part) -> None:
