@@ -700,7 +700,12 @@ def harmonize_rule(
         source = source.select([c for c in source.columns if c in used or c in LINEAGE])
     # Conditions on source columns (and, without reshaping, every column read) want one value
     # per row: an array or object there is a mistake, not something to compare.
-    single = {c.column for c in before} | (set() if reshaped else set(source.columns))
+    # A list is what `contains` reads, in a condition or a column.
+    lists = {c.source for c in rule.columns.values() if c.contains is not None}
+    lists |= {c.column for c in rule.where if c.contains is not None}
+    single = {c.column for c in before if c.contains is None} | (
+        set() if reshaped else set(source.columns) - lists
+    )
     _check_single_values(mapping, rule, source, single)
     # One code per distinct value of a condition column (the event type) makes a rule's
     # condition a gather instead of a text comparison over every row.
