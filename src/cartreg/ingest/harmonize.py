@@ -661,7 +661,7 @@ def harmonize_rule(
         where_findings = _where_findings(unknown, rule, mapping, decoded)
     if rule.patient_id not in source.columns:
         raise ConfigError(
-            f"source column '{rule.patient_id}' not found in {spec_source.file}",
+            f"source column '{rule.patient_id}' not found in {spec_source.label}",
             path=mapping.path,
             key=f"{rule.key}.patient_id",
             hint=did_you_mean(rule.patient_id, list(source.columns)),
@@ -671,7 +671,7 @@ def harmonize_rule(
     ):
         fields = sorted({c.split("___")[0] for c in source.columns if "___" in c})
         raise ConfigError(
-            f"no checkbox '{rule.checkbox_field}' in {spec_source.file} "
+            f"no checkbox '{rule.checkbox_field}' in {spec_source.label} "
             f"(no '{rule.checkbox_field}___<code>' columns)",
             path=mapping.path,
             key=f"{rule.key}.checkbox.field",
@@ -680,7 +680,7 @@ def harmonize_rule(
         )
     if rule.explode and rule.explode[0] not in source.columns:
         raise ConfigError(
-            f"array column '{rule.explode[0]}' not found in {spec_source.file}",
+            f"array column '{rule.explode[0]}' not found in {spec_source.label}",
             path=mapping.path,
             key=f"{rule.key}.explode",
             hint=did_you_mean(rule.explode[0], list(source.columns)),

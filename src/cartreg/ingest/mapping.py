@@ -331,6 +331,11 @@ class SourceSpec:
     patient_id: str | None = None
     allow_identifiers: tuple[str, ...] = ()
 
+    @property
+    def label(self) -> str:
+        """How findings and messages name the source: ``file#sheet`` for a workbook sheet."""
+        return f"{self.file}#{self.sheet}" if self.reader == "excel" and self.sheet else self.file
+
 
 @dataclass(frozen=True)
 class TableRule:
@@ -936,7 +941,7 @@ def check_source_columns(mapping: SiteMapping, rule: TableRule, available: Itera
         if column not in names:
             source = mapping.sources[rule.source]
             raise ConfigError(
-                f"source column '{column}' not found in {source.file}",
+                f"source column '{column}' not found in {source.label}",
                 path=mapping.path,
                 key=key,
                 hint=did_you_mean(column, names)

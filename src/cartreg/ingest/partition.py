@@ -39,7 +39,6 @@ from cartreg.ingest.pipeline import (
     rejected_findings,
     sorted_findings,
     source_identifiers,
-    source_label,
     write_table,
 )
 from cartreg.ingest.readers.base import (
@@ -344,12 +343,10 @@ def harmonize_in_parts(
             for name, spec in mapping.sources.items():
                 if name in plan.large:
                     big = plan.large[name]
-                    frame = read_part(
-                        scratch / name, part, big.header, big.names, source_label(spec)
-                    )
+                    frame = read_part(scratch / name, part, big.header, big.names, spec.label)
                     read = ReadResult(frame=frame, sha256=big.scan.sha256)
                     read.reject(suspicious_rows(frame))
-                    findings.append(rejected_findings(read.rejected, site, source_label(spec)))
+                    findings.append(rejected_findings(read.rejected, site, spec.label))
                 else:
                     small = plan.small[name]
                     frame = small_parts[name].filter(pl.col(PART) == part).drop(PART)

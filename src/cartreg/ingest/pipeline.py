@@ -104,10 +104,6 @@ def build_manifest(
     }
 
 
-def source_label(spec: SourceSpec) -> str:
-    return f"{spec.file}#{spec.sheet}" if spec.reader == "excel" and spec.sheet else spec.file
-
-
 def confined_path(root: Path, name: str, mapping_path: Path, key: str) -> Path:
     """``root / name``, which must stay inside the submission folder once symbolic links are
     followed: a mapping cannot make cartreg read ``/etc/passwd`` or ``../other_site``.
@@ -147,7 +143,7 @@ def confine_sources(root: Path, mapping: SiteMapping) -> None:
 def read_source(spec: SourceSpec, root: Path) -> ReadResult:
     """Read one declared source as text."""
     path = root / spec.file
-    label = source_label(spec)
+    label = spec.label
     if spec.reader in ("csv", "tsv"):
         return read_csv_text(
             path,
@@ -241,7 +237,7 @@ def read_findings(
 ) -> list[pl.DataFrame]:
     """Findings about a source as a whole: the reader's, the rows it rejected, an empty
     source, and the identifier columns left out."""
-    label = source_label(spec)
+    label = spec.label
     found = [
         read.findings.with_columns(pl.lit(site_id).alias("site_id")),
         _identifier_findings(identifiers, spec, site_id, label),
@@ -332,7 +328,7 @@ def harmonize_source(
 ) -> None:
     """Run the rules of one source on its frame and collect rows, findings and quarantine."""
     frame = read.frame
-    label = source_label(spec)
+    label = spec.label
     selected: list[pl.Series] = []
     reasons: list[pl.DataFrame] = []
     own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
@@ -416,7 +412,7 @@ def check_expected_columns(
     if wanted and not wanted & present:
         where = f"row {spec.header_row}" if spec.reader == "excel" else f"line {spec.header_row}"
         raise InputError(
-            f"{root / spec.file}: none of the {len(wanted)} columns the mapping reads "
+            f"{root / spec.label}: none of the {len(wanted)} columns the mapping reads "
             f"(e.g. '{sorted(wanted)[0][:40]}') is in the file's header",
             hint=f"is it the right file, with its column names on {where}?",
         )
@@ -436,7 +432,7 @@ def empty_rule_findings(
                 continue
             reshaped = rule.explode or rule.checkbox_field or rule.unpivot_pattern
             how = "its where selects no row" if not reshaped else "it yields no row"
-            label = source_label(mapping.sources[rule.source])
+            label = mapping.sources[rule.source].label
             finding = source_finding(
                 "ING-RULE-EMPTY",
                 "warning",
