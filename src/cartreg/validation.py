@@ -53,7 +53,9 @@ STAGE_CHECKS: dict[str, tuple[str, str, str]] = {
     "ING-DATE": (
         "ingest",
         "A date could not be parsed, is not a calendar date, or is ambiguous.",
-        "Use YYYY-MM-DD (or declare the site's date format in the mapping).",
+        "Correct the value at the site when the column's other dates read in the formats the "
+        "mapping lists; change the column's formats (or defaults.date_formats) only when the "
+        "whole column is written another way.",
     ),
     "ING-NUMBER": (
         "ingest",
@@ -128,8 +130,16 @@ STAGE_CHECKS: dict[str, tuple[str, str, str]] = {
     ),
     "ING-WHERE-VALUE": (
         "ingest",
-        "A mapping condition names a value that is neither a code nor a label of its REDCap field.",
-        "Use a choice code or label from the data dictionary in the mapping's where.",
+        "A mapping condition names a value that matches no row of its source column (for "
+        "REDCap: neither a code nor a label of its field).",
+        "Correct the value at the YAML key the message names, from the values it lists (REDCap: "
+        "a choice code or label from the data dictionary).",
+    ),
+    "ING-NOT-MAPPED": (
+        "ingest",
+        "No mapping rule selects this source row; it was quarantined (NOT-MAPPED).",
+        "Add a rule for such rows if they belong in the registry, or correct the where that "
+        "should select them.",
     ),
     "CDM-DTYPE": (
         "schema",

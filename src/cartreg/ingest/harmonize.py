@@ -29,7 +29,14 @@ from cartreg.ingest.mapping import (
 )
 from cartreg.ingest.readers.redcap import column_choices
 from cartreg.ingest.transforms.codes import boolean_mapping, code_mapping, map_codes
-from cartreg.ingest.transforms.dates import normalized_date_text, parse_dates
+from cartreg.ingest.transforms.dates import (
+    STATUS_AMBIGUOUS,
+    STATUS_YEAR_RANGE,
+    format_description,
+    normalized_date_text,
+    other_reading,
+    parse_dates,
+)
 from cartreg.ingest.transforms.lists import contains_any
 from cartreg.ingest.transforms.numbers import parse_numbers, unit_of
 from cartreg.ingest.transforms.reshape import (
@@ -382,19 +389,56 @@ _PROBLEM_RULES = {
     "integer": ("ING-NUMBER", "conformance"),
     "float": ("ING-NUMBER", "conformance"),
 }
-_PROBLEM_TEXT = {
-    "ambiguous": (
-        "ambiguous date: day and month could be swapped; "
-        "write it as YYYY-MM-DD or list only one of DMY/MDY"
-    ),
-    "invalid": "not a calendar date",
-    "year_range": (
-        "year outside 1800-2200: write four-digit years, or list a pattern such as %d.%m.%y "
-        "for two-digit ones"
-    ),
-    "unparseable": "cannot be read",
-    "unmapped": "not a term of vocabulary",
-}
+
+
+# A value shown in a date finding's message: digits and separators only, so text that landed in
+# a date column (a name in a shifted row) is never repeated there.
+_DATE_SHAPED = r"^[0-9./ -]{1,24}$"
+
+
+def _date_message(
+    rule_col: ColumnRule, table: str, masked: bool, formats: tuple[str, ...]
+) -> pl.Expr:
+    """What was expected, the value found, how else it reads, and the YAML key to change."""
+    raw = pl.col(_raw(rule_col.target))
+    expected = " or ".join(format_description(f) for f in formats)
+    shown = (
+        pl.lit("the value")
+        if masked
+        else pl.when(raw.str.contains(_DATE_SHAPED))
+        .then(pl.lit("'") + raw + pl.lit("'"))
+        .otherwise(pl.lit("the value"))
+    )
+    status = pl.col(_bad(rule_col.target))
+    problem = status.replace_strict(
+        {
+            STATUS_AMBIGUOUS: (
+                " reads as two dates (day and month swapped): write it as YYYY-MM-DD, or list "
+                "only one of DMY/MDY"
+            ),
+            STATUS_YEAR_RANGE: (
+                " has a year outside 1800-2200 (for two-digit years list a pattern such as "
+                "%d/%m/%y)"
+            ),
+        },
+        default=pl.lit(f" is not a date in {expected}"),
+        return_dtype=pl.String,
+    )
+    reading = other_reading(raw, formats)
+    elsewhere = (
+        pl.when(reading.is_not_null() & (status != STATUS_AMBIGUOUS))
+        .then(pl.lit(" but reads as ") + reading)
+        .otherwise(pl.lit(""))
+    )
+    return pl.concat_str(
+        pl.lit(f"{table}.{rule_col.target} from '{rule_col.source or 'constant'}': "),
+        shown,
+        problem,
+        elsewhere,
+        pl.lit(
+            f": correct the value, or if the whole column is written so, set {rule_col.key}.formats"
+        ),
+    )
 
 
 def _column_findings(
@@ -425,12 +469,7 @@ def _column_findings(
         if detail:
             message = pl.lit(f"{table.name}.{target} from '{source}': {detail}")
         elif spec.dtype == "date":
-            message = text_format(
-                "{}{} (formats tried: {})",
-                pl.lit(f"{table.name}.{target} from '{source}': "),
-                pl.col(_bad(target)).replace_strict(_PROBLEM_TEXT, default="cannot be read"),
-                pl.lit(", ".join(formats)),
-            )
+            message = _date_message(rule_col, table.name, masked, formats)
         else:
             message = pl.lit(
                 f"{table.name}.{target} from '{source}': not a "

@@ -29,6 +29,7 @@ from cartreg.ingest.pipeline import (
     IngestResult,
     OutputWriter,
     Progress,
+    WhereTally,
     build_manifest,
     count_findings,
     empty_rule_findings,
@@ -327,6 +328,7 @@ def harmonize_in_parts(
 
     counts: dict[str, dict[str, Any]] = {}
     rule_counts: dict[str, tuple[int, int]] = {}
+    where = WhereTally()
     quarantine: dict[str, list[pl.DataFrame]] = {name: [] for name in mapping.sources}
     table_files: dict[str, list[Path]] = {name: [] for name in cdm.tables}
     for name in cdm.tables:
@@ -388,6 +390,7 @@ def harmonize_in_parts(
             for key, (made, source_rows) in collected.rule_counts.items():
                 before = rule_counts.get(key, (0, 0))
                 rule_counts[key] = (before[0] + made, before[1] + source_rows)
+            where.merge(collected.where)
     finally:
         workers.shutdown(wait=True, cancel_futures=True)
 
@@ -398,6 +401,7 @@ def harmonize_in_parts(
     sources = [counts[name] for name in mapping.sources if name in counts]
     findings += count_findings(sources, site)
     findings += empty_rule_findings(mapping, rule_counts)
+    findings += where.findings(mapping)
     findings_out = sorted_findings(findings)
     quarantined = {
         name: pl.concat(parts, how="diagonal_relaxed").sort("source_row")

@@ -40,7 +40,12 @@ from cartreg.ingest.readers.csv import read_csv_text
 from cartreg.ingest.readers.excel import read_excel_text
 from cartreg.ingest.readers.json import read_json_text
 from cartreg.ingest.readers.parquet import read_parquet_text
-from cartreg.ingest.readers.redcap import identifier_fields, read_dictionary, read_redcap
+from cartreg.ingest.readers.redcap import (
+    column_choices,
+    identifier_fields,
+    read_dictionary,
+    read_redcap,
+)
 
 Progress = Callable[[str], None]
 DEFAULT_PARTITION_MB = 256
@@ -57,6 +62,86 @@ class IngestResult:
     quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
+# How many of a where column's values a warning lists, and how much of each.
+_WHERE_SAMPLE, _WHERE_VALUE_CHARS = 10, 40
+
+
+@dataclass
+class WhereTally:
+    """The values of ``where`` conditions (``equals``, ``in``) found in their source column, over
+    every part of a source, so that a value matching no row of the file can be named."""
+
+    # YAML key of the values (``tables.t[0].where[1].in``) -> (table, source, column, values)
+    wanted: dict[str, tuple[str, str, str, tuple[str, ...]]] = field(default_factory=dict)
+    found: dict[str, set[str]] = field(default_factory=dict)
+    # (source name, column) -> its most frequent values, identifier columns excepted
+    present: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def tally(
+        self,
+        spec: SourceSpec,
+        rules: list[TableRule],
+        frame: pl.DataFrame,
+        skip: Callable[[str], bool],
+        identifiers: list[str],
+    ) -> None:
+        """Note which condition values of ``rules`` occur in ``frame`` (columns for which
+        ``skip`` holds are checked elsewhere: REDCap choices)."""
+        distinct: dict[str, list[str]] = {}
+        for rule in rules:
+            for cond in rule.where:
+                values = (cond.equals,) if cond.equals is not None else cond.any_of
+                if not values or cond.column not in frame.columns or skip(cond.column):
+                    continue
+                if cond.column not in distinct:
+                    counts = frame.get_column(cond.column).drop_nulls().value_counts(sort=True)
+                    text = counts.to_series().cast(pl.String).str.strip_chars()
+                    distinct[cond.column] = text.filter(text != "").to_list()
+                key = f"{cond.key}.{'equals' if cond.equals is not None else 'in'}"
+                self.wanted[key] = (rule.table, spec.name, cond.column, values)
+                self.found.setdefault(key, set()).update(set(values) & set(distinct[cond.column]))
+        for column, values in distinct.items():
+            if column in identifiers:
+                continue
+            seen = self.present.setdefault((spec.name, column), [])
+            seen += [v for v in values if v not in seen][: _WHERE_SAMPLE - len(seen)]
+
+    def merge(self, other: WhereTally) -> None:
+        self.wanted.update(other.wanted)
+        for key, found in other.found.items():
+            self.found.setdefault(key, set()).update(found)
+        for where, values in other.present.items():
+            seen = self.present.setdefault(where, [])
+            seen += [v for v in values if v not in seen][: _WHERE_SAMPLE - len(seen)]
+
+    def findings(self, mapping: SiteMapping) -> list[pl.DataFrame]:
+        """ING-WHERE-VALUE for each value that matches no row of its source: a misspelling
+        (``Evaluation`` for ``Évaluation``) silently empties a table otherwise."""
+        out = []
+        for key, (table, source, column, values) in self.wanted.items():
+            missing = [v for v in values if v not in self.found.get(key, set())]
+            if not missing:
+                continue
+            present = [v[:_WHERE_VALUE_CHARS] for v in self.present.get((source, column), [])]
+            shown = f"values present: {'; '.join(present)}" if present else "no values shown"
+            label = mapping.sources[source].label
+            out.append(
+                source_finding(
+                    "ING-WHERE-VALUE",
+                    "warning",
+                    mapping.site_id,
+                    label,
+                    f"{key}: {', '.join(repr(v) for v in missing)} matches no row of column "
+                    f"'{column}' in {label} ({shown}): correct the value in the mapping",
+                ).with_columns(
+                    pl.lit(table).alias("table"),
+                    pl.lit(column).alias("column"),
+                    pl.lit(missing[0][:_WHERE_VALUE_CHARS]).alias("value"),
+                )
+            )
+        return out
+
+
 @dataclass
 class Collected:
     """What the sources contribute, in mapping order."""
@@ -65,15 +150,15 @@ class Collected:
     findings: list[pl.DataFrame] = field(default_factory=list)
     quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
     sources_manifest: list[dict[str, Any]] = field(default_factory=list)
+    # source name -> (its rows as read, its identifier columns), for late quarantine decisions
+    frames: dict[str, tuple[pl.DataFrame, list[str]]] = field(default_factory=dict)
     # rule key -> (rows the rule made or quarantined, rows its source had), summed over parts
     rule_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    where: WhereTally = field(default_factory=lambda: WhereTally())
 
     def count_rule(self, rule: TableRule, made: int, source_rows: int) -> None:
         before = self.rule_counts.get(rule.key, (0, 0))
         self.rule_counts[rule.key] = (before[0] + made, before[1] + source_rows)
-
-    # source name -> (its rows as read, its identifier columns), for late quarantine decisions
-    frames: dict[str, tuple[pl.DataFrame, list[str]]] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Each table's rule outputs stacked, ready for the derivations."""
@@ -274,6 +359,27 @@ def rejected_findings(rejected: pl.DataFrame, site_id: str, label: str) -> pl.Da
     )
 
 
+def not_mapped_findings(unused: pl.DataFrame, site_id: str, label: str) -> pl.DataFrame:
+    """One warning per source row no rule selects: it is quarantined, and the report says so."""
+    if unused.is_empty():
+        return empty_findings()
+    return findings_frame(
+        unused.select(
+            pl.lit("ING-NOT-MAPPED").alias("rule_id"),
+            pl.lit("warning").alias("severity"),
+            pl.lit("completeness").alias("category"),
+            pl.lit("atemporal").alias("subcategory"),
+            pl.lit(site_id).alias("site_id"),
+            pl.lit(label).alias("source_file"),
+            "source_row",
+            pl.lit(
+                "no rule selects this row: it is quarantined (NOT-MAPPED); if it belongs in the "
+                "registry, add a rule for it, or correct the where that should select it"
+            ).alias("message"),
+        )
+    )
+
+
 def source_finding(
     rule_id: str, severity: str, site_id: str, label: str, message: str
 ) -> pl.DataFrame:
@@ -363,6 +469,13 @@ def harmonize_source(
         out.count_rule(rule, rule_out.rows.height + rule_out.quarantine.height, frame.height)
         selected.append(rule_out.selected)
         reasons.append(rule_out.quarantine.select("source_row", "rule_id", "column"))
+    out.where.tally(
+        spec,
+        own_rules,
+        frame,
+        lambda column: column_choices(column, read.choices) is not None,
+        identifiers,
+    )
     # is_in hashes the values anyway: de-duplicating them first would cost a second hash pass.
     used = pl.concat(selected) if selected else pl.Series("source_row", [], dtype=pl.Int64)
     unused = (
@@ -376,6 +489,7 @@ def harmonize_source(
         .collect()
     )
     reasons.append(unused)
+    out.findings.append(not_mapped_findings(unused, mapping.site_id, label))
     all_reasons = pl.concat(reasons, how="vertical")
     records = _quarantine_records(frame, all_reasons, identifiers, read.rejected, label)
     out.quarantine[spec.name] = records
@@ -586,6 +700,7 @@ def harmonize_submission(
     quarantine_repeated_keys(collected, cdm, mapping.site_id)
     collected.findings += count_findings(collected.sources_manifest, mapping.site_id)
     collected.findings += empty_rule_findings(mapping, collected.rule_counts)
+    collected.findings += collected.where.findings(mapping)
     findings_out = sorted_findings(collected.findings)
     if writer is not None:
         writer.findings(findings_out)

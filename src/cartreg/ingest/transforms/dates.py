@@ -231,6 +231,33 @@ def parse_dates(
     return DateParse(value=value, precision=precision, status=status)
 
 
+_SHAPES = {
+    "ISO": "YYYY-MM-DD",
+    "DMY": "DD/MM/YYYY",
+    "MDY": "MM/DD/YYYY",
+    "MY": "MM/YYYY",
+    "Y": "YYYY",
+    "EXCEL": "an Excel day number",
+    "EXCEL1904": "an Excel 1904 day number",
+}
+
+
+def format_description(fmt: str) -> str:
+    """``DMY (DD/MM/YYYY)``; a strptime pattern as itself, quoted."""
+    return f"{fmt} ({_SHAPES[fmt]})" if fmt in _SHAPES else f"'{fmt}'"
+
+
+def other_reading(raw: pl.Expr, formats: Sequence[str]) -> pl.Expr:
+    """The description of the first usual format not in ``formats`` that reads ``raw`` as a
+    date (a US date in a day-first column reads as MDY); null when none does."""
+    others = [f for f in ("ISO", "DMY", "MDY", "MY") if f not in formats]
+    readings = [
+        pl.when(parse_dates(raw, [f]).value.is_not_null()).then(pl.lit(format_description(f)))
+        for f in others
+    ]
+    return pl.coalesce(readings) if readings else pl.lit(None, dtype=pl.String)
+
+
 def detect_date_formats(values: pl.Series) -> list[str]:
     """Formats under which at least one of ``values`` parses (for profiling and drafts)."""
     frame = pl.DataFrame({"v": values.cast(pl.String)}).drop_nulls()
