@@ -306,7 +306,12 @@ def _(folder: Path) -> None:
     _write(folder, "patients.csv", "\n".join(lines))
 
 
-@case("mapping-where-selects-nothing", exit=(0, 1), base="csv", findings=["ING-RULE-EMPTY"])
+@case(
+    "mapping-where-selects-nothing",
+    exit=(0, 1),
+    base="csv",
+    findings=["ING-RULE-EMPTY", "ING-WHERE-VALUE"],
+)
 def _(folder: Path) -> None:
     _edit_mapping(folder, "not_in: [none]", "in: [Kymria]")
 

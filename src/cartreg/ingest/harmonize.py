@@ -740,10 +740,10 @@ def harmonize_rule(
     # Conditions on source columns (and, without reshaping, every column read) want one value
     # per row: an array or object there is a mistake, not something to compare.
     # A list is what `contains` reads, in a condition or a column.
-    lists = {c.source for c in rule.columns.values() if c.contains is not None}
-    lists |= {c.column for c in rule.where if c.contains is not None}
+    list_columns = {c.source for c in rule.columns.values() if c.contains is not None and c.source}
+    list_columns |= {c.column for c in rule.where if c.contains is not None}
     single = {c.column for c in before if c.contains is None} | (
-        set() if reshaped else set(source.columns) - lists
+        set() if reshaped else set(source.columns) - list_columns
     )
     _check_single_values(mapping, rule, source, single)
     # One code per distinct value of a condition column (the event type) makes a rule's

@@ -62,20 +62,22 @@ class IngestResult:
     quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
-# How many of a where column's values a warning lists, and how much of each.
-_WHERE_SAMPLE, _WHERE_VALUE_CHARS = 10, 40
+# How many of a where column's values a warning lists, how much of each, and how many distinct
+# values are tallied at most (a column with more is not a column of categories to list).
+_WHERE_SAMPLE, _WHERE_VALUE_CHARS, _WHERE_DISTINCT = 10, 40, 500
 
 
 @dataclass
 class WhereTally:
     """The values of ``where`` conditions (``equals``, ``in``) found in their source column, over
-    every part of a source, so that a value matching no row of the file can be named."""
+    every part of a source, so that a value matching no row of the file can be named. Counts
+    add up over the parts, so a split source reports exactly what a single pass does."""
 
     # YAML key of the values (``tables.t[0].where[1].in``) -> (table, source, column, values)
     wanted: dict[str, tuple[str, str, str, tuple[str, ...]]] = field(default_factory=dict)
     found: dict[str, set[str]] = field(default_factory=dict)
-    # (source name, column) -> its most frequent values, identifier columns excepted
-    present: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # (source name, column) -> rows per value, identifier columns excepted; None: too many
+    present: dict[tuple[str, str], dict[str, int] | None] = field(default_factory=dict)
 
     def tally(
         self,
@@ -87,32 +89,45 @@ class WhereTally:
     ) -> None:
         """Note which condition values of ``rules`` occur in ``frame`` (columns for which
         ``skip`` holds are checked elsewhere: REDCap choices)."""
-        distinct: dict[str, list[str]] = {}
+        distinct: dict[str, dict[str, int]] = {}
         for rule in rules:
             for cond in rule.where:
                 values = (cond.equals,) if cond.equals is not None else cond.any_of
                 if not values or cond.column not in frame.columns or skip(cond.column):
                     continue
                 if cond.column not in distinct:
-                    counts = frame.get_column(cond.column).drop_nulls().value_counts(sort=True)
-                    text = counts.to_series().cast(pl.String).str.strip_chars()
-                    distinct[cond.column] = text.filter(text != "").to_list()
+                    # Distinct cells first (a coded column has few), then their trimmed text.
+                    per_value = (
+                        frame.group_by(cond.column)
+                        .len()
+                        .select(pl.first().cast(pl.String).str.strip_chars(), "len")
+                        .filter(pl.first().is_not_null() & (pl.first() != ""))
+                        .group_by(pl.first())
+                        .agg(pl.col("len").sum())
+                    )
+                    distinct[cond.column] = dict(per_value.iter_rows())
                 key = f"{cond.key}.{'equals' if cond.equals is not None else 'in'}"
                 self.wanted[key] = (rule.table, spec.name, cond.column, values)
                 self.found.setdefault(key, set()).update(set(values) & set(distinct[cond.column]))
-        for column, values in distinct.items():
-            if column in identifiers:
-                continue
-            seen = self.present.setdefault((spec.name, column), [])
-            seen += [v for v in values if v not in seen][: _WHERE_SAMPLE - len(seen)]
+        for column, counts in distinct.items():
+            if column not in identifiers:
+                self._add((spec.name, column), counts)
+
+    def _add(self, where: tuple[str, str], counts: dict[str, int] | None) -> None:
+        total = self.present.get(where, {})
+        if total is None or counts is None or len(counts) > _WHERE_DISTINCT:
+            self.present[where] = None
+            return
+        for value, n in counts.items():
+            total[value] = total.get(value, 0) + n
+        self.present[where] = total if len(total) <= _WHERE_DISTINCT else None
 
     def merge(self, other: WhereTally) -> None:
         self.wanted.update(other.wanted)
         for key, found in other.found.items():
             self.found.setdefault(key, set()).update(found)
-        for where, values in other.present.items():
-            seen = self.present.setdefault(where, [])
-            seen += [v for v in values if v not in seen][: _WHERE_SAMPLE - len(seen)]
+        for where, counts in other.present.items():
+            self._add(where, counts)
 
     def findings(self, mapping: SiteMapping) -> list[pl.DataFrame]:
         """ING-WHERE-VALUE for each value that matches no row of its source: a misspelling
@@ -122,8 +137,14 @@ class WhereTally:
             missing = [v for v in values if v not in self.found.get(key, set())]
             if not missing:
                 continue
-            present = [v[:_WHERE_VALUE_CHARS] for v in self.present.get((source, column), [])]
-            shown = f"values present: {'; '.join(present)}" if present else "no values shown"
+            counts = self.present.get((source, column))
+            if counts:
+                common = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+                listed = [v[:_WHERE_VALUE_CHARS] for v, _ in common[:_WHERE_SAMPLE]]
+                more = " …" if len(common) > _WHERE_SAMPLE else ""
+                shown = f"values present: {'; '.join(listed)}{more}"
+            else:
+                shown = "values not listed" if counts is None else "no values"
             label = mapping.sources[source].label
             out.append(
                 source_finding(
