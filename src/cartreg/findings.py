@@ -114,6 +114,16 @@ def findings_frame(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.Series("finding_id", ids, dtype=pl.String))
 
 
+def rule_columns(rule_id: str, severity: Severity, category: str, **fixed: str) -> list[pl.Expr]:
+    """The literal fields shared by every finding of one rule: ``rule_id``, ``severity``,
+    ``category`` and any other field given (e.g. ``table="patients"``); the rest of a finding
+    comes from the frame, or is null (:func:`findings_frame`)."""
+    import polars as pl
+
+    values = {"rule_id": rule_id, "severity": severity, "category": category, **fixed}
+    return [pl.lit(v, dtype=pl.String).alias(k) for k, v in values.items()]
+
+
 def from_records(findings: list[Finding]) -> pl.DataFrame:
     import polars as pl
 
@@ -124,31 +134,6 @@ def from_records(findings: list[Finding]) -> pl.DataFrame:
 
 def to_records(frame: pl.DataFrame) -> list[Finding]:
     return [Finding(**row) for row in frame.iter_rows(named=True)]
-
-
-def text_format(template: str, *values: pl.Expr | str) -> pl.Expr:
-    """``pl.format(template, *values)`` built with ``pl.concat_str``.
-
-    polars 2.1's ``pl.format`` panics (``assertion failed: i < self.len()`` in
-    ``binview/mod.rs``) when an input column is split into chunks and an empty chunk comes
-    before a non-empty one, which is what a ``filter`` over a concatenated frame leaves. The
-    panic depends on which chunk a filter empties, so it came and went with the order of the
-    inputs. ``concat_str`` handles every chunk layout. ``values`` are expressions or column names;
-    a null value makes the text null, as with ``pl.format``.
-    """
-    import polars as pl
-
-    pieces = template.split("{}")
-    if len(pieces) != len(values) + 1:
-        raise ValueError(f"template has {len(pieces) - 1} placeholders, got {len(values)} values")
-    parts: list[pl.Expr] = []
-    for i, piece in enumerate(pieces):
-        if piece:
-            parts.append(pl.lit(piece, dtype=pl.String))
-        if i < len(values):
-            value = values[i]
-            parts.append((pl.col(value) if isinstance(value, str) else value).cast(pl.String))
-    return pl.concat_str(parts) if parts else pl.lit("", dtype=pl.String)
 
 
 def sort_findings(frame: pl.DataFrame) -> pl.DataFrame:

@@ -18,7 +18,8 @@ import polars as pl
 
 from cartreg.cdm.model import CDM, ColumnSpec, TableSpec
 from cartreg.errors import ConfigError, did_you_mean
-from cartreg.findings import MASK, empty_findings, findings_frame, text_format
+from cartreg.exprs import format_text
+from cartreg.findings import MASK, empty_findings, findings_frame
 from cartreg.ingest.mapping import (
     ColumnRule,
     Condition,
@@ -985,7 +986,7 @@ def harmonize_rule(
                 pl.when(pl.col("rule_id") == "ING-MISSING-KEY")
                 .then(pl.lit(f"no patient id in '{rule.patient_id}'; row quarantined"))
                 .otherwise(
-                    text_format(
+                    format_text(
                         "required {}.{} missing or unreadable; row quarantined",
                         pl.lit(table.name),
                         pl.col("column"),

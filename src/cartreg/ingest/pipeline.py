@@ -24,7 +24,8 @@ import polars as pl
 
 from cartreg.cdm import CDM, load_cdm
 from cartreg.errors import ConfigError, InputError
-from cartreg.findings import empty_findings, findings_frame, sort_findings, text_format
+from cartreg.exprs import format_text
+from cartreg.findings import empty_findings, findings_frame, sort_findings
 from cartreg.ingest.derive import derive_tables, event_order
 from cartreg.ingest.harmonize import ORDER, SharedParses, harmonize_rule, shared_parse_keys
 from cartreg.ingest.identifiers import identifier_columns
@@ -305,7 +306,7 @@ def _quarantine_records(
     label: str = "",
 ) -> pl.DataFrame:
     summary = (
-        reasons.with_columns(text_format("{}({})", "rule_id", "column").alias("reason"))
+        reasons.with_columns(format_text("{}({})", "rule_id", "column").alias("reason"))
         .group_by("source_row", maintain_order=True)
         .agg(
             pl.col("reason").unique(maintain_order=True).str.join("; ").alias("quarantine_reasons")
@@ -324,7 +325,7 @@ def _quarantine_records(
         untrusted = rejected.select(
             pl.lit(label, dtype=pl.String).alias("source_file"),
             "source_row",
-            text_format("{}(row)", "rule_id").alias("quarantine_reasons"),
+            format_text("{}(row)", "rule_id").alias("quarantine_reasons"),
         )
         records = pl.concat([records, untrusted], how="diagonal_relaxed")
     return records.sort("source_row")
@@ -643,7 +644,7 @@ def quarantine_repeated_keys(collected: Collected, cdm: CDM, site_id: str) -> No
                 "source_file",
                 "source_row",
                 "value",
-                pl.format(
+                format_text(
                     "{}.{} '{}' repeats the record of {} row {}, which is kept; this record is "
                     "quarantined: remove or merge the repeated record at the site",
                     "table",

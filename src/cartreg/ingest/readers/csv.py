@@ -33,7 +33,7 @@ from pathlib import Path
 import polars as pl
 
 from cartreg.errors import InputError
-from cartreg.findings import text_format
+from cartreg.exprs import format_text
 from cartreg.ingest.limits import (
     MAX_CELL_BYTES,
     MAX_IRREGULAR_TEXT_BYTES,
@@ -669,7 +669,7 @@ def _ragged_rows(
         )
         .when(ragged & (pl.col("lines") > 1))
         .then(
-            text_format(
+            format_text(
                 "the record on lines {}-{} has {} fields, the header {} (a stray quote?); "
                 "row quarantined: fix the quotes",
                 pl.col("source_row"),
@@ -680,7 +680,7 @@ def _ragged_rows(
         )
         .when(ragged)
         .then(
-            text_format(
+            format_text(
                 "the line has {} fields, the header {}; row quarantined: quote cells that "
                 "hold the delimiter or a line break",
                 pl.col("fields"),
@@ -688,7 +688,7 @@ def _ragged_rows(
             )
         )
         .otherwise(
-            text_format(
+            format_text(
                 "a quote character joins lines {}-{} into one record; row quarantined: "
                 "remove the stray quote, or quote the whole cell",
                 pl.col("source_row"),
