@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/constraints.txt
 OUT ?= out/demo
 
-.PHONY: demo test lint typecheck lock browser r clean
+.PHONY: demo test lint typecheck lock browser r clean fuzz
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ test: $(STAMP) browser r
 	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# The fuzz suite at full size (docs/fuzzing.md): FUZZ_EXAMPLES cases per reader and for mappings
+# (CI runs the same tests with a small budget). FUZZ_ONLY=csv runs the tests matching a keyword.
+FUZZ_EXAMPLES ?= 10000
+FUZZ_LOG ?= out/fuzz/cases.jsonl
+fuzz: $(STAMP)
+	mkdir -p $(dir $(FUZZ_LOG))
+	rm -f $(FUZZ_LOG)
+	CARTREG_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CARTREG_FUZZ_LOG=$(FUZZ_LOG) RUST_BACKTRACE=0 \
+	  $(BIN)/python -m pytest tests/fuzz/test_fuzz.py -q -p no:cacheprovider $(if $(FUZZ_ONLY),-k "$(FUZZ_ONLY)")
+	$(BIN)/python -m tests.fuzz.summary $(FUZZ_LOG)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks)

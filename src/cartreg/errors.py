@@ -6,7 +6,13 @@ a missing input file). Each renders as one line: what, where, and how to fix.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# The longest line the CLI prints for an error (the exit-code contract in cli/main.py).
+MESSAGE_LIMIT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PATH = re.compile(r"(?<!\S)(?:[A-Za-z]:)?[/\\][^\s:'\"()]+")
 
 
 class CartregError(Exception):
@@ -48,3 +54,28 @@ def did_you_mean(name: str, candidates: list[str] | tuple[str, ...] | set[str]) 
 
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
+
+
+def console_line(text: str, *, suffix: str = "", limit: int = MESSAGE_LIMIT) -> str:
+    """``text + suffix`` as one printable line of at most ``limit`` characters.
+
+    Whitespace runs become one space and control characters (a header holding an escape
+    sequence) are dropped. A longer text first has its long paths cut to their last two
+    parts (``…/site/mapping.yaml``), then loses its middle, not its ends: the start says
+    where, the end usually says how to fix it.
+    """
+    line = " ".join(_CONTROL.sub(" ", text).split())
+    room = max(limit - len(suffix), 20)
+    if len(line) > room:
+        # Long folder paths first: the file's name and its folder say where.
+        line = _PATH.sub(_short_path, line)
+    if len(line) > room:
+        head = (room - 1) * 2 // 3
+        line = f"{line[:head]}…{line[len(line) - (room - 1 - head) :]}"
+    return line + suffix
+
+
+def _short_path(match: re.Match[str]) -> str:
+    path = match.group(0)
+    parts = re.split(r"[/\\]", path)
+    return path if len(parts) <= 3 else "…/" + "/".join(parts[-2:])

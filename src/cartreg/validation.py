@@ -54,7 +54,9 @@ STAGE_CHECKS: dict[str, tuple[str, str, str]] = {
     "ING-DATE": (
         "ingest",
         "A date could not be parsed, is not a calendar date, or is ambiguous.",
-        "Use YYYY-MM-DD (or declare the site's date format in the mapping).",
+        "Correct the value at the site when the column's other dates read in the formats the "
+        "mapping lists; change the column's formats (or defaults.date_formats) only when the "
+        "whole column is written another way.",
     ),
     "ING-NUMBER": (
         "ingest",
@@ -73,8 +75,43 @@ STAGE_CHECKS: dict[str, tuple[str, str, str]] = {
     ),
     "ING-RAGGED": (
         "ingest",
-        "A CSV row has more or fewer cells than the header.",
-        "Check for unquoted commas or line breaks inside a cell.",
+        "A CSV row has more or fewer cells than the header; it was quarantined, no cell kept.",
+        "Quote cells that hold the delimiter or a line break.",
+    ),
+    "ING-QUOTE": (
+        "ingest",
+        "A stray quote joined several lines into one record; it was quarantined.",
+        "Remove the stray quote, or quote the whole cell.",
+    ),
+    "ING-TRUNCATED": (
+        "ingest",
+        "The file ends inside a record (cut off, or a quote never closed).",
+        "Send the complete file.",
+    ),
+    "ING-COMMENT": (
+        "ingest",
+        "A comment line ('#') in the data; it was quarantined.",
+        "Export the data without comment lines.",
+    ),
+    "ING-REPEATED-HEADER": (
+        "ingest",
+        "The header line appears again among the records; it was quarantined.",
+        "Export the file once, not pasted together.",
+    ),
+    "ING-NO-ROWS": (
+        "ingest",
+        "A source file has no data rows.",
+        "Send the complete export.",
+    ),
+    "ING-COUNT": (
+        "ingest",
+        "The records counted in the file differ from the rows read: records may be lost.",
+        "Check the file's quote characters and line breaks.",
+    ),
+    "ING-RULE-EMPTY": (
+        "ingest",
+        "A mapping rule selects no row of a source that has rows.",
+        "Check the values its where, explode or checkbox names.",
     ),
     "ING-SENTINEL": (
         "ingest",
@@ -94,8 +131,16 @@ STAGE_CHECKS: dict[str, tuple[str, str, str]] = {
     ),
     "ING-WHERE-VALUE": (
         "ingest",
-        "A mapping condition names a value that is neither a code nor a label of its REDCap field.",
-        "Use a choice code or label from the data dictionary in the mapping's where.",
+        "A mapping condition names a value that matches no row of its source column (for "
+        "REDCap: neither a code nor a label of its field).",
+        "Correct the value at the YAML key the message names, from the values it lists (REDCap: "
+        "a choice code or label from the data dictionary).",
+    ),
+    "ING-NOT-MAPPED": (
+        "ingest",
+        "No mapping rule selects this source row; it was quarantined (NOT-MAPPED).",
+        "Add a rule for such rows if they belong in the registry, or correct the where that "
+        "should select them.",
     ),
     "CDM-DTYPE": (
         "schema",

@@ -21,6 +21,15 @@ class _UniqueKeySafeLoader(_SafeBase):  # type: ignore[valid-type,misc]
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            # "? [a, b] : c": a list or mapping as a key, which no cartreg file uses.
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a key must be a plain name, not a list or mapping (line {line})",
+                key_node.start_mark,
+            )
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             line = key_node.start_mark.line + 1

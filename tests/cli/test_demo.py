@@ -80,3 +80,13 @@ def _assert_recovers_the_founding_study(results: dict[str, Any]) -> None:
     assert _inside(salvage["ANTIBODY"], 7 / 12)  # blinatumomab and/or inotuzumab
     burden = results["models"]["burden_progression"]["coefficients"][0]
     assert burden["term"] == "high_burden" and burden["ci_low"] > 1
+
+
+def test_a_stage_that_fails_stops_the_demo_with_its_exit_code(tmp_path: Path) -> None:
+    import pytest
+
+    from cartreg.cli.demo import DemoStopped, _run
+
+    with pytest.raises(DemoStopped) as stopped:
+        _run(["schema", "validate", str(tmp_path / "missing")])
+    assert stopped.value.exit_code == 2

@@ -76,6 +76,8 @@ def test_workbook_finds_the_patient_id_and_proposes_day_first_dates_only(
     _, draft = _draft(tmp_path, cdm, SAMPLE / "classeur_b" / "registre_CAR-T.xlsx")
     assert {s["patient_id"] for s in draft["sources"].values()} == {"N° patient"}
     assert draft["defaults"]["date_formats"] == ["ISO", "DMY"]
+    # "0,111" in MRD (%): numbers are written with a decimal comma
+    assert draft["defaults"]["decimal"] == ","
     visits = draft["tables"]["progression_events"][0]
     assert visits["where"] == [{"column": "Type", "in": ["Rechute", "Réfractaire"]}]
     german = draft_mapping([SAMPLE / "excel_b" / "CAR-T_Register_Export.xlsx"], cdm)

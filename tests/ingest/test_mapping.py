@@ -152,3 +152,177 @@ def test_sample_and_fixture_mappings_validate_against_the_json_schema() -> None:
     ]
     for path in paths:
         jsonschema.validate(load_yaml(path), MAPPING_SCHEMA)
+
+
+# Strict configuration (issue 12): every value has one type and a range; what the loader
+# refuses, the published JSON Schema refuses too where a schema can say it.
+STRICT_CASES = [
+    # (old, new, key, message)
+    (
+        "file: events.csv",
+        "file: events.csv\n    decode: 'no'",
+        "sources.events.decode",
+        "must be true or false (unquoted), got 'no'",
+    ),
+    (
+        "file: events.csv",
+        "file: events.csv\n    delimiter: ';;'",
+        "sources.events.delimiter",
+        "must be one character",
+    ),
+    (
+        "file: events.csv",
+        "file: events.csv\n    delimiter: '\"'",
+        "sources.events.delimiter",
+        "must be one character other than a quote",
+    ),
+    (
+        "file: events.csv",
+        "file: events.csv\n    encoding: utf-99",
+        "sources.events.encoding",
+        "unknown encoding 'utf-99'",
+    ),
+    (
+        "file: events.csv",
+        "file: events.csv\n    header_row: 0",
+        "sources.events.header_row",
+        "must be a row number",
+    ),
+    (
+        "date_formats: [ISO, DMY, MY, Y]",
+        "date_formats: [ISO, '%Q%Y']",
+        "defaults.date_formats[1]",
+        "'%Q' is not a strptime directive",
+    ),
+    (
+        "date_formats: [ISO, DMY, MY, Y]",
+        "date_formats: ['%']",
+        "defaults.date_formats[0]",
+        "'%' is not a strptime directive",
+    ),
+    (
+        "date_formats: [ISO, DMY, MY, Y]",
+        "date_formats: ['%Y-%m']",
+        "defaults.date_formats[0]",
+        "the pattern has no day",
+    ),
+    (
+        "n_prior_lines: prior_lines",
+        "n_prior_lines: {from: prior_lines, scale: 0}",
+        "tables.patients[0].columns.n_prior_lines.scale",
+        "must be between 1e-12 and 1e+12, got 0",
+    ),
+    (
+        "n_prior_lines: prior_lines",
+        "n_prior_lines: {from: prior_lines, scale: .inf}",
+        "tables.patients[0].columns.n_prior_lines.scale",
+        "must be between",
+    ),
+    (
+        "where: [{column: event, equals: assessment}]",
+        "where: [{column: event, is_null: 'yes'}]",
+        "tables.disease_assessments[0].where[0].is_null",
+        "must be true or false",
+    ),
+    (
+        'sex: {"1": F}',
+        "sex: {true: F}",
+        "vocabulary_overrides.sex",
+        "the key True is a YAML boolean",
+    ),
+    (
+        "sex: sex\n",
+        "sex: {from: sex, map: {~: F}}\n",
+        "tables.patients[0].columns.sex.map",
+        "the key None is a YAML null",
+    ),
+    (
+        "where: [{column: event, equals: assessment}]",
+        "where: 0",
+        "tables.disease_assessments[0].where",
+        "must be a list, got 0",
+    ),
+    (
+        "specimen: {value: BONE_MARROW}",
+        "specimen: {value: {a: 1}}",
+        "tables.disease_assessments[0].columns.specimen.value",
+        "a constant is text, a number or true/false",
+    ),
+    (
+        "      unpivot:",
+        "      explode: [salv, salv]\n      unpivot:",
+        "tables.salvage_treatments[0].explode",
+        "'salv' is listed twice",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "key", "expected"), STRICT_CASES)
+def test_strict_configuration(
+    tmp_path: Path, cdm: CDM, old: str, new: str, key: str, expected: str
+) -> None:
+    site = _site(tmp_path, old, new)
+    with pytest.raises(ConfigError) as info:
+        load_mapping(site / "mapping.yaml", cdm)
+    message = str(info.value)
+    assert message.startswith(f"{site / 'mapping.yaml'}: {key}: "), message
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    # Not expressible in JSON Schema: codec names, which directives a pattern holds, and keys
+    # that are not text (JSON keys always are).
+    [
+        case[:2]
+        for case in STRICT_CASES
+        if not any(s in case[1] for s in ("encoding", "%Y-%m", "true:", "~:"))
+    ]
+    + [("tables:\n", "tables: {}\nunused:\n")],
+)
+def test_json_schema_is_as_strict_as_the_loader(tmp_path: Path, old: str, new: str) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from cartreg.yamlio import load_yaml
+
+    site = _site(tmp_path, old, new)
+    document = load_yaml(site / "mapping.yaml")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, MAPPING_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("tables: {}\n", "tables", "map at least one CDM table"),
+        ("tables:\n  patients: []\n", "tables.patients", "must be a list of rules"),
+    ],
+)
+def test_a_mapping_maps_something(
+    tmp_path: Path, cdm: CDM, text: str, key: str, expected: str
+) -> None:
+    site = _site(tmp_path, "site_id: CSV_T", "site_id: CSV_T")
+    path = site / "mapping.yaml"
+    path.write_text(path.read_text(encoding="utf-8").split("tables:")[0] + text, "utf-8")
+    with pytest.raises(ConfigError, match=rf"{key}: {expected}"):
+        load_mapping(path, cdm)
+
+
+def test_complex_keys_and_huge_files_are_refused(tmp_path: Path, cdm: CDM) -> None:
+    site = _site(tmp_path, "site_id: CSV_T", "site_id: CSV_T\n? [a, b]\n: c")
+    with pytest.raises(ConfigError, match="a key must be a plain name"):
+        load_mapping(site / "mapping.yaml", cdm)
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000, encoding="utf-8")
+    with pytest.raises(ConfigError, match="larger than the 1 MiB limit"):
+        load_mapping(big, cdm)
+
+
+def test_a_misspelt_checkbox_field_is_a_configuration_error(cdm: CDM, tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "redcap_site"
+    site = tmp_path / "site"
+    shutil.copytree(fixture, site)
+    mapping = site / "mapping.yaml"
+    text = mapping.read_text(encoding="utf-8")
+    mapping.write_text(text.replace("field: salv_agents", "field: salv_agent"), "utf-8")
+    with pytest.raises(ConfigError, match=r"checkbox.field: no checkbox 'salv_agent'.*salv_agents"):
+        ingest_submission(site, mapping, None, cdm=cdm)

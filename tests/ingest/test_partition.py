@@ -302,3 +302,35 @@ def test_identifier_columns_are_found_once_and_never_copied_when_split(
     written = b"".join(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file())
     texts = [pl.read_parquet(p).write_csv() for p in (tmp_path / "out").rglob("*.parquet")]
     assert not any(m.encode() in written or m in "".join(texts) for m in mrns)
+
+
+def test_comment_and_header_lines_are_rejected_the_same_way_in_parts(
+    tmp_path: Path, cdm: CDM
+) -> None:
+    rows = [
+        {"pid": f"P{i}", "kind": "assessment", "date": "2021-03-05", "detail": "CR", "value": "3"}
+        for i in range(60)
+    ]
+    site = _site(tmp_path / "site", rows, [{"pid": "P1", "sex": "F"}])
+    lines = (site / "events.csv").read_text(encoding="utf-8").splitlines()
+    # Both lines have the header's field count, so the file still splits.
+    lines.insert(20, "# exported in two batches,,,,")
+    lines.insert(40, lines[0])
+    (site / "events.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    mapping = site / "mapping.yaml"
+    notes: list[str] = []
+    whole = ingest_submission(site, mapping, None, cdm=cdm, partition_mb=None)
+    parts = ingest_submission(
+        site, mapping, None, cdm=cdm, partition_mb=1e-3, progress=notes.append
+    )
+    assert any(n.startswith("splitting events.csv") for n in notes), notes
+    assert_same(whole, parts)
+    events_source = next(s for s in parts.manifest["sources"] if s["source"] == "events")
+    assert events_source["records_counted"] == events_source["rows_read"] == 62
+    rejected = parts.findings.filter(
+        pl.col("rule_id").is_in(["ING-COMMENT", "ING-REPEATED-HEADER"])
+    )
+    assert rejected.select("rule_id", "source_row").rows() == [
+        ("ING-COMMENT", 21),
+        ("ING-REPEATED-HEADER", 41),
+    ]

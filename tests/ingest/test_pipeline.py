@@ -101,3 +101,101 @@ def test_identifier_values_never_reach_outputs(result: tuple[IngestResult, Path]
     ids = json.loads((out / "findings.json").read_text(encoding="utf-8"))
     flagged = {f["column"] for f in ids if f["rule_id"] == "ING-IDENTIFIER"}
     assert flagged == {"patient_name", "dob"}
+
+
+# --- issue 12: confinement, the independent count, findings for what is not harmonized --
+
+
+def _copy(tmp_path: Path) -> Path:
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(FIXTURE, site)
+    return site
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+@pytest.mark.parametrize("file", ["/etc/passwd", "../../../../etc/passwd", "../site2/events.csv"])
+def test_mapping_paths_stay_inside_the_submission_folder(tmp_path: Path, file: str) -> None:
+    from cartreg.errors import ConfigError
+
+    site = _copy(tmp_path)
+    _replace(site / "mapping.yaml", "file: events.csv", f"file: {file}\n    reader: csv")
+    with pytest.raises(ConfigError, match=r"sources\.events\.file: .* is outside the submission"):
+        ingest_submission(site, site / "mapping.yaml", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_link_out_of_the_folder_is_refused_and_a_link_inside_is_followed(
+    tmp_path: Path,
+) -> None:
+    from cartreg.errors import InputError
+
+    site = _copy(tmp_path)
+    (site / "events.csv").rename(site / "real_events.csv")
+    (site / "events.csv").symlink_to(site / "real_events.csv")
+    ingest_submission(site, site / "mapping.yaml", None)
+    (site / "events.csv").unlink()
+    (site / "events.csv").symlink_to("/etc/passwd")
+    with pytest.raises(InputError, match="a link to a file outside the submission folder"):
+        ingest_submission(site, site / "mapping.yaml", None)
+
+
+def test_rejected_rows_are_quarantined_without_cells_and_counted(tmp_path: Path) -> None:
+    site = _copy(tmp_path)
+    with (site / "patients.csv").open("a", encoding="utf-8") as handle:
+        handle.write("P009,Smith, Dana,F,1980-01-01,2020,neg,1,Kymriah,01/07/2021,10,,\n")
+        handle.write("# end of export\n")
+    result = ingest_submission(site, site / "mapping.yaml", tmp_path / "out")
+    baseline = next(s for s in result.manifest["sources"] if s["source"] == "baseline")
+    assert baseline["rows_read"] == baseline["records_counted"] == 6
+    assert baseline["rows_quarantined"] == 4
+    records = result.quarantine["baseline"]
+    shifted = records.filter(pl.col("source_row").is_in([6, 7]))
+    assert shifted.select("source_row", "quarantine_reasons").rows() == [
+        (6, "ING-RAGGED(row)"),
+        (7, "ING-COMMENT(row)"),
+    ]
+    cells = [c for c in records.columns if c not in ("source_file", "source_row")]
+    assert shifted.select(cells[:-1]).null_count().row(0) == (2,) * (len(cells) - 1)
+    text = " ".join(str(v) for row in result.findings.rows() for v in row)
+    assert "Dana" not in text and "Smith" not in text
+
+
+def test_a_count_that_does_not_reconcile_is_an_error_finding(tmp_path: Path) -> None:
+    site = _copy(tmp_path)
+    # One stray quote: the line-and-quote count joins lines, the parser reads 4 rows.
+    _replace(site / "patients.csv", "P002,Bob Jones", 'P002,Bob "Bobby Jones')
+    result = ingest_submission(site, site / "mapping.yaml", None)
+    baseline = next(s for s in result.manifest["sources"] if s["source"] == "baseline")
+    assert baseline["records_counted"] < baseline["rows_read"] == 4
+    counted = result.findings.filter(pl.col("rule_id") == "ING-COUNT")
+    assert counted.select("severity", "source_file").rows() == [("error", "patients.csv")]
+
+
+def test_empty_sources_and_rules_that_select_nothing_are_findings(tmp_path: Path) -> None:
+    site = _copy(tmp_path)
+    (site / "patients.csv").write_text(
+        (FIXTURE / "patients.csv").read_text(encoding="utf-8").splitlines()[0] + "\n", "utf-8"
+    )
+    _replace(site / "mapping.yaml", "equals: death", "equals: Death")
+    result = ingest_submission(site, site / "mapping.yaml", None)
+    found = result.findings.select("rule_id", "severity", "source_file", "table").rows()
+    assert ("ING-NO-ROWS", "error", "patients.csv", None) in found
+    assert ("ING-RULE-EMPTY", "warning", "events.csv", "follow_up") in found
+    # An empty source's own rules are not reported again as selecting nothing.
+    assert not [f for f in found if f[0] == "ING-RULE-EMPTY" and f[2] == "patients.csv"]
+
+
+def test_a_file_with_none_of_the_mapped_columns_is_blamed_on_the_file(tmp_path: Path) -> None:
+    from cartreg.errors import InputError
+
+    site = _copy(tmp_path)
+    (site / "patients.csv").write_text("Registry export\nfoo,bar\n1,2\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"patients\.csv: none of the \d+ columns the mapping"):
+        ingest_submission(site, site / "mapping.yaml", None)

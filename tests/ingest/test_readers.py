@@ -44,17 +44,22 @@ def test_tsv_values_stay_text(tmp_path: Path) -> None:
     assert frame.row(0) == ("x.tsv", 2, "007", "1.50")
 
 
-def test_quoted_newlines_keep_line_numbers_and_ragged_rows_are_findings(tmp_path: Path) -> None:
+def test_quoted_newlines_keep_line_numbers_and_ragged_rows_are_rejected(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text(
         'id,note,val\n1,"two\nlines",3\n2,short\n3,a,b,extra\n\n4,d,e\n', encoding="utf-8"
     )
     result = read_csv_text(path)
-    assert result.frame["id"].to_list() == ["1", "2", "3", "4"]
-    assert result.frame["source_row"].to_list() == [2, 4, 5, 7]
+    # Rows with more or fewer fields than the header never reach a rule: their values may
+    # be shifted into the wrong columns.
+    assert result.frame["id"].to_list() == ["1", "4"]
+    assert result.frame["source_row"].to_list() == [2, 7]
     assert result.frame["note"][0] == "two\nlines"
-    ragged = result.findings.select("rule_id", "source_row").rows()
-    assert ragged == [("ING-RAGGED", 4), ("ING-RAGGED", 5)]
+    assert result.rejected.select("source_row", "rule_id").rows() == [
+        (4, "ING-RAGGED"),
+        (5, "ING-RAGGED"),
+    ]
+    assert result.records == 4
 
 
 def test_missing_and_empty_files_are_input_errors(tmp_path: Path) -> None:
@@ -105,7 +110,8 @@ def test_json_nested_objects_flatten_and_arrays_stay_lists(tmp_path: Path) -> No
 def test_ndjson_and_parquet(tmp_path: Path) -> None:
     nd = tmp_path / "e.ndjson"
     nd.write_text('{"id": "a", "n": 1}\n\n{"id": "b", "n": 2}\n', encoding="utf-8")
-    assert read_json_text(nd).frame.select("source_row", "n").rows() == [(1, "1"), (2, "2")]
+    # NDJSON rows are numbered by their line, as an editor shows them.
+    assert read_json_text(nd).frame.select("source_row", "n").rows() == [(1, "1"), (3, "2")]
     pq = tmp_path / "e.parquet"
     pl.DataFrame({"id": ["a"], "day": [3], "flag": [True]}).write_parquet(pq)
     assert read_parquet_text(pq).frame.row(0) == ("e.parquet", 1, "a", "3", "true")
@@ -141,3 +147,168 @@ def test_redcap_decodes_choices_and_splits_repeating_instruments(tmp_path: Path)
     assert frame["bridging"].to_list() == ["No", None, "Yes"]
     assert frame["source_file"].to_list() == ["export.csv", "export.csv#salvage", "export.csv"]
     assert result.choices["salv"] == {"1": "Blinatumomab", "2": "Inotuzumab"}
+
+
+# --- issue 12: line endings, encodings, untrusted rows, independent counts, limits -------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"id,sex\r1,F\r2,M\r3,F\r",  # old Mac: CR only
+        b"id,sex\r\n1,F\r2,M\n3,F\r\n",  # mixed
+        b"id,sex\n1,F\n2,M\n3,F",  # no final newline
+        "id,sex\n1,F\n2,M\n3,F\n".encode("utf-16"),  # UTF-16 with BOM (Excel "Unicode")
+    ],
+    ids=["cr", "mixed", "no-final-newline", "utf-16"],
+)
+def test_every_line_ending_and_utf16_give_every_record(tmp_path: Path, payload: bytes) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(payload)
+    for categorical in (False, True):
+        result = read_csv_text(path, categorical=categorical)
+        frame = result.frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
+        assert frame.select("source_row", "id", "sex").rows() == [
+            (2, "1", "F"),
+            (3, "2", "M"),
+            (4, "3", "F"),
+        ]
+        assert result.records == 3 and result.rejected.is_empty()
+
+
+def test_binary_files_and_broken_headers_are_input_errors(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(InputError, match="not a text file"):
+        read_csv_text(path)
+    path.write_bytes(b"id,sex,sex \n1,F,M\n")
+    with pytest.raises(InputError, match="names column 'sex' twice"):
+        read_csv_text(path)
+    path.write_bytes(b'id,"sex\n1,F\n')
+    with pytest.raises(InputError, match="unclosed quote"):
+        read_csv_text(path)
+    path.write_bytes(b"id;sex;year\n1,F,1970\n2,M,1980\n")
+    with pytest.raises(InputError, match="header is split by ';' but most rows by ','"):
+        read_csv_text(path)
+
+
+def test_empty_header_names_get_their_position(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"id,,sex,\n1,a,F,\n")
+    assert read_csv_text(path).frame.columns[2:] == ["id", "column_2", "sex", "column_4"]
+
+
+def test_rows_that_are_not_records_are_rejected_without_their_cells(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(
+        "id,name,sex\n"
+        "1,Ann,F\n"
+        "# exported 2025-06-30, by the warehouse\n"
+        "2,Doe, Jane,F\n"  # an unquoted comma shifts the values right
+        "id,name,sex\n"  # the header again
+        '3,"Roe\nRichard",M\n'  # a quoted line break: one record
+        "4,Ray",
+        encoding="utf-8",
+    )
+    result = read_csv_text(path)
+    assert result.frame.select("source_row", "id").rows() == [(2, "1"), (6, "3")]
+    assert result.rejected.select("source_row", "rule_id").rows() == [
+        (3, "ING-COMMENT"),
+        (4, "ING-RAGGED"),
+        (5, "ING-REPEATED-HEADER"),
+        (8, "ING-TRUNCATED"),
+    ]
+    assert "Jane" not in " ".join(result.rejected.get_column("message").to_list())
+    assert result.records == 6
+
+
+def test_a_stray_quote_that_swallows_lines_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(
+        'id,email,sex\n1,a@b.org,F\n"2,c@d.org,M\n3,e@f.org,F\n"4,g@h.org,M\n', encoding="utf-8"
+    )
+    result = read_csv_text(path)
+    assert result.rejected.select("source_row", "rule_id").rows() == [(3, "ING-QUOTE")]
+    assert result.frame.get_column("id").to_list() == ["1"]
+
+
+def test_a_stray_quote_inside_a_cell_is_read_and_counted_apart(tmp_path: Path) -> None:
+    # polars refuses `5'10"`; Python's csv module reads it as text. The line-and-quote count
+    # (an odd quote joins lines) then differs from the rows read, which the pipeline reports.
+    path = tmp_path / "x.csv"
+    path.write_text("id,height\n1,5'10\"\n2,6'1\n", encoding="utf-8")
+    result = read_csv_text(path)
+    assert result.frame.select("id", "height").rows() == [("1", "5'10\""), ("2", "6'1")]
+    assert result.records == 1
+
+
+def test_cells_larger_than_the_limit_are_refused(tmp_path: Path) -> None:
+    from cartreg.ingest.limits import MAX_CELL_BYTES
+
+    path = tmp_path / "x.csv"
+    path.write_text(f"id,note\n1,ok\n2,{'x' * (MAX_CELL_BYTES + 1)}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"row 3, column 'note': a cell of 1 MiB"):
+        read_csv_text(path, categorical=True)
+
+
+def test_json_depth_is_limited_before_parsing_and_records_are_counted(tmp_path: Path) -> None:
+    from cartreg.ingest.limits import MAX_JSON_DEPTH
+
+    path = tmp_path / "x.json"
+    inner = MAX_JSON_DEPTH - 3  # array of records, record, then the nested arrays
+    path.write_text('[{"id": "1", "x": ' + "[" * inner + "1" + "]" * inner + "}]", "utf-8")
+    assert read_json_text(path).records == 1
+    deep = 5000  # far beyond Python's recursion limit: refused before json.loads runs
+    path.write_text('[{"id": "1", "x": ' + "[" * deep + "1" + "]" * deep + "}]", "utf-8")
+    with pytest.raises(InputError, match=f"nested {deep + 2} levels deep"):
+        read_json_text(path)
+
+
+def test_json_records_are_counted_by_their_brackets(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    # Two record arrays under one key: json.loads keeps the last, the brackets show both.
+    path.write_text(
+        '{"meta": [{"a": 1}], "p": [{"id": "1"}, {"id": "2"}], "p": [{"id": "3"}]}', "utf-8"
+    )
+    result = read_json_text(path, records="p")
+    assert result.frame.height == 1 and result.records == 2
+    nd = tmp_path / "x.ndjson"
+    nd.write_text('{"id": "1", "t": "a\u2028b"}\n\n{"id": "2"}\n', encoding="utf-8")
+    result = read_json_text(nd)
+    assert result.frame.select("source_row", "id").rows() == [(1, "1"), (3, "2")]
+    assert result.records == 2
+
+
+def test_excel_rows_keep_their_numbers_and_the_real_cells_are_scanned(tmp_path: Path) -> None:
+    path = tmp_path / "site.xlsx"
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet("S")
+    sheet.write_row(3, 2, ["id", "sex"])  # the table starts at C4, rows 1-3 are empty
+    sheet.write_row(4, 2, ["P1", "F"])
+    sheet.write_row(6, 2, ["P2", "M"])
+    sheet.write_row(7, 2, ["   ", ""])  # only blanks: not a record
+    book.close()
+    result = read_excel_text(path, sheet="S")
+    assert result.frame.select("source_row", "id", "sex").rows() == [
+        (5, "P1", "F"),
+        (7, "P2", "M"),
+    ]
+    assert result.records == 2
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet("S")
+    sheet.write_row(0, 0, ["id", "sex"])
+    sheet.write(1_048_575, 16_383, "x")  # XFD1048576: a 17-billion-cell rectangle
+    book.close()
+    with pytest.raises(InputError, match="over the 20,000,000-cell limit"):
+        read_excel_text(path, sheet="S")
+
+
+def test_parquet_records_come_from_the_footer_and_structs_are_flattened(tmp_path: Path) -> None:
+    path = tmp_path / "x.parquet"
+    pl.DataFrame({"id": ["a", "b"], "dose": [{"value": 1.5}, {"value": None}]}).write_parquet(path)
+    result = read_parquet_text(path)
+    assert result.records == 2
+    assert result.frame.columns == ["source_file", "source_row", "id", "dose.value"]
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        read_parquet_text(path)

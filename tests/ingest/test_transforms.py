@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cartreg.cdm import load_cdm
 from cartreg.ingest.transforms.codes import boolean_mapping, code_mapping, map_codes
 from cartreg.ingest.transforms.dates import parse_dates
-from cartreg.ingest.transforms.numbers import parse_numbers
+from cartreg.ingest.transforms.numbers import decimal_mark, parse_numbers
 from cartreg.ingest.transforms.reshape import checkbox_to_rows, explode_path, unpivot_groups
 from cartreg.ingest.transforms.sentinels import is_sentinel
 
@@ -125,6 +125,27 @@ def test_qualifiers_percent_power_of_ten_and_failures() -> None:
     assert out["q"].to_list()[:2] == ["LT", "GT"]
     assert out["q"][8] == "GE"
     assert out["ok"].to_list() == [True] * 6 + [False, True, True]
+
+
+def test_auto_decimal_reads_a_comma_after_a_lone_zero_as_a_decimal_comma() -> None:
+    # A thousands group never starts with a lone 0: "0,111" can only be a decimal comma.
+    out = _numbers(["0,111", "-0,500", "0.111", "1,234", "12,345.5", "0,111,222"])
+    assert out["x"].to_list()[:5] == pytest.approx([0.111, -0.5, 0.111, 1234.0, 12345.5])
+    assert out["ok"].to_list() == [True] * 5 + [False]
+    comma = _numbers(["0.111", "1.234", "1.234,5"], decimal=",")
+    assert comma["x"].to_list() == pytest.approx([0.111, 1234.0, 1234.5])
+
+
+def test_the_decimal_mark_of_a_column_is_told_from_its_values() -> None:
+    def mark(*values: str | None) -> str | None:
+        return decimal_mark(pl.Series(list(values), dtype=pl.String))
+
+    assert mark("0,111", "20", None) == ","
+    assert mark("<5", "2,5%", "3") == ","
+    assert mark("0.25", "1,000") == "."
+    assert mark("1,000", "2,500") is None  # thousands, or decimals with three places
+    assert mark("1,5", "2.5") is None  # both: a mix the site has to explain
+    assert mark("12", "abc", "2021-03-05") is None
 
 
 def test_declared_percent_unit_is_scaled_to_a_fraction() -> None:

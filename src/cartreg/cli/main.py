@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 
 import click
 
@@ -67,43 +68,66 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, schemas: str | None) -> None:
     """cartreg: harmonize, validate and analyse B-ALL CD19 CAR T registry data.
 
-    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 unusable input or configuration.
+    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 unusable input or configuration,
+    3 an internal error (a bug: rerun with CARTREG_DEBUG=1 and report it).
     """
     ctx.ensure_object(dict)
     ctx.obj["schemas"] = schemas
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; a CartregError is one line on stderr and code 2."""
-    from cartreg.errors import CartregError
+def run(argv: list[str] | None = None) -> int:
+    """Run one cartreg command and return its exit code: the exit-code contract, kept here only.
+
+    0 clean, 1 findings at or above ``--fail-on`` (the command's own ``ctx.exit``), 2 unusable
+    input, configuration or command line, 3 an internal error. Every failure prints one line on
+    stderr (at most ``MESSAGE_LIMIT`` characters). Anything else raised, including a Rust panic
+    inside polars (``pyo3_runtime.PanicException`` derives from ``BaseException``, not
+    ``Exception``), is an internal error; ``CARTREG_DEBUG=1`` adds the traceback.
+    """
+    from cartreg.errors import CartregError, console_line
 
     try:
         result = cli.main(args=argv, prog_name="cartreg", standalone_mode=False)
         # without standalone mode, click returns ctx.exit(code) as the result
         return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return 130
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(console_line(f"error: {exc.format_message()}{where}"), err=True)
+        return 2
+    except click.ClickException as exc:  # e.g. a file click could not open
+        click.echo(console_line(f"error: {exc.format_message()}"), err=True)
+        return 2
     except CartregError as exc:
-        click.echo(f"error: {exc.one_line()}", err=True)
-        sys.exit(2)
+        click.echo(console_line(f"error: {exc.one_line()}"), err=True)
+        return 2
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # a bug in cartreg, not in the user's input
+        return 130
+    except SystemExit:
+        raise
+    except BaseException as exc:  # a bug in cartreg (or a panic in a library), not the input
         if os.environ.get("CARTREG_DEBUG"):
-            raise
+            traceback.print_exc()
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else ""
         click.echo(
-            f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            " (rerun with CARTREG_DEBUG=1 for a traceback and report it)",
+            console_line(
+                f"internal error: {type(exc).__name__}: {first}",
+                suffix=" (rerun with CARTREG_DEBUG=1 for a traceback and report it)",
+            ),
             err=True,
         )
-        sys.exit(3)
+        return 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: the exit code of :func:`run`."""
+    return run(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -66,6 +66,8 @@ def render_blocks(result: pl.DataFrame, width: int = 80) -> str:
         hints = []
         if row["date_formats"]:
             hints.append(f"date formats: {row['date_formats']}")
+        if row["decimal"]:
+            hints.append(f'decimal: "{row["decimal"]}"')
         if row["vocabulary"]:
             hints.append(f"vocabulary: {row['vocabulary']} ({row['vocabulary_match']:.0%})")
         if row["identifier"]:

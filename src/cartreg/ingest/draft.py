@@ -45,6 +45,7 @@ from cartreg.ingest.profile import (
 from cartreg.ingest.readers.redcap import REDCAP_COLUMNS, dictionary_choices, read_redcap
 from cartreg.ingest.readers.redcap import read_dictionary as read_redcap_dictionary
 from cartreg.ingest.transforms.dates import parse_dates
+from cartreg.ingest.transforms.numbers import decimal_mark
 from cartreg.ingest.transforms.reshape import checkbox_columns
 
 # Site spellings seen in exports -> (table, column). Name matching handles the rest.
@@ -655,6 +656,7 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
     ] = {}
     date_choices: list[tuple[str, ...]] = []
     date_samples: list[pl.Series] = []
+    decimal_marks: list[tuple[str, str]] = []
     for source in sources:
         base = source.base
         proposals = propose(base, cdm, source.patient_id, source.labels if source.forms else None)
@@ -685,6 +687,7 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
             for parsing, values in _date_columns(record_set):
                 date_choices.append(parsing)
                 date_samples.append(values)
+            decimal_marks += _decimal_marks(record_set)
         for table, explode, where, checkbox in _groups(proposals):
             chosen = [
                 p
@@ -712,6 +715,7 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
         "defaults:",
         f"  date_formats: [{', '.join(formats)}]  # REVIEW: formats seen in the date columns"
         + (f"; {format_note}" if format_note else ""),
+        *_decimal_line(decimal_marks),
         "sources:",
     ]
     for source in sources:
@@ -754,6 +758,32 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
         )
     lines += notes
     return "\n".join(lines) + "\n"
+
+
+def _decimal_marks(source: SourceFrame) -> list[tuple[str, str]]:
+    """(decimal mark, column) of the text columns of a record set whose numbers show one."""
+    out = []
+    for column in source.own_columns():
+        values = source.frame.get_column(column)
+        if values.dtype == pl.String:
+            mark = decimal_mark(values)
+            if mark is not None:
+                out.append((mark, column))
+    return out
+
+
+def _decimal_line(marks: list[tuple[str, str]]) -> list[str]:
+    """``decimal: ","`` for the defaults when the site's numbers show decimal commas.
+
+    Points elsewhere do not outvote them: a workbook's number cells read as ``45.3`` whatever
+    the site types, and ``decimal: ","`` still reads a lone point as a decimal point.
+    """
+    commas = [column for mark, column in marks if mark == ","]
+    if not commas:
+        return []
+    points = [column for mark, column in marks if mark == "."]
+    also = f"; points in {_q(points[0])}: check them" if points else ""
+    return [f'  decimal: ","  # REVIEW: decimal commas, e.g. in {_q(commas[0])}{also}']
 
 
 def _column_line(p: Proposal, seen: set[str], site_formats: list[str]) -> str:

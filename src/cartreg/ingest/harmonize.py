@@ -30,11 +30,19 @@ from cartreg.ingest.mapping import (
 )
 from cartreg.ingest.readers.redcap import column_choices
 from cartreg.ingest.transforms.codes import boolean_mapping, code_mapping, map_codes
-from cartreg.ingest.transforms.dates import normalized_date_text, parse_dates
+from cartreg.ingest.transforms.dates import (
+    STATUS_AMBIGUOUS,
+    STATUS_YEAR_RANGE,
+    format_description,
+    normalized_date_text,
+    other_reading,
+    parse_dates,
+)
 from cartreg.ingest.transforms.lists import contains_any
 from cartreg.ingest.transforms.numbers import parse_numbers, unit_of
 from cartreg.ingest.transforms.reshape import (
     LINEAGE,
+    checkbox_columns,
     checkbox_to_rows,
     explode_path,
     unpivot_groups,
@@ -382,19 +390,56 @@ _PROBLEM_RULES = {
     "integer": ("ING-NUMBER", "conformance"),
     "float": ("ING-NUMBER", "conformance"),
 }
-_PROBLEM_TEXT = {
-    "ambiguous": (
-        "ambiguous date: day and month could be swapped; "
-        "write it as YYYY-MM-DD or list only one of DMY/MDY"
-    ),
-    "invalid": "not a calendar date",
-    "year_range": (
-        "year outside 1800-2200: write four-digit years, or list a pattern such as %d.%m.%y "
-        "for two-digit ones"
-    ),
-    "unparseable": "cannot be read",
-    "unmapped": "not a term of vocabulary",
-}
+
+
+# A value shown in a date finding's message: digits and separators only, so text that landed in
+# a date column (a name in a shifted row) is never repeated there.
+_DATE_SHAPED = r"^[0-9./ -]{1,24}$"
+
+
+def _date_message(
+    rule_col: ColumnRule, table: str, masked: bool, formats: tuple[str, ...]
+) -> pl.Expr:
+    """What was expected, the value found, how else it reads, and the YAML key to change."""
+    raw = pl.col(_raw(rule_col.target))
+    expected = " or ".join(format_description(f) for f in formats)
+    shown = (
+        pl.lit("the value")
+        if masked
+        else pl.when(raw.str.contains(_DATE_SHAPED))
+        .then(pl.lit("'") + raw + pl.lit("'"))
+        .otherwise(pl.lit("the value"))
+    )
+    status = pl.col(_bad(rule_col.target))
+    problem = status.replace_strict(
+        {
+            STATUS_AMBIGUOUS: (
+                " reads as two dates (day and month swapped): write it as YYYY-MM-DD, or list "
+                "only one of DMY/MDY"
+            ),
+            STATUS_YEAR_RANGE: (
+                " has a year outside 1800-2200 (for two-digit years list a pattern such as "
+                "%d/%m/%y)"
+            ),
+        },
+        default=pl.lit(f" is not a date in {expected}"),
+        return_dtype=pl.String,
+    )
+    reading = other_reading(raw, formats)
+    elsewhere = (
+        pl.when(reading.is_not_null() & (status != STATUS_AMBIGUOUS))
+        .then(pl.lit(" but reads as ") + reading)
+        .otherwise(pl.lit(""))
+    )
+    return pl.concat_str(
+        pl.lit(f"{table}.{rule_col.target} from '{rule_col.source or 'constant'}': "),
+        shown,
+        problem,
+        elsewhere,
+        pl.lit(
+            f": correct the value, or if the whole column is written so, set {rule_col.key}.formats"
+        ),
+    )
 
 
 def _column_findings(
@@ -425,14 +470,7 @@ def _column_findings(
         if detail:
             message = pl.lit(f"{table.name}.{target} from '{source}': {detail}")
         elif spec.dtype == "date":
-            message = format_text(
-                "{}.{} from '{}': {} (formats tried: {})",
-                pl.lit(table.name),
-                pl.lit(target),
-                pl.lit(source),
-                pl.col(_bad(target)).replace_strict(_PROBLEM_TEXT, default="cannot be read"),
-                pl.lit(", ".join(formats)),
-            )
+            message = _date_message(rule_col, table.name, masked, formats)
         else:
             message = pl.lit(
                 f"{table.name}.{target} from '{source}': not a "
@@ -663,14 +701,26 @@ def harmonize_rule(
         where_findings = _where_findings(unknown, rule, mapping, decoded)
     if rule.patient_id not in source.columns:
         raise ConfigError(
-            f"source column '{rule.patient_id}' not found in {spec_source.file}",
+            f"source column '{rule.patient_id}' not found in {spec_source.label}",
             path=mapping.path,
             key=f"{rule.key}.patient_id",
             hint=did_you_mean(rule.patient_id, list(source.columns)),
         )
+    if rule.checkbox_field is not None and not checkbox_columns(
+        source.columns, rule.checkbox_field
+    ):
+        fields = sorted({c.split("___")[0] for c in source.columns if "___" in c})
+        raise ConfigError(
+            f"no checkbox '{rule.checkbox_field}' in {spec_source.label} "
+            f"(no '{rule.checkbox_field}___<code>' columns)",
+            path=mapping.path,
+            key=f"{rule.key}.checkbox.field",
+            hint=did_you_mean(rule.checkbox_field, fields)
+            or (f"checkboxes: {', '.join(fields[:8])}" if fields else "the export has none"),
+        )
     if rule.explode and rule.explode[0] not in source.columns:
         raise ConfigError(
-            f"array column '{rule.explode[0]}' not found in {spec_source.file}",
+            f"array column '{rule.explode[0]}' not found in {spec_source.label}",
             path=mapping.path,
             key=f"{rule.key}.explode",
             hint=did_you_mean(rule.explode[0], list(source.columns)),
@@ -688,6 +738,15 @@ def harmonize_rule(
         check_source_columns(mapping, rule, source.columns)
         used = {c for c, _ in rule_input_columns(rule)}
         source = source.select([c for c in source.columns if c in used or c in LINEAGE])
+    # Conditions on source columns (and, without reshaping, every column read) want one value
+    # per row: an array or object there is a mistake, not something to compare.
+    # A list is what `contains` reads, in a condition or a column.
+    list_columns = {c.source for c in rule.columns.values() if c.contains is not None and c.source}
+    list_columns |= {c.column for c in rule.where if c.contains is not None}
+    single = {c.column for c in before if c.contains is None} | (
+        set() if reshaped else set(source.columns) - list_columns
+    )
+    _check_single_values(mapping, rule, source, single)
     # One code per distinct value of a condition column (the event type) makes a rule's
     # condition a gather instead of a text comparison over every row.
     listed = any(isinstance(source.schema.get(c.column), pl.List) for c in before)
@@ -1033,6 +1092,22 @@ def _check_read_columns(
                 path=mapping.path,
                 key=key,
                 hint=f"add '{column}' to this rule's explode (after the arrays holding it)",
+            )
+
+
+def _check_single_values(
+    mapping: SiteMapping, rule: TableRule, frame: pl.DataFrame, columns: Collection[str]
+) -> None:
+    """ConfigError for a column a rule compares or reads as one value that holds arrays."""
+    keys = dict(reversed(rule_input_columns(rule)))
+    for column in sorted(columns):
+        if column in keys and isinstance(frame.schema.get(column), pl.List | pl.Array):
+            file = mapping.sources[rule.source].file
+            raise ConfigError(
+                f"source column '{column}' of {file} holds arrays",
+                path=mapping.path,
+                key=keys[column],
+                hint=f"add '{column}' to this rule's explode, or read another column",
             )
 
 

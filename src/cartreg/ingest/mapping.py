@@ -10,7 +10,9 @@ Source column names are checked later, against the files, by :func:`check_source
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +21,13 @@ from typing import Any
 
 from cartreg.cdm.model import CDM, TableSpec, version_parts
 from cartreg.errors import ConfigError, did_you_mean
-from cartreg.ingest.transforms.dates import DATE_FORMATS, DEFAULT_DATE_FORMATS, is_known_format
+from cartreg.ingest.limits import MAX_MAPPING_FILE_BYTES, size_text
+from cartreg.ingest.transforms.dates import (
+    DATE_FORMATS,
+    DEFAULT_DATE_FORMATS,
+    STRPTIME_PATTERN,
+    strptime_problem,
+)
 from cartreg.ingest.transforms.sentinels import DEFAULT_SENTINELS
 from cartreg.vocab import Vocabulary
 from cartreg.yamlio import load_yaml
@@ -38,11 +46,16 @@ _EXTENSION_READERS = {
     ".parquet": "parquet",
 }
 SITE_ID_PATTERN = r"^[A-Z][A-Z0-9_]{1,15}$"
+# Ranges of numeric options: a scale of 0 would turn every number into 0 (birth year 0).
+SCALE_RANGE = (1e-12, 1e12)
+MAX_HEADER_ROW = 1_048_576
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 _FORMATS = {
     "type": "array",
-    "items": {"anyOf": [{"enum": list(DATE_FORMATS)}, {"type": "string", "pattern": "%"}]},
+    "items": {
+        "anyOf": [{"enum": list(DATE_FORMATS)}, {"type": "string", "pattern": STRPTIME_PATTERN}]
+    },
     "description": (
         "Date formats to try: ISO, DMY, MDY, MY (03.2021), Y, EXCEL, EXCEL1904 "
         "or a strptime pattern."
@@ -111,6 +124,8 @@ _COLUMN: dict[str, Any] = {
                 "part": {"enum": ["year"], "description": "Keep only the year of a date."},
                 "scale": {
                     "type": "number",
+                    "minimum": SCALE_RANGE[0],
+                    "maximum": SCALE_RANGE[1],
                     "description": "Multiply numbers by this (1000000 for doses in millions).",
                 },
             },
@@ -149,6 +164,7 @@ MAPPING_SCHEMA: dict[str, Any] = {
         },
         "sources": {
             "type": "object",
+            "minProperties": 1,
             "description": "Named source record sets.",
             "additionalProperties": {
                 "type": "object",
@@ -161,9 +177,15 @@ MAPPING_SCHEMA: dict[str, Any] = {
                     },
                     "reader": {"enum": list(READERS)},
                     "sheet": {"type": "string"},
-                    "header_row": {"type": "integer", "minimum": 1},
-                    "delimiter": {"type": "string"},
-                    "encoding": {"type": "string"},
+                    "header_row": {"type": "integer", "minimum": 1, "maximum": MAX_HEADER_ROW},
+                    "delimiter": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 1,
+                        "not": {"enum": ['"', "\n", "\r"]},
+                        "description": "One character; leave it out to detect it.",
+                    },
+                    "encoding": {"type": "string", "description": "A Python codec name."},
                     "dictionary": {"type": "string", "description": "REDCap data dictionary CSV."},
                     "decode": {
                         "type": "boolean",
@@ -186,9 +208,11 @@ MAPPING_SCHEMA: dict[str, Any] = {
         },
         "tables": {
             "type": "object",
+            "minProperties": 1,
             "description": "CDM table -> list of rules, each feeding it from one source.",
             "additionalProperties": {
                 "type": "array",
+                "minItems": 1,
                 "items": {
                     "type": "object",
                     "additionalProperties": False,
@@ -198,7 +222,10 @@ MAPPING_SCHEMA: dict[str, Any] = {
                         "patient_id": {"type": "string"},
                         "where": {"type": "array", "items": _CONDITION},
                         "explode": {
-                            "anyOf": [{"type": "string"}, _STRINGS],
+                            "anyOf": [
+                                {"type": "string", "minLength": 1},
+                                {**_STRINGS, "minItems": 1, "uniqueItems": True},
+                            ],
                             "description": (
                                 "Array column(s), exploded in order: one row per element."
                             ),
@@ -304,6 +331,11 @@ class SourceSpec:
     patient_id: str | None = None
     allow_identifiers: tuple[str, ...] = ()
 
+    @property
+    def label(self) -> str:
+        """How findings and messages name the source: ``file#sheet`` for a workbook sheet."""
+        return f"{self.file}#{self.sheet}" if self.reader == "excel" and self.sheet else self.file
+
 
 @dataclass(frozen=True)
 class TableRule:
@@ -370,6 +402,51 @@ def _str(raw: Any, path: Path, key: str) -> str:
     return str(raw)
 
 
+def _bool(raw: Any, path: Path, key: str) -> bool:
+    """A YAML boolean: ``true``/``false`` unquoted. A string such as ``'no'`` is an error
+    (Python would read every non-empty string as true)."""
+    if not isinstance(raw, bool):
+        raise _fail(path, key, f"must be true or false (unquoted), got {_shown(raw)}")
+    return raw
+
+
+def _shown(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _key_text(raw: Any, path: Path, key: str) -> str:
+    """A YAML key where a site spelling is written (``map``, ``vocabulary_overrides``): text or
+    a number. ``true``/``false``/``null`` keys would become Python's ``True``/``None``, which
+    no cell holds: they must be quoted."""
+    if isinstance(raw, bool) or raw is None:
+        raise _fail(
+            path,
+            key,
+            f"the key {_shown(raw)} is a YAML {'boolean' if raw is not None else 'null'}",
+            f'quote it: "{str(raw).lower() if raw is not None else "null"}"',
+        )
+    return str(raw)
+
+
+def _optional(
+    data: Mapping[str, Any],
+    name: str,
+    kind: type[list[Any]] | type[dict[str, Any]],
+    path: Path,
+    key: str,
+) -> Any:
+    """An optional list or mapping under ``name``: missing or empty (``name:``) is empty, any
+    other type an error (``where: 0`` was read as no condition)."""
+    raw = data.get(name)
+    if raw is None:
+        return kind()
+    if not isinstance(raw, kind):
+        what = "a list" if kind is list else "a mapping (key: value lines)"
+        raise _fail(path, f"{key}.{name}" if key else name, f"must be {what}, got {_shown(raw)}")
+    return raw
+
+
 def _str_list(raw: Any, path: Path, key: str) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise _fail(path, key, "must be a list")
@@ -379,12 +456,22 @@ def _str_list(raw: Any, path: Path, key: str) -> tuple[str, ...]:
 def _formats(raw: Any, path: Path, key: str) -> tuple[str, ...]:
     formats = _str_list(raw, path, key)
     for i, fmt in enumerate(formats):
-        if not is_known_format(fmt):
+        if fmt in DATE_FORMATS:
+            continue
+        problem = strptime_problem(fmt) if "%" in fmt else None
+        if problem is not None:
+            raise _fail(
+                path,
+                f"{key}[{i}]",
+                f"invalid date pattern '{fmt[:40]}': {problem}",
+                "see docs/mapping.md, Dates",
+            )
+        if "%" not in fmt:
             hint = (
                 did_you_mean(fmt, DATE_FORMATS)
                 or f"use {', '.join(DATE_FORMATS)} or a strptime pattern"
             )
-            raise _fail(path, f"{key}[{i}]", f"unknown date format '{fmt}'", hint)
+            raise _fail(path, f"{key}[{i}]", f"unknown date format '{fmt[:40]}'", hint)
     return formats
 
 
@@ -417,22 +504,45 @@ def _load_source(name: str, raw: Any, path: Path) -> SourceSpec:
             )
     reader = _choice(reader, READERS, path, f"{key}.reader")
     header_row = data.get("header_row", 1)
-    if isinstance(header_row, bool) or not isinstance(header_row, int) or header_row < 1:
-        raise _fail(path, f"{key}.header_row", "must be a row number (1 = first row)")
-    if reader == "redcap" and "dictionary" not in data and data.get("decode", False):
+    if (
+        isinstance(header_row, bool)
+        or not isinstance(header_row, int)
+        or not 1 <= header_row <= MAX_HEADER_ROW
+    ):
+        raise _fail(path, f"{key}.header_row", f"must be a row number from 1 to {MAX_HEADER_ROW:,}")
+    decode = _bool(data.get("decode", True), path, f"{key}.decode")
+    if reader == "redcap" and "dictionary" not in data and "decode" in data and decode:
         raise _fail(path, f"{key}.decode", "decoding REDCap choices needs 'dictionary'")
     opt = {
         k: _str(data[k], path, f"{key}.{k}")
         for k in ("sheet", "delimiter", "encoding", "dictionary", "records", "patient_id")
         if k in data
     }
+    delimiter = opt.get("delimiter")
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in ('"', "\n", "\r")):
+        raise _fail(
+            path,
+            f"{key}.delimiter",
+            f"must be one character other than a quote or line break, got {_shown(delimiter)}",
+            "e.g. ';' or '\\t'; leave it out to detect it",
+        )
+    if "encoding" in opt:
+        try:
+            codecs.lookup(opt["encoding"])
+        except LookupError:
+            raise _fail(
+                path,
+                f"{key}.encoding",
+                f"unknown encoding {_shown(opt['encoding'])}",
+                "e.g. utf-8, cp1252, latin-1; leave it out to detect it",
+            ) from None
     return SourceSpec(
         name=name,
         file=file,
         reader=reader,
         key=key,
         header_row=header_row,
-        decode=bool(data.get("decode", True)),
+        decode=decode,
         allow_identifiers=_str_list(
             data.get("allow_identifiers", []), path, f"{key}.allow_identifiers"
         ),
@@ -485,6 +595,7 @@ def _load_column(
     if "map" in data:
         overrides = _mapping(data["map"], path, f"{key}.map")
         for raw_value, code in overrides.items():
+            _key_text(raw_value, path, f"{key}.map")
             if code is not None:
                 check_code(code, f"{key}.map.{raw_value}")
     if data.get("otherwise") is not None:
@@ -508,6 +619,10 @@ def _load_column(
             path, f"{key}.part", f"'part: year' fills an integer column, '{target}' is {spec.dtype}"
         )
     value = data.get("value")
+    if "value" in data and (value is None or not isinstance(value, str | int | float)):
+        raise _fail(
+            path, f"{key}.value", f"a constant is text, a number or true/false, got {_shown(value)}"
+        )
     scale = data.get("scale")
     if scale is not None:
         if spec.dtype not in ("integer", "float") or isinstance(scale, bool):
@@ -517,7 +632,14 @@ def _load_column(
                 f"'scale' applies to number columns, '{target}' is {spec.dtype}",
             )
         if not isinstance(scale, int | float):
-            raise _fail(path, f"{key}.scale", f"must be a number, got {scale!r}")
+            raise _fail(path, f"{key}.scale", f"must be a number, got {_shown(scale)}")
+        if not (math.isfinite(scale) and SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]):
+            raise _fail(
+                path,
+                f"{key}.scale",
+                f"must be between {SCALE_RANGE[0]:g} and {SCALE_RANGE[1]:g}, got {scale:g}",
+                "e.g. 1000000 for doses exported in millions",
+            )
     return ColumnRule(
         target=target,
         key=key,
@@ -556,9 +678,15 @@ def _str_values(raw: Any, path: Path, key: str) -> tuple[str, ...]:
 def _explode(raw: Any, path: Path, key: str) -> tuple[str, ...]:
     if raw is None:
         return ()
-    if isinstance(raw, list):
-        return _str_list(raw, path, key)
-    return (_str(raw, path, key),)
+    paths = _str_list(raw, path, key) if isinstance(raw, list) else (_str(raw, path, key),)
+    if not paths or any(not p for p in paths):
+        raise _fail(path, key, "name the array column(s) to explode")
+    repeated = sorted({p for p in paths if paths.count(p) > 1})
+    if repeated:
+        raise _fail(
+            path, key, f"'{repeated[0][:40]}' is listed twice", "list each array once, outer first"
+        )
+    return paths
 
 
 def _load_rule(
@@ -581,7 +709,7 @@ def _load_rule(
             f"set patient_id here or on {source.key}",
         )
     conditions: list[Condition] = []
-    for j, cond in enumerate(data.get("where") or []):
+    for j, cond in enumerate(_optional(data, "where", list, path, key)):
         ckey = f"{key}.where[{j}]"
         cdata = _mapping(cond, path, ckey)
         _check_keys(cdata, _CONDITION_KEYS, path, ckey)
@@ -600,7 +728,9 @@ def _load_rule(
                 none_of=_str_list(cdata["not_in"], path, f"{ckey}.not_in")
                 if "not_in" in cdata
                 else None,
-                is_null=bool(cdata["is_null"]) if "is_null" in cdata else None,
+                is_null=_bool(cdata["is_null"], path, f"{ckey}.is_null")
+                if "is_null" in cdata
+                else None,
                 contains=_str_values(cdata["contains"], path, f"{ckey}.contains")
                 if "contains" in cdata
                 else None,
@@ -642,6 +772,7 @@ def _load_rule(
             )
         cb_field = _str(cdata["field"], path, f"{key}.checkbox.field")
         cb_into = _str(cdata["into"], path, f"{key}.checkbox.into")
+    explode = _explode(data.get("explode"), path, f"{key}.explode")
     reshapes = sum(x is not None for x in (data.get("explode"), unpivot, checkbox))
     if reshapes > 1:
         raise _fail(path, key, "use at most one of explode, unpivot, checkbox per rule")
@@ -652,7 +783,7 @@ def _load_rule(
         patient_id=_str(patient_id, path, f"{key}.patient_id"),
         columns=columns,
         where=tuple(conditions),
-        explode=_explode(data.get("explode"), path, f"{key}.explode"),
+        explode=explode,
         unpivot_pattern=pattern,
         unpivot_index=unpivot_index,
         checkbox_field=cb_field,
@@ -697,6 +828,13 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("mapping file not found", path=path)
+    if path.stat().st_size > MAX_MAPPING_FILE_BYTES:
+        raise ConfigError(
+            f"a mapping of {size_text(path.stat().st_size)} is larger than the "
+            f"{size_text(MAX_MAPPING_FILE_BYTES)} limit",
+            path=path,
+            hint="is this the mapping file?",
+        )
     data = _mapping(load_yaml(path), path, "")
     _check_keys(data, _TOP_KEYS, path, "")
     for required in MAPPING_SCHEMA["required"]:
@@ -710,14 +848,16 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
             f"site id '{site_id}' must be upper case, 2-16 characters",
             "e.g. REDCAP_A",
         )
+    if "description" in data and not isinstance(data["description"], str):
+        raise _fail(path, "description", f"must be text, got {_shown(data['description'])}")
     cdm_version = data.get("cdm_version")
     if cdm_version is not None:
         _check_cdm_version(_str(cdm_version, path, "cdm_version"), cdm, path)
-    defaults = _mapping(data.get("defaults") or {}, path, "defaults")
+    defaults = _optional(data, "defaults", dict, path, "")
     _check_keys(defaults, _DEFAULT_KEYS, path, "defaults")
     overrides: dict[str, dict[str, str]] = {}
     for vocab_name, terms in _mapping(
-        data.get("vocabulary_overrides") or {}, path, "vocabulary_overrides"
+        _optional(data, "vocabulary_overrides", dict, path, ""), path, "vocabulary_overrides"
     ).items():
         vkey = f"vocabulary_overrides.{vocab_name}"
         if vocab_name not in cdm.vocabularies:
@@ -729,7 +869,8 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
             )
         vocab = cdm.vocabularies[vocab_name]
         entries = {
-            str(k): _str(v, path, f"{vkey}.{k}") for k, v in _mapping(terms, path, vkey).items()
+            _key_text(k, path, vkey): _str(v, path, f"{vkey}.{k}")
+            for k, v in _mapping(terms, path, vkey).items()
         }
         for raw_value, code in entries.items():
             if code not in vocab.codes:
@@ -755,11 +896,15 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
                 or f"tables: {', '.join(cdm.tables)}"
             )
             raise _fail(path, f"tables.{table_name}", f"unknown CDM table '{table_name}'", hint)
-        if not isinstance(rules, list):
+        if not isinstance(rules, list) or not rules:
             raise _fail(path, f"tables.{table_name}", "must be a list of rules (- source: …)")
         table = cdm.tables[str(table_name)]
         tables[str(table_name)] = tuple(
             _load_rule(table, i, r, sources, cdm, path) for i, r in enumerate(rules)
+        )
+    if not tables:
+        raise _fail(
+            path, "tables", "map at least one CDM table", "e.g. tables: {patients: [{source: …}]}"
         )
     return SiteMapping(
         path=path,
@@ -796,7 +941,7 @@ def check_source_columns(mapping: SiteMapping, rule: TableRule, available: Itera
         if column not in names:
             source = mapping.sources[rule.source]
             raise ConfigError(
-                f"source column '{column}' not found in {source.file}",
+                f"source column '{column}' not found in {source.label}",
                 path=mapping.path,
                 key=key,
                 hint=did_you_mean(column, names)

@@ -29,19 +29,29 @@ from cartreg.ingest.pipeline import (
     IngestResult,
     OutputWriter,
     Progress,
+    WhereTally,
     build_manifest,
+    count_findings,
+    empty_rule_findings,
     harmonize_source,
     quarantine_repeated_keys,
     read_findings,
     read_source,
+    rejected_findings,
     sorted_findings,
     source_identifiers,
-    source_label,
     write_table,
 )
-from cartreg.ingest.readers.base import ReadResult, sha256_of, with_lineage
+from cartreg.ingest.readers.base import (
+    ReadResult,
+    no_rejected,
+    sha256_of,
+    suspicious_rows,
+    with_lineage,
+)
 from cartreg.ingest.readers.csv import (
     ByteScan,
+    file_header,
     file_separator,
     scan_bytes,
 )
@@ -93,6 +103,8 @@ def why_not_streamable(
         return "it is not UTF-8"
     if scan.has_quotes:
         return "it has quoted fields"
+    if scan.lone_cr:
+        return "it has carriage-return line ends"
     proof = scan.proof(separator)
     if n_columns < 2 or proof is None or proof[1] != (n_columns - 1) * proof[0]:
         return "its lines do not all have the header's field count"
@@ -152,8 +164,13 @@ def split_file(path: Path, separator: str, column: str, parts: pl.DataFrame, fol
     )
 
 
-def read_part(folder: Path, part: int, columns: list[str], label: str) -> pl.DataFrame:
-    """One part of a split file as the CSV reader returns it: lineage first, text coded."""
+def read_part(
+    folder: Path, part: int, columns: list[str], names: list[str], label: str
+) -> pl.DataFrame:
+    """One part of a split file as the CSV reader returns it: lineage first, text coded.
+
+    ``columns`` are the header as polars reads it, ``names`` as the reader cleans it.
+    """
     files = sorted((folder / f"{PART}={part}").glob("*.parquet"))
     if files:
         frame = pl.read_parquet(files)
@@ -162,7 +179,8 @@ def read_part(folder: Path, part: int, columns: list[str], label: str) -> pl.Dat
     else:
         frame = pl.DataFrame(schema={ROW: pl.UInt32, **dict.fromkeys(columns, pl.String)})
     rows = frame.get_column(ROW).cast(pl.Int64).alias("source_row")
-    data = frame.drop(ROW).rename({c: c.strip() for c in columns if c != c.strip()})
+    data = frame.drop(ROW)
+    data.columns = names
     # The same coding the in-memory reader applies (see read_csv_text(categorical=True)).
     data = data.with_columns(
         pl.col(c).cast(pl.Categorical(pl.Categories.random())) for c in data.columns
@@ -177,6 +195,7 @@ class LargeSource:
     spec: SourceSpec
     separator: str
     header: list[str]
+    names: list[str]  # the header cleaned (file_header)
     scan: ByteScan
 
 
@@ -224,11 +243,14 @@ def plan_split(
         if separator is None:
             return whole(f"{spec.file} has no header line")
         header = header_of(path, separator)
+        names = file_header(path, separator)
+        if names is None or len(names) != len(header):
+            return whole(f"{spec.file} has no plain header line")
         # A mapping naming a column the file lacks fails now, not after splitting the file.
         for rules in mapping.tables.values():
             for rule in rules:
                 if rule.source == spec.name and not is_reshaped(rule):
-                    check_source_columns(mapping, rule, [c.strip() for c in header])
+                    check_source_columns(mapping, rule, names)
         if progress:
             progress(f"checking {spec.file}")
         scan = scan_bytes(path, separator)
@@ -243,7 +265,7 @@ def plan_split(
                     reason = "it has blank lines"
         if reason is not None:
             return whole(f"{spec.file} cannot be split ({reason})")
-        found[spec.name] = LargeSource(spec, separator, header, scan)
+        found[spec.name] = LargeSource(spec, separator, header, names, scan)
         counts.append(ids)
     small = {
         name: read_source(spec, root) for name, spec in mapping.sources.items() if name not in found
@@ -305,6 +327,8 @@ def harmonize_in_parts(
         findings += read_findings(read, spec, identifiers[name], site)
 
     counts: dict[str, dict[str, Any]] = {}
+    rule_counts: dict[str, tuple[int, int]] = {}
+    where = WhereTally()
     quarantine: dict[str, list[pl.DataFrame]] = {name: [] for name in mapping.sources}
     table_files: dict[str, list[Path]] = {name: [] for name in cdm.tables}
     for name in cdm.tables:
@@ -321,12 +345,20 @@ def harmonize_in_parts(
             for name, spec in mapping.sources.items():
                 if name in plan.large:
                     big = plan.large[name]
-                    frame = read_part(scratch / name, part, big.header, source_label(spec))
+                    frame = read_part(scratch / name, part, big.header, big.names, spec.label)
                     read = ReadResult(frame=frame, sha256=big.scan.sha256)
+                    read.reject(suspicious_rows(frame))
+                    findings.append(rejected_findings(read.rejected, site, spec.label))
                 else:
                     small = plan.small[name]
                     frame = small_parts[name].filter(pl.col(PART) == part).drop(PART)
-                    read = ReadResult(frame=frame, choices=small.choices, sha256=small.sha256)
+                    # The rows the reader rejected are counted once, with the first part.
+                    read = ReadResult(
+                        frame=frame,
+                        choices=small.choices,
+                        sha256=small.sha256,
+                        rejected=small.rejected if part == 0 else no_rejected(),
+                    )
                 harmonize_source(
                     spec,
                     read,
@@ -355,9 +387,21 @@ def harmonize_in_parts(
                     total[key] += entry[key]
             for name, records in collected.quarantine.items():
                 quarantine[name].append(records)
+            for key, (made, source_rows) in collected.rule_counts.items():
+                before = rule_counts.get(key, (0, 0))
+                rule_counts[key] = (before[0] + made, before[1] + source_rows)
+            where.merge(collected.where)
     finally:
         workers.shutdown(wait=True, cancel_futures=True)
 
+    for name, total in counts.items():
+        total["records_counted"] = (
+            plan.large[name].scan.lines - 1 if name in plan.large else plan.small[name].records
+        )
+    sources = [counts[name] for name in mapping.sources if name in counts]
+    findings += count_findings(sources, site)
+    findings += empty_rule_findings(mapping, rule_counts)
+    findings += where.findings(mapping)
     findings_out = sorted_findings(findings)
     quarantined = {
         name: pl.concat(parts, how="diagonal_relaxed").sort("source_row")
@@ -376,11 +420,10 @@ def harmonize_in_parts(
             tables[name] = writer.table_from_parts(name, files)
         else:
             tables[name] = pl.read_parquet(files)
-    sources = [counts[name] for name in mapping.sources if name in counts]
     manifest = build_manifest(cdm, mapping, sources, tables)
     return IngestResult(
         tables=tables, findings=findings_out, manifest=manifest, quarantine=quarantined
     )
 
 
-_COUNTS = ("rows_read", "rows_harmonized", "rows_quarantined")
+_COUNTS = ("rows_read", "rows_harmonized", "rows_quarantined")  # summed over the parts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,19 +23,30 @@ from typing import Any
 import polars as pl
 
 from cartreg.cdm import CDM, load_cdm
-from cartreg.errors import InputError
+from cartreg.errors import ConfigError, InputError
 from cartreg.exprs import format_text
 from cartreg.findings import empty_findings, findings_frame, sort_findings
 from cartreg.ingest.derive import derive_tables, event_order
 from cartreg.ingest.harmonize import ORDER, SharedParses, harmonize_rule, shared_parse_keys
 from cartreg.ingest.identifiers import identifier_columns
-from cartreg.ingest.mapping import SiteMapping, SourceSpec, TableRule, load_mapping
+from cartreg.ingest.mapping import (
+    SiteMapping,
+    SourceSpec,
+    TableRule,
+    load_mapping,
+    rule_input_columns,
+)
 from cartreg.ingest.readers.base import ReadResult, sha256_of
 from cartreg.ingest.readers.csv import read_csv_text
 from cartreg.ingest.readers.excel import read_excel_text
 from cartreg.ingest.readers.json import read_json_text
 from cartreg.ingest.readers.parquet import read_parquet_text
-from cartreg.ingest.readers.redcap import identifier_fields, read_dictionary, read_redcap
+from cartreg.ingest.readers.redcap import (
+    column_choices,
+    identifier_fields,
+    read_dictionary,
+    read_redcap,
+)
 
 Progress = Callable[[str], None]
 DEFAULT_PARTITION_MB = 256
@@ -51,6 +63,107 @@ class IngestResult:
     quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
+# How many of a where column's values a warning lists, how much of each, and how many distinct
+# values are tallied at most (a column with more is not a column of categories to list).
+_WHERE_SAMPLE, _WHERE_VALUE_CHARS, _WHERE_DISTINCT = 10, 40, 500
+
+
+@dataclass
+class WhereTally:
+    """The values of ``where`` conditions (``equals``, ``in``) found in their source column, over
+    every part of a source, so that a value matching no row of the file can be named. Counts
+    add up over the parts, so a split source reports exactly what a single pass does."""
+
+    # YAML key of the values (``tables.t[0].where[1].in``) -> (table, source, column, values)
+    wanted: dict[str, tuple[str, str, str, tuple[str, ...]]] = field(default_factory=dict)
+    found: dict[str, set[str]] = field(default_factory=dict)
+    # (source name, column) -> rows per value, identifier columns excepted; None: too many
+    present: dict[tuple[str, str], dict[str, int] | None] = field(default_factory=dict)
+
+    def tally(
+        self,
+        spec: SourceSpec,
+        rules: list[TableRule],
+        frame: pl.DataFrame,
+        skip: Callable[[str], bool],
+        identifiers: list[str],
+    ) -> None:
+        """Note which condition values of ``rules`` occur in ``frame`` (columns for which
+        ``skip`` holds are checked elsewhere: REDCap choices)."""
+        distinct: dict[str, dict[str, int]] = {}
+        for rule in rules:
+            for cond in rule.where:
+                values = (cond.equals,) if cond.equals is not None else cond.any_of
+                if not values or cond.column not in frame.columns or skip(cond.column):
+                    continue
+                if cond.column not in distinct:
+                    # Distinct cells first (a coded column has few), then their trimmed text.
+                    per_value = (
+                        frame.group_by(cond.column)
+                        .len()
+                        .select(pl.first().cast(pl.String).str.strip_chars(), "len")
+                        .filter(pl.first().is_not_null() & (pl.first() != ""))
+                        .group_by(pl.first())
+                        .agg(pl.col("len").sum())
+                    )
+                    distinct[cond.column] = dict(per_value.iter_rows())
+                key = f"{cond.key}.{'equals' if cond.equals is not None else 'in'}"
+                self.wanted[key] = (rule.table, spec.name, cond.column, values)
+                self.found.setdefault(key, set()).update(set(values) & set(distinct[cond.column]))
+        for column, counts in distinct.items():
+            if column not in identifiers:
+                self._add((spec.name, column), counts)
+
+    def _add(self, where: tuple[str, str], counts: dict[str, int] | None) -> None:
+        total = self.present.get(where, {})
+        if total is None or counts is None or len(counts) > _WHERE_DISTINCT:
+            self.present[where] = None
+            return
+        for value, n in counts.items():
+            total[value] = total.get(value, 0) + n
+        self.present[where] = total if len(total) <= _WHERE_DISTINCT else None
+
+    def merge(self, other: WhereTally) -> None:
+        self.wanted.update(other.wanted)
+        for key, found in other.found.items():
+            self.found.setdefault(key, set()).update(found)
+        for where, counts in other.present.items():
+            self._add(where, counts)
+
+    def findings(self, mapping: SiteMapping) -> list[pl.DataFrame]:
+        """ING-WHERE-VALUE for each value that matches no row of its source: a misspelling
+        (``Evaluation`` for ``Évaluation``) silently empties a table otherwise."""
+        out = []
+        for key, (table, source, column, values) in self.wanted.items():
+            missing = [v for v in values if v not in self.found.get(key, set())]
+            if not missing:
+                continue
+            counts = self.present.get((source, column))
+            if counts:
+                common = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+                listed = [v[:_WHERE_VALUE_CHARS] for v, _ in common[:_WHERE_SAMPLE]]
+                more = " …" if len(common) > _WHERE_SAMPLE else ""
+                shown = f"values present: {'; '.join(listed)}{more}"
+            else:
+                shown = "values not listed" if counts is None else "no values"
+            label = mapping.sources[source].label
+            out.append(
+                source_finding(
+                    "ING-WHERE-VALUE",
+                    "warning",
+                    mapping.site_id,
+                    label,
+                    f"{key}: {', '.join(repr(v) for v in missing)} matches no row of column "
+                    f"'{column}' in {label} ({shown}): correct the value in the mapping",
+                ).with_columns(
+                    pl.lit(table).alias("table"),
+                    pl.lit(column).alias("column"),
+                    pl.lit(missing[0][:_WHERE_VALUE_CHARS]).alias("value"),
+                )
+            )
+        return out
+
+
 @dataclass
 class Collected:
     """What the sources contribute, in mapping order."""
@@ -61,6 +174,13 @@ class Collected:
     sources_manifest: list[dict[str, Any]] = field(default_factory=list)
     # source name -> (its rows as read, its identifier columns), for late quarantine decisions
     frames: dict[str, tuple[pl.DataFrame, list[str]]] = field(default_factory=dict)
+    # rule key -> (rows the rule made or quarantined, rows its source had), summed over parts
+    rule_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    where: WhereTally = field(default_factory=lambda: WhereTally())
+
+    def count_rule(self, rule: TableRule, made: int, source_rows: int) -> None:
+        before = self.rule_counts.get(rule.key, (0, 0))
+        self.rule_counts[rule.key] = (before[0] + made, before[1] + source_rows)
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Each table's rule outputs stacked, ready for the derivations."""
@@ -91,14 +211,46 @@ def build_manifest(
     }
 
 
-def source_label(spec: SourceSpec) -> str:
-    return f"{spec.file}#{spec.sheet}" if spec.reader == "excel" and spec.sheet else spec.file
+def confined_path(root: Path, name: str, mapping_path: Path, key: str) -> Path:
+    """``root / name``, which must stay inside the submission folder once symbolic links are
+    followed: a mapping cannot make cartreg read ``/etc/passwd`` or ``../other_site``.
+
+    A path written outside the folder is the mapping's mistake (ConfigError at ``key``); a
+    link inside the folder pointing out of it is the submission's (InputError on the file).
+    """
+    folder = root.resolve()
+    written = Path(os.path.normpath(root.absolute() / name))
+    try:
+        resolved = (root / name).resolve()
+    except (OSError, RuntimeError) as exc:  # a link loop
+        raise InputError(f"{root / name}: cannot resolve the path ({exc})") from None
+    if not written.is_relative_to(root.absolute()) and not written.is_relative_to(folder):
+        raise ConfigError(
+            f"'{name[:60]}' is outside the submission folder",
+            path=mapping_path,
+            key=key,
+            hint="give a path relative to the submission folder, without '..'",
+        )
+    if not resolved.is_relative_to(folder):
+        raise InputError(
+            f"{root / name}: a link to a file outside the submission folder",
+            hint="copy the file itself into the submission folder",
+        )
+    return resolved
+
+
+def confine_sources(root: Path, mapping: SiteMapping) -> None:
+    """Check every ``file`` and ``dictionary`` of the mapping with :func:`confined_path`."""
+    for spec in mapping.sources.values():
+        confined_path(root, spec.file, mapping.path, f"{spec.key}.file")
+        if spec.dictionary:
+            confined_path(root, spec.dictionary, mapping.path, f"{spec.key}.dictionary")
 
 
 def read_source(spec: SourceSpec, root: Path) -> ReadResult:
     """Read one declared source as text."""
     path = root / spec.file
-    label = source_label(spec)
+    label = spec.label
     if spec.reader in ("csv", "tsv"):
         return read_csv_text(
             path,
@@ -147,7 +299,11 @@ def _identifier_findings(
 
 
 def _quarantine_records(
-    frame: pl.DataFrame, reasons: pl.DataFrame, identifiers: list[str]
+    frame: pl.DataFrame,
+    reasons: pl.DataFrame,
+    identifiers: list[str],
+    rejected: pl.DataFrame | None = None,
+    label: str = "",
 ) -> pl.DataFrame:
     summary = (
         reasons.with_columns(format_text("{}({})", "rule_id", "column").alias("reason"))
@@ -158,10 +314,21 @@ def _quarantine_records(
     )
     # Narrow the (possibly million-row) source to the few quarantined rows before the join.
     records = frame.filter(pl.col("source_row").is_in(summary.get_column("source_row").implode()))
-    records = records.drop([c for c in identifiers if c in records.columns]).with_columns(
-        pl.col(pl.Categorical).cast(pl.String)
-    )
-    return records.join(summary, on="source_row", how="inner").sort("source_row")
+    # Identifier-like columns stay out, and so do arrays and objects (a JSON record's nested
+    # values are not checked for identifiers column by column): the source row points at them.
+    nested = [c for c, t in records.schema.items() if isinstance(t, pl.List | pl.Struct)]
+    records = records.drop([c for c in [*identifiers, *nested] if c in records.columns])
+    records = records.with_columns(pl.col(pl.Categorical).cast(pl.String))
+    records = records.join(summary, on="source_row", how="inner")
+    if rejected is not None and rejected.height:
+        # Rows the reader rejected keep no cell: shifted values are no one's column.
+        untrusted = rejected.select(
+            pl.lit(label, dtype=pl.String).alias("source_file"),
+            "source_row",
+            format_text("{}(row)", "rule_id").alias("quarantine_reasons"),
+        )
+        records = pl.concat([records, untrusted], how="diagonal_relaxed")
+    return records.sort("source_row")
 
 
 def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> list[str]:
@@ -175,11 +342,104 @@ def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> lis
 def read_findings(
     read: ReadResult, spec: SourceSpec, identifiers: list[str], site_id: str
 ) -> list[pl.DataFrame]:
-    """Findings about a source as a whole: the reader's, and the identifier columns left out."""
-    return [
+    """Findings about a source as a whole: the reader's, the rows it rejected, an empty
+    source, and the identifier columns left out."""
+    label = spec.label
+    found = [
         read.findings.with_columns(pl.lit(site_id).alias("site_id")),
-        _identifier_findings(identifiers, spec, site_id, source_label(spec)),
+        _identifier_findings(identifiers, spec, site_id, label),
+        rejected_findings(read.rejected, site_id, label),
     ]
+    if read.frame.height == 0 and read.rejected.height == 0:
+        found.append(
+            source_finding(
+                "ING-NO-ROWS",
+                "error",
+                site_id,
+                label,
+                "the source has no data rows (only a header, or nothing): send the complete export",
+            )
+        )
+    return found
+
+
+def rejected_findings(rejected: pl.DataFrame, site_id: str, label: str) -> pl.DataFrame:
+    """One error finding per row a reader rejected (its message, never its cells)."""
+    if rejected.is_empty():
+        return empty_findings()
+    return findings_frame(
+        rejected.select(
+            "rule_id",
+            pl.lit("error").alias("severity"),
+            pl.lit("conformance").alias("category"),
+            pl.lit("value").alias("subcategory"),
+            pl.lit(site_id).alias("site_id"),
+            pl.lit(label).alias("source_file"),
+            "source_row",
+            "message",
+        )
+    )
+
+
+def not_mapped_findings(unused: pl.DataFrame, site_id: str, label: str) -> pl.DataFrame:
+    """One warning per source row no rule selects: it is quarantined, and the report says so."""
+    if unused.is_empty():
+        return empty_findings()
+    return findings_frame(
+        unused.select(
+            pl.lit("ING-NOT-MAPPED").alias("rule_id"),
+            pl.lit("warning").alias("severity"),
+            pl.lit("completeness").alias("category"),
+            pl.lit("atemporal").alias("subcategory"),
+            pl.lit(site_id).alias("site_id"),
+            pl.lit(label).alias("source_file"),
+            "source_row",
+            pl.lit(
+                "no rule selects this row: it is quarantined (NOT-MAPPED); if it belongs in the "
+                "registry, add a rule for it, or correct the where that should select it"
+            ).alias("message"),
+        )
+    )
+
+
+def source_finding(
+    rule_id: str, severity: str, site_id: str, label: str, message: str
+) -> pl.DataFrame:
+    """One finding about a whole source file."""
+    return findings_frame(
+        pl.DataFrame(
+            {
+                "rule_id": [rule_id],
+                "severity": [severity],
+                "category": ["completeness"],
+                "subcategory": ["atemporal"],
+                "site_id": [site_id],
+                "source_file": [label],
+                "message": [message],
+            }
+        )
+    )
+
+
+def count_findings(sources: list[dict[str, Any]], site_id: str) -> list[pl.DataFrame]:
+    """ING-COUNT for every source whose rows do not reconcile with the independent count of
+    its records: records lost (or invented) by the parse."""
+    found = []
+    for source in sources:
+        counted = source.get("records_counted")
+        rows = source["rows_harmonized"] + source["rows_quarantined"]
+        if counted is not None and counted != rows:
+            found.append(
+                source_finding(
+                    "ING-COUNT",
+                    "error",
+                    site_id,
+                    source["file"],
+                    f"the file holds {counted} records by a count of its lines (or brackets, or "
+                    f"its footer) but {rows} were read: check quote characters and line breaks",
+                )
+            )
+    return found
 
 
 def harmonize_source(
@@ -196,10 +456,11 @@ def harmonize_source(
 ) -> None:
     """Run the rules of one source on its frame and collect rows, findings and quarantine."""
     frame = read.frame
-    label = source_label(spec)
+    label = spec.label
     selected: list[pl.Series] = []
     reasons: list[pl.DataFrame] = []
     own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
+    check_expected_columns(spec, frame.columns, own_rules, root)
     shared = SharedParses(frame, shared_parse_keys(own_rules, cdm))
     pending = [
         (
@@ -227,8 +488,16 @@ def harmonize_source(
         rule_out = result.result()
         out.table_parts[rule.table].append(rule_out.rows)
         out.findings.append(rule_out.findings)
+        out.count_rule(rule, rule_out.rows.height + rule_out.quarantine.height, frame.height)
         selected.append(rule_out.selected)
         reasons.append(rule_out.quarantine.select("source_row", "rule_id", "column"))
+    out.where.tally(
+        spec,
+        own_rules,
+        frame,
+        lambda column: column_choices(column, read.choices) is not None,
+        identifiers,
+    )
     # is_in hashes the values anyway: de-duplicating them first would cost a second hash pass.
     used = pl.concat(selected) if selected else pl.Series("source_row", [], dtype=pl.Int64)
     unused = (
@@ -242,12 +511,14 @@ def harmonize_source(
         .collect()
     )
     reasons.append(unused)
+    out.findings.append(not_mapped_findings(unused, mapping.site_id, label))
     all_reasons = pl.concat(reasons, how="vertical")
-    records = _quarantine_records(frame, all_reasons, identifiers)
+    records = _quarantine_records(frame, all_reasons, identifiers, read.rejected, label)
     out.quarantine[spec.name] = records
     out.frames[spec.name] = (frame, identifiers)
     rows_quarantined = records.height
     rows_read = frame.select(pl.col("source_row").n_unique()).item() if frame.height else 0
+    rows_read += read.rejected.height
     out.sources_manifest.append(
         {
             "source": spec.name,
@@ -256,8 +527,57 @@ def harmonize_source(
             "rows_read": rows_read,
             "rows_harmonized": rows_read - rows_quarantined,
             "rows_quarantined": rows_quarantined,
+            "records_counted": read.records,
         }
     )
+
+
+def check_expected_columns(
+    spec: SourceSpec, columns: list[str], rules: list[TableRule], root: Path
+) -> None:
+    """InputError on the file when it has none of the columns its rules read: a wrong file, or
+    a header on another row, is the file's problem; one missing column is the mapping's (a
+    ConfigError with a "did you mean", raised by the rule)."""
+    present = set(columns)
+    wanted = {rule.patient_id for rule in rules} | {
+        column
+        for rule in rules
+        if not (rule.explode or rule.unpivot_pattern or rule.checkbox_field)
+        for column, _key in rule_input_columns(rule)
+    }
+    if wanted and not wanted & present:
+        where = f"row {spec.header_row}" if spec.reader == "excel" else f"line {spec.header_row}"
+        raise InputError(
+            f"{root / spec.label}: none of the {len(wanted)} columns the mapping reads "
+            f"(e.g. '{sorted(wanted)[0][:40]}') is in the file's header",
+            hint=f"is it the right file, with its column names on {where}?",
+        )
+
+
+def empty_rule_findings(
+    mapping: SiteMapping, counts: dict[str, tuple[int, int]]
+) -> list[pl.DataFrame]:
+    """ING-RULE-EMPTY for each rule that made no row from a source that has rows: a
+    ``where`` value, a checkbox or an array that matches nothing. Legitimate in some months (no
+    deaths yet), so a warning; a misspelt value is the usual cause."""
+    found = []
+    for rules in mapping.tables.values():
+        for rule in rules:
+            made, source_rows = counts.get(rule.key, (0, 0))
+            if made or not source_rows:
+                continue
+            reshaped = rule.explode or rule.checkbox_field or rule.unpivot_pattern
+            how = "its where selects no row" if not reshaped else "it yields no row"
+            label = mapping.sources[rule.source].label
+            finding = source_finding(
+                "ING-RULE-EMPTY",
+                "warning",
+                mapping.site_id,
+                label,
+                f"{rule.key} ({rule.table}): {how} of {label}: check the values it names",
+            )
+            found.append(finding.with_columns(pl.lit(rule.table).alias("table")))
+    return found
 
 
 def _repeated_records(collected: Collected, cdm: CDM) -> pl.DataFrame:
@@ -375,6 +695,7 @@ def harmonize_submission(
     """
     if not root.is_dir():
         raise InputError(f"{root}: submission folder not found")
+    confine_sources(root, mapping)
     collected = Collected(table_parts={name: [] for name in cdm.tables})
     rules = [(t, i, r) for t, rs in mapping.tables.items() for i, r in enumerate(rs)]
     # Polars releases the GIL: the next source is read while this one's rules run, two rules
@@ -399,6 +720,9 @@ def harmonize_submission(
         reader.shutdown(wait=True, cancel_futures=True)
         workers.shutdown(wait=True, cancel_futures=True)
     quarantine_repeated_keys(collected, cdm, mapping.site_id)
+    collected.findings += count_findings(collected.sources_manifest, mapping.site_id)
+    collected.findings += empty_rule_findings(mapping, collected.rule_counts)
+    collected.findings += collected.where.findings(mapping)
     findings_out = sorted_findings(collected.findings)
     if writer is not None:
         writer.findings(findings_out)
@@ -548,6 +872,7 @@ def ingest_submission(
     root = Path(submission_dir)
     if not root.is_dir():  # before anything is written to out_dir
         raise InputError(f"{root}: submission folder not found")
+    confine_sources(root, mapping)
     out = Path(out_dir) if out_dir is not None else None
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cartreg-")))

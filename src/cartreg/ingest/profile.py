@@ -1,8 +1,8 @@
 """Profiling source files to help a coordinator write a mapping.
 
 Per column: inferred type, null rate, distinct count, top values, the date formats that parse
-its values, and the CDM vocabulary its values match best. Values of identifier-like columns are
-never shown.
+its values, the decimal mark its numbers show, and the CDM vocabulary its values match best.
+Values of identifier-like columns are never shown.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cartreg.ingest.readers.excel import read_excel_text, sheet_names
 from cartreg.ingest.readers.json import read_json_text
 from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.transforms.dates import detect_date_formats, parse_dates
-from cartreg.ingest.transforms.numbers import parse_numbers
+from cartreg.ingest.transforms.numbers import decimal_mark, parse_numbers
 from cartreg.ingest.transforms.reshape import LINEAGE, explode_path
 from cartreg.vocab.normalize import normalize_key
 
@@ -34,6 +34,7 @@ PROFILE_COLUMNS = (
     "distinct",
     "top_values",
     "date_formats",
+    "decimal",
     "vocabulary",
     "vocabulary_match",
     "identifier",
@@ -184,6 +185,7 @@ def _array_profile(
         "distinct": None,
         "top_values": f"elements per record: max {lengths.max() or 0!s}, total {total}",
         "date_formats": "",
+        "decimal": "",
         "vocabulary": None,
         "vocabulary_match": 0.0,
         "identifier": False,
@@ -224,6 +226,7 @@ def profile_frame(source: SourceFrame, cdm: CDM) -> pl.DataFrame:
                 "distinct": values.n_unique() - (1 if values.null_count() else 0),
                 "top_values": top,
                 "date_formats": ", ".join(formats),
+                "decimal": decimal_mark(values) or "",
                 "vocabulary": vocabulary,
                 "vocabulary_match": round(share, 3),
                 "identifier": hidden,

@@ -1,8 +1,16 @@
-"""What every reader returns: text columns, lineage, and the problems met while reading."""
+"""What every reader returns: text columns, lineage, and the problems met while reading.
+
+Besides the rows, a reader hands over the rows it read but cannot trust (``rejected``: a line
+with more or fewer fields than the header, a comment line, a repeated header, a record cut off
+by the end of the file) and the number of records the file holds by a count that does not
+come from the parse that made the rows (``records``). Rejected rows never reach a rule: they
+are quarantined with their reason and no cell of theirs is copied anywhere.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +19,18 @@ import polars as pl
 
 from cartreg.errors import InputError
 from cartreg.findings import empty_findings
+from cartreg.ingest.limits import MAX_CELL_BYTES, cell_too_large
+
+LINEAGE = ("source_file", "source_row")
+REJECTED_SCHEMA: dict[str, pl.DataType] = {
+    "source_row": pl.Int64(),
+    "rule_id": pl.String(),
+    "message": pl.String(),
+}
+
+
+def no_rejected() -> pl.DataFrame:
+    return pl.DataFrame(schema=REJECTED_SCHEMA)
 
 
 @dataclass
@@ -27,6 +47,21 @@ class ReadResult:
     choices: dict[str, dict[str, str]] = field(default_factory=dict)
     # SHA-256 of the file's bytes when the reader already had them in memory (else None).
     sha256: str | None = None
+    # Rows read but not trusted (source_row, rule_id, message): quarantined, cells not kept.
+    rejected: pl.DataFrame = field(default_factory=no_rejected)
+    # Records in the file by a count independent of the parse (None: no such count).
+    records: int | None = None
+
+    def reject(self, rows: pl.DataFrame) -> None:
+        """Move the rows listed in ``rows`` (source_row, rule_id, message) out of the frame."""
+        if rows.is_empty():
+            return
+        rows = rows.select(pl.col(c).cast(t) for c, t in REJECTED_SCHEMA.items())
+        self.frame = self.frame.filter(
+            ~pl.col("source_row").is_in(rows.get_column("source_row").implode())
+        )
+        self.rejected = pl.concat([self.rejected, rows]).unique("source_row", keep="first")
+        self.rejected = self.rejected.sort("source_row")
 
 
 def text_dtype(dtype: Any) -> pl.DataType:
@@ -55,10 +90,21 @@ def to_text(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def with_lineage(frame: pl.DataFrame, label: str, first_row: int) -> pl.DataFrame:
-    """Prepend ``source_file``/``source_row`` (row ``first_row`` for the first record)."""
-    clash = [c for c in ("source_file", "source_row") if c in frame.columns]
+    """Prepend ``source_file``/``source_row`` (row ``first_row`` for the first record).
+
+    A source column with one of those names is kept as ``<name>_source``.
+    """
+    clash = [c for c in LINEAGE if c in frame.columns]
     if clash:
-        frame = frame.rename({c: f"{c}_source" for c in clash})
+        renamed = {c: f"{c}_source" for c in clash}
+        taken = [new for new in renamed.values() if new in frame.columns]
+        if taken:
+            raise InputError(
+                f"{label}: columns '{taken[0].removesuffix('_source')}' and '{taken[0]}' clash "
+                "with the lineage column cartreg adds",
+                hint=f"rename the column '{taken[0].removesuffix('_source')}' in the export",
+            )
+        frame = frame.rename(renamed)
     return frame.select(
         pl.lit(label, dtype=pl.String).alias("source_file"),
         (pl.int_range(pl.len(), dtype=pl.Int64) + first_row).alias("source_row"),
@@ -94,3 +140,108 @@ def drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
         [pl.col(c).str.strip_chars().str.len_chars().fill_null(0) > 0 for c in data]
     )
     return frame.filter(any_value)
+
+
+# A column name holding an e-mail address or a phone number is a data row merged into the
+# header (or a damaged header): names are echoed in messages, values must not be.
+_VALUE_IN_NAME = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}|\+?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}")
+
+
+def check_names(names: list[str], where: str) -> None:
+    """InputError for a column name that holds what looks like an identifier value."""
+    for i, name in enumerate(names, start=1):
+        if _VALUE_IN_NAME.search(str(name)):
+            raise InputError(
+                f"{where}: the name of column {i} looks like an e-mail address or phone "
+                "number, not a column name",
+                hint="check that the header line is complete and on a line of its own",
+            )
+
+
+def clean_names(names: list[str], where: str) -> list[str]:
+    """Header names without surrounding spaces; an empty name becomes ``column_<position>``.
+
+    Two columns whose names are equal once trimmed are an InputError: a mapping could not say
+    which of them it means; so is a name holding an identifier value (``check_names``).
+    """
+    check_names(names, where)
+    cleaned = [
+        str(n).strip() if str(n).strip() else f"column_{i}" for i, n in enumerate(names, start=1)
+    ]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(cleaned, start=1):
+        if name in seen:
+            raise InputError(
+                f"{where}: the header names column '{name[:40]}' twice "
+                f"(columns {seen[name]} and {i})",
+                hint="rename one of them in the export",
+            )
+        seen[name] = i
+    return cleaned
+
+
+def check_cell_sizes(frame: pl.DataFrame, where: str) -> None:
+    """InputError when a text cell is larger than ``MAX_CELL_BYTES``.
+
+    Categorical columns are checked on their distinct values, which is all of their text.
+    """
+    text = [c for c, t in frame.schema.items() if t == pl.String and c not in LINEAGE]
+    coded = [c for c, t in frame.schema.items() if isinstance(t, pl.Categorical)]
+    sizes: dict[str, int] = {}
+    if text:
+        longest = frame.select(pl.col(text).str.len_bytes().max().fill_null(0)).row(0)
+        sizes.update({name: int(size) for name, size in zip(text, longest, strict=True)})
+    for name in coded:
+        dtype = frame.schema[name]
+        assert isinstance(dtype, pl.Categorical)
+        categories = dtype.categories.to_series()
+        longest_code = categories.str.len_bytes().max() if categories.len() else 0
+        sizes[name] = int(longest_code) if isinstance(longest_code, int) else 0
+    for name, size in sizes.items():
+        if size > MAX_CELL_BYTES:
+            rows = frame.filter(pl.col(name).cast(pl.String).str.len_bytes() > MAX_CELL_BYTES)
+            first = int(rows.get_column("source_row")[0]) if rows.height else None
+            raise cell_too_large(where, name, size, first)
+
+
+def suspicious_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of a table-like source that are not records: comment lines and repeated headers.
+
+    * a row whose first cell starts with ``#`` is a comment line some exports add;
+    * a row whose every value equals its column's name is the header again (files joined
+      by copy and paste).
+
+    Returns ``source_row``, ``rule_id``, ``message`` (no cell values). Cheap on coded columns:
+    only rows whose first cell is a candidate are compared column by column.
+    """
+    data = [c for c in frame.columns if c not in LINEAGE]
+    if not data or frame.is_empty():
+        return no_rejected()
+    if isinstance(frame.schema[data[0]], pl.Categorical):
+        # On coded text these comparisons run per distinct value: no candidate row, no work.
+        coded = pl.col(data[0])
+        probe = coded.cat.starts_with("#") | coded.cat.starts_with(" ") | (coded == data[0])
+        if not frame.select(probe.any()).item():
+            return no_rejected()
+    first = pl.col(data[0]).cast(pl.String).str.strip_chars()
+    candidates = frame.filter(first.str.starts_with("#") | (first == data[0]))
+    if candidates.is_empty():
+        return no_rejected()
+    equal = [(pl.col(c).cast(pl.String).str.strip_chars() == c).fill_null(False) for c in data]
+    empty = [pl.col(c).cast(pl.String).str.strip_chars().fill_null("").eq("") for c in data]
+    header = pl.all_horizontal([e | b for e, b in zip(equal, empty, strict=True)]) & (
+        pl.sum_horizontal(equal) >= min(2, len(data))
+    )
+    return candidates.select(
+        "source_row",
+        pl.when(header)
+        .then(pl.lit("ING-REPEATED-HEADER"))
+        .when(first.str.starts_with("#"))
+        .then(pl.lit("ING-COMMENT"))
+        .alias("rule_id"),
+        pl.when(header)
+        .then(pl.lit("the header line again, not a record; row quarantined: remove it"))
+        .when(first.str.starts_with("#"))
+        .then(pl.lit("a comment line (starts with '#'), not a record; row quarantined: remove it"))
+        .alias("message"),
+    ).drop_nulls("rule_id")

@@ -1,4 +1,9 @@
-"""Parquet files: typed on disk, converted to text so every reader hands over the same thing."""
+"""Parquet files: typed on disk, converted to text so every reader hands over the same thing.
+
+pyarrow decodes the file and polars takes the result: polars' own Parquet decoder panicked
+(``assertion left == right``, a Rust panic) on files with damaged pages, where pyarrow checks
+the page sizes and raises an error. The record count comes from the file's footer.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,59 @@ from pathlib import Path
 import polars as pl
 
 from cartreg.errors import InputError
-from cartreg.ingest.readers.base import ReadResult, require_file, to_text, with_lineage
+from cartreg.ingest.limits import MAX_PARQUET_FILE_BYTES, check_file_size
+from cartreg.ingest.readers.base import (
+    ReadResult,
+    check_cell_sizes,
+    check_names,
+    require_file,
+    to_text,
+    with_lineage,
+)
+from cartreg.ingest.transforms.reshape import flatten_structs
+
+
+def _unreadable(path: Path, exc: BaseException) -> InputError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(
+        f"{path}: not a readable Parquet file ({first[:100]})",
+        hint="write the file again, or export CSV",
+    )
+
+
+def footer_rows(path: Path) -> int:
+    """Rows the Parquet footer declares."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
 
 
 def read_parquet_text(path: Path, *, label: str | None = None) -> ReadResult:
     require_file(path)
+    check_file_size(path, MAX_PARQUET_FILE_BYTES, "a Parquet file")
+    records = footer_rows(path)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        frame = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(
-            f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})"
-        ) from None
+        table = pq.read_table(path)
+        # Struct columns become ``parent.child`` columns, as JSON objects do.
+        frame = flatten_structs(to_text(pl.DataFrame(pl.from_arrow(table))))
+    except (
+        pa.ArrowException,
+        pl.exceptions.PolarsError,
+        OSError,
+        ValueError,
+        TypeError,
+        OverflowError,
+    ) as exc:
+        raise _unreadable(path, exc) from None
+    check_names(frame.columns, str(path))
     # Parquet has no header line: row 1 is the first record.
-    return ReadResult(frame=with_lineage(to_text(frame), label or path.name, 1))
+    result = ReadResult(frame=with_lineage(frame, label or path.name, 1), records=records)
+    check_cell_sizes(result.frame, str(path))
+    return result

@@ -133,7 +133,14 @@ def read_redcap(
             .otherwise(pl.col("source_file"))
             .alias("source_file")
         )
-    return ReadResult(frame=frame, findings=result.findings, choices=choices)
+    return ReadResult(
+        frame=frame,
+        findings=result.findings,
+        choices=choices,
+        sha256=result.sha256,
+        rejected=result.rejected,
+        records=result.records,
+    )
 
 
 def column_choices(column: str, choices: dict[str, dict[str, str]]) -> dict[str, str] | None:

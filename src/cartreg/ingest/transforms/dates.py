@@ -9,6 +9,7 @@ because choosing either reading would be a guess.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -43,8 +44,54 @@ def _iso_day_shape(raw: pl.Expr) -> pl.Expr:
     return raw.str.strip_chars().str.contains(r"^\d{4}-\d{1,2}-\d{1,2}([T ]|$)").fill_null(False)
 
 
-def is_known_format(fmt: str) -> bool:
-    return fmt in DATE_FORMATS or "%" in fmt
+# strptime directives polars (chrono) reads, with an optional padding flag (-, _ or 0).
+STRPTIME_PATTERN = (
+    r"^(?:[^%]|%[-_0]?[YCymbBhdeaAwujDxFvHkIlPpMSZz%ntRTXrcs+]|%[-_0]?\.?[369]?f|%:{1,3}z|%#z)+$"
+)
+_DIRECTIVE = re.compile(r"%[-_0]?(\.?[369]?f|:{1,3}z|#z|.)")
+_DIRECTIVE_OR_END = re.compile(r"%[-_0]?(?:\.?[369]?f|:{1,3}z|#z|.|$)")
+# What each directive contributes to a date (composites spelled out).
+_DATE_PARTS = {
+    "Y": {"year"},
+    "C": set(),
+    "y": {"year"},
+    "m": {"month"},
+    "b": {"month"},
+    "B": {"month"},
+    "h": {"month"},
+    "d": {"day"},
+    "e": {"day"},
+    "j": {"month", "day"},
+    "D": {"year", "month", "day"},
+    "x": {"year", "month", "day"},
+    "F": {"year", "month", "day"},
+    "v": {"year", "month", "day"},
+    "c": {"year", "month", "day"},
+    "+": {"year", "month", "day"},
+    "s": {"year", "month", "day"},
+}
+
+
+def strptime_problem(fmt: str) -> str | None:
+    """Why ``fmt`` is not a strptime pattern that reads a whole date (None: it is one).
+
+    polars accepts any text as a pattern and just reads nothing with a broken one, so the
+    mapping loader checks patterns itself: known directives only, and a year, month and day.
+    """
+    if not re.fullmatch(STRPTIME_PATTERN, fmt):
+        unknown = [
+            m.group(0)
+            for m in _DIRECTIVE_OR_END.finditer(fmt)
+            if not re.fullmatch(STRPTIME_PATTERN, m.group(0))
+        ]
+        return f"'{unknown[0] if unknown else fmt}' is not a strptime directive"
+    parts: set[str] = set()
+    for directive in _DIRECTIVE.findall(fmt):
+        parts |= _DATE_PARTS.get(directive, set())
+    missing = [p for p in ("year", "month", "day") if p not in parts]
+    if missing:
+        return f"the pattern has no {' or '.join(missing)} (e.g. %d/%m/%Y)"
+    return None
 
 
 def _normalized(raw: pl.Expr) -> pl.Expr:
@@ -182,6 +229,33 @@ def parse_dates(
         .otherwise(pl.lit(STATUS_UNPARSEABLE))
     )
     return DateParse(value=value, precision=precision, status=status)
+
+
+_SHAPES = {
+    "ISO": "YYYY-MM-DD",
+    "DMY": "DD/MM/YYYY",
+    "MDY": "MM/DD/YYYY",
+    "MY": "MM/YYYY",
+    "Y": "YYYY",
+    "EXCEL": "an Excel day number",
+    "EXCEL1904": "an Excel 1904 day number",
+}
+
+
+def format_description(fmt: str) -> str:
+    """``DMY (DD/MM/YYYY)``; a strptime pattern as itself, quoted."""
+    return f"{fmt} ({_SHAPES[fmt]})" if fmt in _SHAPES else f"'{fmt}'"
+
+
+def other_reading(raw: pl.Expr, formats: Sequence[str]) -> pl.Expr:
+    """The description of the first usual format not in ``formats`` that reads ``raw`` as a
+    date (a US date in a day-first column reads as MDY); null when none does."""
+    others = [f for f in ("ISO", "DMY", "MDY", "MY") if f not in formats]
+    readings = [
+        pl.when(parse_dates(raw, [f]).value.is_not_null()).then(pl.lit(format_description(f)))
+        for f in others
+    ]
+    return pl.coalesce(readings) if readings else pl.lit(None, dtype=pl.String)
 
 
 def detect_date_formats(values: pl.Series) -> list[str]:

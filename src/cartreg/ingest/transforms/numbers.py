@@ -27,8 +27,11 @@ QUALIFIER_CODES: dict[str, str] = {
 }
 
 _QUALIFIER = r"^(<=|>=|≤|≥|<|>|=)"
-_THOUSANDS_COMMA = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
-_THOUSANDS_DOT = r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$"
+# A thousands grouping starts with 1-3 digits that are not a lone 0: "0,111" is a decimal comma.
+_THOUSANDS_COMMA = r"^[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d+)?$"
+_THOUSANDS_DOT = r"^[+-]?[1-9]\d{0,2}(\.\d{3})+(,\d+)?$"
+# A number whose only separator is one comma or one dot (qualifier, sign and % allowed).
+_ONE_SEPARATOR = r"^(?:<=|>=|≤|≥|<|>|=)?[+-]?\d*([.,])\d+%?$"
 # "1 x 10^-4", "1x10-4", "10^-5", "1*10^3" (spaces already removed).
 _POWER_OF_TEN = r"^(?:([0-9]*\.?[0-9]+)[x×*])?10\^?([+-]?\d+)$"
 
@@ -111,3 +114,25 @@ def unit_of(cdm_unit: str | None) -> Unit | None:
     if cdm_unit.startswith("%"):
         return "percent"
     return None
+
+
+def decimal_mark(values: pl.Series) -> str | None:
+    """The decimal mark a column's numbers show: ``","`` or ``"."``; None when they show none,
+    or both (a mix to ask the site about).
+
+    Only a mark that cannot be a thousands separator counts: ``0,111`` or ``2,5`` is a decimal
+    comma, ``1,000`` could be either and says nothing.
+    """
+    text = values.cast(pl.String).str.replace_all(r"[\s\u00a0\u202f]", "").drop_nulls()
+    marks = (
+        pl.DataFrame({"t": text})
+        .select(
+            pl.col("t").str.extract(_ONE_SEPARATOR, 1).alias("mark"),
+            pl.col("t").str.strip_chars_start("<>=≤≥+-").str.contains(_THOUSANDS_COMMA).alias("k"),
+        )
+        .filter(pl.col("mark").is_not_null() & ~pl.col("k"))
+        .get_column("mark")
+        .unique()
+        .to_list()
+    )
+    return marks[0] if len(marks) == 1 else None
