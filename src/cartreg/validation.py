@@ -30,6 +30,7 @@ from cartreg.findings import (
     findings_frame,
     sort_findings,
 )
+from cartreg.redact import redact_findings
 from cartreg.rules.engine import RuleRun, run_rules
 from cartreg.rules.frames import typed
 from cartreg.rules.model import Rule
@@ -331,7 +332,7 @@ def build_report(
     # Two CDM rows from one source row (e.g. two agents of one salvage line in one JSON record)
     # can violate a rule at the same place: that is one thing for the site to fix, one finding.
     findings = findings.unique("finding_id", keep="first", maintain_order=True)
-    findings = sort_findings(_mask_identifiers(findings, cdm))
+    findings = redact_findings(sort_findings(_mask_identifiers(findings, cdm)))
     sites = sorted(
         {
             s

@@ -188,7 +188,7 @@ def _rule_outputs(shared: bool) -> list[tuple[object, ...]]:
             cdm,
             reader="csv",
             choices=read.choices,
-            identifiers=[],
+            identifiers={},
             rule_index=n,
             shared=cache,
         )

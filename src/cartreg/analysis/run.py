@@ -34,6 +34,7 @@ from cartreg.analysis.derive import (
 from cartreg.analysis.endpoints import Endpoint, load_endpoints
 from cartreg.analysis.tables import salvage_response, table_one, to_markdown
 from cartreg.errors import InputError
+from cartreg.spreadsheet import write_csv
 
 if TYPE_CHECKING:
     from cartreg.cdm import CDM
@@ -467,7 +468,7 @@ def _write_outputs(
     for name, frame in named_tables.items():
         if frame.width == 0:
             continue
-        frame.write_csv(tables_dir / f"{name}.csv")
+        write_csv(frame, tables_dir / f"{name}.csv")
         (tables_dir / f"{name}.md").write_text(to_markdown(frame), encoding="utf-8")
         files += [tables_dir / f"{name}.csv", tables_dir / f"{name}.md"]
 

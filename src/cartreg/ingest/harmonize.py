@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +36,7 @@ from cartreg.ingest.transforms.reshape import (
     unpivot_groups,
 )
 from cartreg.ingest.transforms.sentinels import REDCAP_MISSING_CODES, blank_to_null, is_sentinel
+from cartreg.redact import redact_expr
 
 # Required CDM columns that derive.py fills when a mapping does not; all other required columns
 # must come from the source, and a row that lacks one is quarantined.
@@ -192,7 +193,9 @@ def _parse_column(
         )
         out.append(typed.alias(target))
         if spec.vocabulary is not None:
-            out.append(raw.alias(f"{target}_raw"))
+            # The source spelling is kept for review, unless it looks like an identifier (a
+            # name shifted into the column): computed once per distinct value, like the rest.
+            out.append(redact_expr(raw).alias(f"{target}_raw"))
     elif spec.dtype == "date":
         formats = rule_col.formats or mapping.date_formats
         text = pl.when(sentinel).then(None).otherwise(raw)
@@ -518,7 +521,7 @@ def harmonize_rule(
     *,
     reader: str,
     choices: dict[str, dict[str, str]],
-    identifiers: Collection[str],
+    identifiers: Mapping[str, str],
     rule_index: int,
     shared: SharedParses | None = None,
     order_by: Sequence[str] = (),
@@ -888,7 +891,7 @@ def _check_read_columns(
 
 
 def _check_identifiers(
-    mapping: SiteMapping, rule: TableRule, identifiers: Collection[str], allowed: set[str]
+    mapping: SiteMapping, rule: TableRule, identifiers: Mapping[str, str], allowed: set[str]
 ) -> None:
     used: list[tuple[str, str, str | None]] = [(rule.patient_id, f"{rule.key}.patient_id", None)]
     used += [
@@ -897,7 +900,8 @@ def _check_identifiers(
     for column, key, part in used:
         if column in identifiers and column not in allowed and part != "year":
             raise ConfigError(
-                f"source column '{column}' looks like a direct identifier and is not copied",
+                f"source column '{column}' looks like a direct identifier "
+                f"({identifiers[column]}) and is not copied",
                 path=mapping.path,
                 key=key,
                 hint=(

@@ -22,7 +22,7 @@ import polars as pl
 from cartreg.cdm import CDM
 from cartreg.ingest.derive import derive_tables
 from cartreg.ingest.harmonize import is_reshaped
-from cartreg.ingest.identifiers import SAMPLE_ROWS
+from cartreg.ingest.identifiers import find_identifiers
 from cartreg.ingest.mapping import SiteMapping, SourceSpec, check_source_columns
 from cartreg.ingest.pipeline import (
     Collected,
@@ -30,6 +30,7 @@ from cartreg.ingest.pipeline import (
     OutputWriter,
     Progress,
     build_manifest,
+    dictionary_identifiers,
     harmonize_source,
     read_findings,
     read_source,
@@ -169,6 +170,41 @@ def read_part(folder: Path, part: int, columns: list[str], label: str) -> pl.Dat
     return with_lineage(data, label, 0).with_columns(rows)
 
 
+def split_identifiers(
+    spec: SourceSpec, big: LargeSource, folder: Path, root: Path
+) -> dict[str, str]:
+    """The identifier-like columns of a split file, judged on every row as for a whole read:
+    the distinct values of each column come from one streaming pass over the parts."""
+    files = sorted(folder.glob("*/*.parquet"))
+    names = {c.strip(): c for c in big.header}
+    if files:
+        scan = pl.scan_parquet(files)
+        uniques = scan.select(pl.col(c).unique().implode() for c in big.header)
+        row = uniques.collect(engine="streaming").row(0)
+        domains = {
+            name: pl.Series(values, dtype=pl.String)
+            for name, values in zip(names, row, strict=True)
+        }
+    else:
+        domains = {name: pl.Series([], dtype=pl.String) for name in names}
+
+    def row_of(column: str, value: str) -> int | None:
+        found = (
+            scan.filter(pl.col(names[column]).str.strip_chars() == value)
+            .select(pl.col(ROW).min())
+            .collect()
+            .item()
+        )
+        return None if found is None else int(found)
+
+    known = {
+        c: "marked as an identifier in the data dictionary"
+        for c in dictionary_identifiers(spec, root)
+    }
+    found = find_identifiers(domains, distinct=True, extra=known, row_of=row_of if files else None)
+    return {c: why for c, why in found.items() if c not in spec.allow_identifiers}
+
+
 @dataclass
 class LargeSource:
     """A source file split by the streaming reader."""
@@ -284,23 +320,21 @@ def harmonize_in_parts(
     """
     site = mapping.site_id
     rules = [(t, i, r) for t, rs in mapping.tables.items() for i, r in enumerate(rs)]
-    identifiers: dict[str, list[str]] = {}
+    identifiers: dict[str, dict[str, str]] = {}
     findings: list[pl.DataFrame] = []
     small_parts: dict[str, pl.DataFrame] = {}
     for name, spec in mapping.sources.items():
         if name in plan.large:
             big = plan.large[name]
-            head = pl.read_csv(
-                root / spec.file, separator=big.separator, n_rows=SAMPLE_ROWS, infer_schema=False
-            )
-            read = ReadResult(frame=head, sha256=big.scan.sha256)
+            read = ReadResult(frame=pl.DataFrame(), sha256=big.scan.sha256)
+            identifiers[name] = split_identifiers(spec, big, scratch / name, root)
         else:
             read = plan.small[name]
             read.sha256 = read.sha256 or sha256_of(root / spec.file)
             small_parts[name] = with_parts(
                 read.frame.lazy(), plan.patient_columns[name], plan.parts
             ).collect()
-        identifiers[name] = source_identifiers(spec, read.frame, root)
+            identifiers[name] = source_identifiers(spec, read.frame, root)
         findings += read_findings(read, spec, identifiers[name], site)
 
     counts: dict[str, dict[str, Any]] = {}

@@ -3,8 +3,9 @@
 Conservation: every source row read is either harmonized or quarantined, counted in source rows
 (a row that feeds several tables counts once). A row is quarantined when any rule could not
 harmonize it (no patient id, a required value missing or unreadable) or when no rule selects it;
-its raw record (identifier-like columns removed) and the reasons go to
-``quarantine/<source>.parquet``.
+its raw record and the reasons go to ``quarantine/<source>.parquet``: identifier-like columns
+are left out, and identifier-looking values of the other columns are masked (see
+``cartreg.redact``).
 Rows it produced for other tables are kept, so one bad infusion cell does not drop the patient.
 """
 
@@ -13,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -26,7 +27,7 @@ from cartreg.errors import InputError
 from cartreg.findings import empty_findings, findings_frame, sort_findings
 from cartreg.ingest.derive import derive_tables, event_order
 from cartreg.ingest.harmonize import SharedParses, harmonize_rule, shared_parse_keys
-from cartreg.ingest.identifiers import identifier_columns
+from cartreg.ingest.identifiers import identifier_reasons, top_level
 from cartreg.ingest.mapping import SiteMapping, SourceSpec, TableRule, load_mapping
 from cartreg.ingest.readers.base import ReadResult, sha256_of
 from cartreg.ingest.readers.csv import read_csv_text
@@ -34,6 +35,10 @@ from cartreg.ingest.readers.excel import read_excel_text
 from cartreg.ingest.readers.json import read_json_text
 from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.readers.redcap import identifier_fields, read_dictionary, read_redcap
+from cartreg.redact import MAX_CELL_CHARS, redact_expr, redact_findings, redact_series
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 Progress = Callable[[str], None]
 DEFAULT_PARTITION_MB = 256
@@ -68,8 +73,11 @@ class Collected:
 
 
 def sorted_findings(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The findings of a run as they are output: sorted, identifier-looking values masked."""
     kept = [f for f in parts if f.height]
-    return sort_findings(pl.concat(kept, how="vertical")) if kept else empty_findings()
+    if not kept:
+        return empty_findings()
+    return redact_findings(sort_findings(pl.concat(kept, how="vertical")))
 
 
 def build_manifest(
@@ -120,10 +128,11 @@ def read_source(spec: SourceSpec, root: Path) -> ReadResult:
 
 
 def _identifier_findings(
-    columns: list[str], spec: SourceSpec, site_id: str, label: str
+    identifiers: Mapping[str, str], spec: SourceSpec, site_id: str, label: str
 ) -> pl.DataFrame:
-    if not columns:
+    if not identifiers:
         return empty_findings()
+    columns = list(identifiers)
     return findings_frame(
         pl.DataFrame(
             {
@@ -135,8 +144,9 @@ def _identifier_findings(
                 "site_id": site_id,
                 "source_file": label,
                 "message": [
-                    f"source column '{c}' looks like a direct identifier; not copied to any output"
-                    for c in columns
+                    f"source column '{c}' looks like a direct identifier ({why}); "
+                    "not copied to any output"
+                    for c, why in identifiers.items()
                 ],
             }
         )
@@ -144,7 +154,7 @@ def _identifier_findings(
 
 
 def _quarantine_records(
-    frame: pl.DataFrame, reasons: pl.DataFrame, identifiers: list[str]
+    frame: pl.DataFrame, reasons: pl.DataFrame, identifiers: Mapping[str, str]
 ) -> pl.DataFrame:
     summary = (
         reasons.with_columns(pl.format("{}({})", "rule_id", "column").alias("reason"))
@@ -155,22 +165,58 @@ def _quarantine_records(
     )
     # Narrow the (possibly million-row) source to the few quarantined rows before the join.
     records = frame.filter(pl.col("source_row").is_in(summary.get_column("source_row").implode()))
-    records = records.drop([c for c in identifiers if c in records.columns]).with_columns(
-        pl.col(pl.Categorical).cast(pl.String)
-    )
-    return records.join(summary, on="source_row", how="inner").sort("source_row")
+    # An array holding an identifier field goes as a whole.
+    dropped = {top_level(c, records.columns) for c in identifiers}
+    records = records.drop([c for c in dropped if c in records.columns])
+    records = records.join(summary, on="source_row", how="inner").sort("source_row")
+    return _redacted(records)
 
 
-def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> list[str]:
-    """Columns of a source that look like direct identifiers and the mapping did not allow."""
-    extra = set()
+def _redacted(records: pl.DataFrame) -> pl.DataFrame:
+    """Quarantine records with identifier-looking values masked (inside arrays too) and long
+    text cut; full dates stay, they are the dates the site has to fix."""
+    columns = []
+    for name, dtype in records.schema.items():
+        values = records.get_column(name)
+        if name in ("source_file", "source_row", "quarantine_reasons"):
+            columns.append(values)
+        elif values.dtype == pl.String or isinstance(values.dtype, pl.Categorical | pl.Enum):
+            columns.append(redact_series(values, dates=False, limit=MAX_CELL_CHARS))
+        else:
+            nested = records.select(_redacted_nested(pl.col(name), dtype).alias(name))
+            columns.append(nested.to_series())
+    return pl.DataFrame(columns)
+
+
+def _redacted_nested(expr: pl.Expr, dtype: PolarsDataType) -> pl.Expr:
+    if dtype == pl.String:
+        return redact_expr(expr, dates=False, limit=MAX_CELL_CHARS)
+    if isinstance(dtype, pl.List):
+        return expr.list.eval(_redacted_nested(pl.element(), dtype.inner))
+    if isinstance(dtype, pl.Struct):
+        fields = [
+            _redacted_nested(expr.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields
+        ]
+        return pl.when(expr.is_null()).then(None).otherwise(pl.struct(fields))
+    return expr
+
+
+def dictionary_identifiers(spec: SourceSpec, root: Path) -> set[str]:
+    """Fields a REDCap data dictionary marks ``Identifier? = y``."""
     if spec.reader == "redcap" and spec.dictionary:
-        extra = identifier_fields(read_dictionary(root / spec.dictionary))
-    return [c for c in identifier_columns(frame, extra) if c not in spec.allow_identifiers]
+        return identifier_fields(read_dictionary(root / spec.dictionary))
+    return set()
+
+
+def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> dict[str, str]:
+    """Columns of a source that look like direct identifiers and the mapping did not allow,
+    each with the reason (``"phone number in row 501"``)."""
+    found = identifier_reasons(frame, dictionary_identifiers(spec, root))
+    return {c: why for c, why in found.items() if c not in spec.allow_identifiers}
 
 
 def read_findings(
-    read: ReadResult, spec: SourceSpec, identifiers: list[str], site_id: str
+    read: ReadResult, spec: SourceSpec, identifiers: Mapping[str, str], site_id: str
 ) -> list[pl.DataFrame]:
     """Findings about a source as a whole: the reader's, and the identifier columns left out."""
     return [
@@ -182,7 +228,7 @@ def read_findings(
 def harmonize_source(
     spec: SourceSpec,
     read: ReadResult,
-    identifiers: list[str],
+    identifiers: Mapping[str, str],
     root: Path,
     mapping: SiteMapping,
     cdm: CDM,

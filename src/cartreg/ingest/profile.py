@@ -1,8 +1,9 @@
 """Profiling source files to help a coordinator write a mapping.
 
 Per column: inferred type, null rate, distinct count, top values, the date formats that parse
-its values, and the CDM vocabulary its values match best. Values of identifier-like columns are
-never shown.
+its values, and the CDM vocabulary its values match best. Values of identifier-like columns
+(by name or by value, see ``identifiers``) are never shown, and a shown value that looks like
+an identifier on its own is masked (see ``cartreg.redact``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.transforms.dates import detect_date_formats, parse_dates
 from cartreg.ingest.transforms.numbers import parse_numbers
 from cartreg.ingest.transforms.reshape import LINEAGE, explode_path
+from cartreg.redact import redact_value
 from cartreg.vocab.normalize import normalize_key
 
 PROFILE_COLUMNS = (
@@ -214,7 +216,12 @@ def profile_frame(source: SourceFrame, cdm: CDM) -> pl.DataFrame:
         vocabulary, share = vocabulary_match(values, cdm)
         counts = values.drop_nulls().value_counts(sort=True).head(_TOP)
         hidden = column in identifiers
-        top = "; ".join(f"{MASK if hidden else v} ({c})" for v, c in counts.iter_rows())
+        # Dates are what a coordinator profiles for: only a birth-named column hides them, and
+        # that column is an identifier already when it holds full dates.
+        top = "; ".join(
+            f"{MASK if hidden else redact_value(v, date_column=True)} ({c})"
+            for v, c in counts.iter_rows()
+        )
         rows.append(
             {
                 "source": source.label,

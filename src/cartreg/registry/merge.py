@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from cartreg import __version__
+from cartreg import __version__, spreadsheet
 from cartreg.errors import InputError
 from cartreg.findings import empty_findings, sort_findings
+from cartreg.redact import redact_findings
 from cartreg.registry import duplicates as dup
 from cartreg.registry.pseudonym import pseudonymize_tables
 from cartreg.registry.store import DEFAULT_LOCK_TIMEOUT, Registry, now_utc, open_registry
@@ -250,22 +251,26 @@ def merge_registry(
                     "sha256": sha256_file(target),
                 }
             )
-        shown.select(
-            "pair_id",
-            "site_a",
-            "key_a",
-            "site_b",
-            "key_b",
-            "score",
-            "days_apart",
-            "evidence",
-            "decision",
-            "keep",
-            "reason",
-            "reviewer",
-        ).write_csv(work / "duplicates.csv")
+        spreadsheet.write_csv(
+            shown.select(
+                "pair_id",
+                "site_a",
+                "key_a",
+                "site_b",
+                "key_b",
+                "score",
+                "days_apart",
+                "evidence",
+                "decision",
+                "keep",
+                "reason",
+                "reviewer",
+            ),
+            work / "duplicates.csv",
+        )
         (work / "findings.json").write_text(
-            json.dumps(findings.to_dicts(), indent=2, default=str) + "\n", encoding="utf-8"
+            json.dumps(redact_findings(findings).to_dicts(), indent=2, default=str) + "\n",
+            encoding="utf-8",
         )
         site_entries = []
         for row in sites.iter_rows(named=True):
