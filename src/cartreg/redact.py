@@ -32,10 +32,26 @@ MAX_MESSAGE_CHARS = 400
 MAX_QUOTED_CHARS = 40  # a value quoted inside a one-line error message
 ELLIPSIS = "…"
 
+# --- Kinds of identifier (shown in findings and errors as the reason a column is hidden) ------
+
+PERSON_NAME = "person name"
+BIRTH_DATE = "birth date"
+PHONE = "phone number"
+EMAIL = "e-mail address"
+ADDRESS = "address or place of residence"
+POSTCODE = "postal code"
+RECORD_NUMBER = "medical record number"
+LABELLED_NUMBER = "record or insurance number written with its label"
+NATIONAL_ID = "national identity or insurance number"
+ACCOUNT = "account number"
+WEB = "URL or IP address"
+BIOMETRIC = "photo or biometric"
+LICENCE = "licence, vehicle or device number"
+
 # --- Patterns that identify a person wherever they appear (substring matches) ----------------
 
-EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
-URL = r"(?:[Hh][Tt][Tt][Pp][Ss]?://|[Ww][Ww][Ww]\.)[^\s\"'<>]+"
+EMAIL_PATTERN = r"[^\s@<>()\[\]\\,;:\"]+@(?:[A-Za-z0-9\-]+\.)+[A-Za-z][A-Za-z0-9\-]+"
+URL_PATTERN = r"(?:[Hh][Tt][Tt][Pp][Ss]?://|[Ww][Ww][Ww]\.)[^\s\"'<>]+"
 IPV4 = r"\b(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}\b"
 # A phone number written with its country code: + and 8 to 15 digits, separators between.
 PHONE_INTERNATIONAL = r"\+\(?\d(?:[\s.\-/()]{0,2}\d){7,14}"
@@ -64,25 +80,25 @@ _NUMBER_LABELS = (
     r"n[uú]mero (?:de )?(?:utente|sns|seguridad social|historia)|ziekenhuisnummer|"
     r"pati[eë]ntnummer|medicare|medicaid|policy (?:no|number)|member id"
 )
-RECORD_NUMBER = (
+LABELLED_NUMBER_PATTERN = (
     rf"(?i:\b(?:{_NUMBER_LABELS})\s*[:#=]?\s*[A-Za-z]{{0,3}}[\s\-/]?\d(?:[\s\-/.]?\d){{4,}})"
 )
 
 SUBSTRING_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("e-mail address", EMAIL),
-    ("URL", URL),
-    ("medical record or insurance number", RECORD_NUMBER),
-    ("national identity or insurance number", US_SSN),
-    ("national identity or insurance number", BR_CPF),
-    ("national identity or insurance number", BE_NATIONAL),
-    ("national identity or insurance number", FR_NIR),
-    ("national identity or insurance number", IT_CODICE_FISCALE),
-    ("national identity or insurance number", DE_KVNR),
-    ("bank account number", IBAN),
-    ("phone number", PHONE_INTERNATIONAL),
-    ("phone number", PHONE_NANP),
-    ("phone number or NHS number", UK_NHS_SPACED),
-    ("IP address", IPV4),
+    (EMAIL, EMAIL_PATTERN),
+    (WEB, URL_PATTERN),
+    (LABELLED_NUMBER, LABELLED_NUMBER_PATTERN),
+    (NATIONAL_ID, US_SSN),
+    (NATIONAL_ID, BR_CPF),
+    (NATIONAL_ID, BE_NATIONAL),
+    (NATIONAL_ID, FR_NIR),
+    (NATIONAL_ID, IT_CODICE_FISCALE),
+    (NATIONAL_ID, DE_KVNR),
+    (ACCOUNT, IBAN),
+    (PHONE, PHONE_INTERNATIONAL),
+    (PHONE, PHONE_NANP),
+    (PHONE, UK_NHS_SPACED),  # or an NHS number: masked either way
+    (WEB, IPV4),
 )
 ANY_SUBSTRING = "|".join(f"(?:{p})" for _, p in SUBSTRING_PATTERNS)
 

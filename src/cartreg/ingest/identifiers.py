@@ -32,31 +32,30 @@ from dataclasses import dataclass
 import polars as pl
 
 from cartreg.redact import (
+    ACCOUNT,
+    ADDRESS,
     ANY_SUBSTRING,
+    BIOMETRIC,
+    BIRTH_DATE,
+    EMAIL,
     FULL_DATE,
     GIVEN_NAME_WORD,
+    LICENCE,
     NAME_SHAPE,
+    NATIONAL_ID,
+    PERSON_NAME,
+    PHONE,
     PHONE_NATIONAL,
     PHONE_PLAIN,
+    POSTCODE,
+    RECORD_NUMBER,
     SUBSTRING_PATTERNS,
+    WEB,
     national_phone_expr,
     strip_accents,
 )
 
 # --- By name ----------------------------------------------------------------------------------
-
-PERSON_NAME = "person name"
-BIRTH_DATE = "birth date"
-PHONE = "phone number"
-EMAIL = "e-mail address"
-ADDRESS = "address or place of residence"
-POSTCODE = "postal code"
-RECORD_NUMBER = "medical record number"
-NATIONAL_ID = "national identity or insurance number"
-ACCOUNT = "account number"
-WEB = "URL or IP address"
-BIOMETRIC = "photo or biometric"
-LICENCE = "licence, vehicle or device number"
 
 
 @dataclass(frozen=True)
