@@ -321,33 +321,36 @@ def cut_expr(value: pl.Expr, limit: int = MAX_VALUE_CHARS) -> pl.Expr:
 def redact_series(
     values: pl.Series, *, dates: bool = True, limit: int = MAX_VALUE_CHARS
 ) -> pl.Series:
-    """``values`` with identifier-looking ones masked and the rest cut to ``limit``.
+    """``values`` with identifier-looking ones masked and the rest cut to ``limit``."""
+    frame = redact_columns(values.to_frame(), [values.name], dates=dates, limit=limit)
+    return frame.to_series()
 
-    The patterns run once per distinct value: a column repeats its codes and dates a lot.
+
+def redact_columns(
+    frame: pl.DataFrame, columns: list[str], *, dates: bool = True, limit: int = MAX_VALUE_CHARS
+) -> pl.DataFrame:
+    """``frame`` with the text ``columns`` redacted as :func:`redact_series` does (and cast
+    to String).
+
+    The patterns run once per distinct value of all the columns together: columns repeat
+    their codes and dates a lot, and one pass costs less than one per column.
     """
     import polars as pl
 
-    text = values.cast(pl.String)
-    distinct = text.drop_nulls().unique()
-    if distinct.is_empty():
-        return text
-    flags = distinct.to_frame("v").select(
-        pl.col("v"), identifier_value_expr(pl.col("v"), dates=dates).alias("hit")
+    text = frame.select(pl.col(columns).cast(pl.String))
+    if not columns or frame.height == 0:
+        return frame.with_columns(text)
+    distinct = (
+        text.select(pl.concat_list(pl.all()).explode().drop_nulls().unique().alias("v"))
+        if len(columns) > 1
+        else text.select(pl.first().drop_nulls().unique().alias("v"))
     )
-    hits = flags.filter(pl.col("hit")).get_column("v")
-    long = distinct.filter(distinct.str.len_chars() > limit)
-    if hits.is_empty() and long.is_empty():
-        return text
-    return (
-        text.to_frame("v")
-        .select(
-            pl.when(pl.col("v").is_in(hits.implode()))
-            .then(pl.lit(MASK))
-            .otherwise(cut_expr(pl.col("v"), limit))
-            .alias(values.name)
-        )
-        .to_series()
-    )
+    shown = distinct.with_columns(redact_expr(pl.col("v"), dates=dates, limit=limit).alias("s"))
+    changed = shown.filter(pl.col("v") != pl.col("s"))
+    if changed.height == 0:
+        return frame.with_columns(text)
+    mapping = dict(changed.iter_rows())
+    return frame.with_columns(pl.col(c).cast(pl.String).replace(mapping) for c in columns)
 
 
 def redact_expr(value: pl.Expr, *, dates: bool = True, limit: int = MAX_VALUE_CHARS) -> pl.Expr:

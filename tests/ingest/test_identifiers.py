@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 
 from cartreg.cdm import load_cdm
 from cartreg.ingest.identifiers import (
+    Leaf,
     identifier_columns,
     identifier_reasons,
     name_kind,
     name_tokens,
-    value_hits,
+    value_evidence,
 )
 from cartreg.ingest.mapping import load_mapping
 from cartreg.ingest.pipeline import read_source
@@ -171,8 +172,13 @@ def test_plain_number_columns_need_most_values_and_their_check_digits() -> None:
     bsn = ["111222333", "123456782", "398259793", "190748333", "222222222"]
     phones = ["0612345678", "0623456789", "01711234567"]
     doses = ["100000000", "200000000", "350000000", "123456789"]
-    hits = value_hits({"a": pl.Series(bsn), "b": pl.Series(phones), "c": pl.Series(doses)})
-    assert {c: h.kind for c, h in hits.items()} == {"a": NATIONAL_ID, "b": PHONE}
+    leaves = {c: Leaf(pl.Series(v), None) for c, v in {"a": bsn, "b": phones, "c": doses}.items()}
+    reasons = {c: e.reason() for c, e in value_evidence(leaves).items()}
+    assert reasons == {
+        "a": f"most values look like a {NATIONAL_ID}",
+        "b": f"most values look like a {PHONE}",
+        "c": None,
+    }
 
 
 def test_array_fields_are_examined(tmp_path: Path) -> None:

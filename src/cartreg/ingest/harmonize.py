@@ -470,6 +470,13 @@ class SharedParses:
                 raise
         return entry.result()
 
+    def domain(self, column: str, values: pl.Series) -> pl.Series:
+        """The distinct values of a source column: those of :meth:`codes` when the reader
+        coded it (the rules then find them built), else computed here."""
+        if column in self._source.columns and isinstance(values.dtype, pl.Categorical):
+            return self.codes(column)[0].to_series().head(-1)
+        return values.cast(pl.String).unique()
+
     def codes(self, column: str) -> tuple[pl.DataFrame, pl.Series]:
         """``_distinct_codes`` of the whole source column."""
         result: tuple[pl.DataFrame, pl.Series] = self._once(
@@ -538,7 +545,7 @@ def harmonize_rule(
     table = cdm.tables[rule.table]
     spec_source = mapping.sources[rule.source]
     allowed = set(spec_source.allow_identifiers)
-    _check_identifiers(mapping, rule, identifiers, allowed)
+    check_identifiers(mapping, rule, identifiers, allowed)
     if rule.patient_id not in source.columns:
         raise ConfigError(
             f"source column '{rule.patient_id}' not found in {spec_source.file}",
@@ -890,9 +897,10 @@ def _check_read_columns(
             )
 
 
-def _check_identifiers(
+def check_identifiers(
     mapping: SiteMapping, rule: TableRule, identifiers: Mapping[str, str], allowed: set[str]
 ) -> None:
+    """ConfigError when ``rule`` reads an identifier-like column not in ``allowed``."""
     used: list[tuple[str, str, str | None]] = [(rule.patient_id, f"{rule.key}.patient_id", None)]
     used += [
         (c.source, f"{c.key}.from", c.part) for c in rule.columns.values() if c.source is not None

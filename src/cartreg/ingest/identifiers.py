@@ -25,9 +25,10 @@ in docs/security.md.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -282,10 +283,11 @@ def looks_like_identifier_name(column: str) -> bool:
 
 # --- By value ---------------------------------------------------------------------------------
 
-# Share of a column's distinct values that must look like a weak pattern (a plain number or a
-# name) for the column to count, and the fewest such values.
+# A weak pattern (a name, a plain number) marks a column when at least this share of its
+# non-empty cells, and at least ``MOSTLY_MIN`` cells, look so.
 MOSTLY = 0.5
 MOSTLY_MIN = 3
+WEAK_KINDS = (PERSON_NAME, PHONE, NATIONAL_ID)
 
 
 def _bsn_valid(text: pl.Expr) -> pl.Expr:
@@ -303,128 +305,166 @@ def _cpf_valid(text: pl.Expr) -> pl.Expr:
     return text.str.contains(r"^\d{11}$") & (first == digits[9]) & (second == digits[10])
 
 
+@dataclass
+class Evidence:
+    """What the values of one column show. Evidence from parts of a file (the patient ranges
+    of a split export) merges into the evidence of the whole file."""
+
+    kind: str | None = None  # of the earliest value that identifies on its own
+    row: int | None = None  # the row holding it
+    cells: int = 0  # non-empty cells
+    weak: dict[str, int] = field(default_factory=dict)  # weak kind -> cells that look so
+
+    def merge(self, other: Evidence) -> Evidence:
+        earliest = (
+            self if other.row is None or (self.row is not None and self.row <= other.row) else other
+        )
+        weak = {k: self.weak.get(k, 0) + other.weak.get(k, 0) for k in {*self.weak, *other.weak}}
+        return Evidence(earliest.kind, earliest.row, self.cells + other.cells, weak)
+
+    def reason(self) -> str | None:
+        """Why the column is an identifier, or None."""
+        if self.kind is not None:
+            return f"{self.kind} in row {self.row}" if self.row is not None else self.kind
+        needed = max(MOSTLY_MIN, math.ceil(self.cells * MOSTLY))
+        for kind in WEAK_KINDS:
+            if self.weak.get(kind, 0) >= needed:
+                return f"most values look like a {kind}"
+        return None
+
+
 @dataclass(frozen=True)
-class ValueHit:
-    kind: str
-    value: str | None  # the first distinct value found, to locate its row (never shown)
+class Leaf:
+    """The text values of a column (or of a field inside arrays) and the row of each."""
+
+    values: pl.Series
+    rows: pl.Series | None
 
 
-def _needed(n: pl.Expr) -> pl.Expr:
-    """How many of ``n`` distinct values must match a weak pattern."""
-    return pl.max_horizontal((n * MOSTLY).ceil().cast(pl.Int64), pl.lit(MOSTLY_MIN))
-
-
-def value_hits(domains: Mapping[str, pl.Series], birth: Iterable[str] = ()) -> dict[str, ValueHit]:
-    """What the distinct values of each column reveal (columns revealing nothing are absent).
-
-    All columns are examined together, one pass of each pattern over their distinct values.
-    A full date counts only in the ``birth`` columns (named after birth).
-    """
+def _flags(domains: Mapping[str, pl.Series], birth: Collection[str]) -> pl.DataFrame:
+    """Per distinct value of every column (``c``, ``v``): the kind it reveals on its own
+    (``strong``) and the weak kind it may count for (``weak``); only values with either."""
     parts = [
         values.cast(pl.String).to_frame("v").select(pl.lit(name).alias("c"), "v")
         for name, values in domains.items()
         if len(values)
     ]
+    empty = pl.DataFrame(
+        schema={"c": pl.String, "v": pl.String, "strong": pl.String, "weak": pl.String}
+    )
     if not parts:
-        return {}
+        return empty
     v = pl.col("v")
-    # Distinct per column already (trimming may merge a few spellings: counts stay close).
-    frame = pl.concat(parts).with_columns(v.str.strip_chars()).filter(v.str.len_chars() > 0)
-    is_date = v.str.contains(FULL_DATE)
-    frame = frame.with_columns(
-        v.str.contains(ANY_SUBSTRING).alias("strong"),
-        (v.str.contains(PHONE_NATIONAL) & ~is_date).alias("phone"),
-        (pl.col("c").is_in(list(birth)) & (is_date | v.str.contains(r"^\d{5}(?:\.0+)?$"))).alias(
-            "birth"
-        ),
-        v.str.contains(NAME_SHAPE).alias("shaped"),
-        v.str.contains(r"^\d{9,11}$").alias("digits"),
+    trimmed = v.str.strip_chars()
+    # One pass of each cheap test over every value; the costlier ones (full dates, digit
+    # counts, name shapes, check digits) only run on the few values the cheap ones let through.
+    frame = pl.concat(parts).with_columns(
+        v.str.contains(ANY_SUBSTRING).alias("any"),
+        trimmed.str.contains(PHONE_NATIONAL).alias("phone"),
+        (~v.str.contains(r"\d") & v.str.contains(r"[^\W\d_]")).alias("letters"),
+        trimmed.str.contains(r"^\d{9,11}$").alias("digits"),
+        pl.col("c").is_in(list(birth)).alias("birth"),
     )
-    if frame.get_column("phone").any():
-        # Digits are counted only where the shape fits (counting them everywhere costs more
-        # than all the patterns together).
-        frame = frame.with_columns(
-            (pl.col("strong") | (pl.col("phone") & national_phone_expr(v))).alias("strong")
-        )
-    summary = (
-        frame.group_by("c", maintain_order=True)
-        .agg(
-            pl.len().alias("n"),
-            v.filter("strong").first().alias("strong"),
-            v.filter("birth").first().alias("birth"),
-            pl.col("shaped").sum().alias("shaped"),
-            pl.col("digits").sum().alias("digits"),
-        )
-        .with_columns(_needed(pl.col("n")).alias("needed"))
+    strong = pl.concat(
+        [
+            frame.filter("any").select("c", "v", pl.lit("?").alias("strong")),
+            frame.filter("phone")
+            .filter(national_phone_expr(trimmed) & ~trimmed.str.contains(FULL_DATE))
+            .select("c", "v", pl.lit(PHONE).alias("strong")),
+            frame.filter("birth")
+            .filter(trimmed.str.contains(FULL_DATE) | trimmed.str.contains(r"^\d{5}(?:\.0+)?$"))
+            .select("c", "v", pl.lit(BIRTH_DATE).alias("strong")),
+        ]
+    ).unique(["c", "v"], keep="first", maintain_order=True)
+    folded = trimmed.str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
+    names = frame.filter("letters").filter(trimmed.str.contains(NAME_SHAPE))
+    plain = frame.filter("digits")
+    weak = pl.concat(
+        [
+            names.filter(folded.str.contains(GIVEN_NAME_WORD)).select(
+                "c", "v", pl.lit(PERSON_NAME).alias("weak")
+            ),
+            plain.filter(trimmed.str.contains(PHONE_PLAIN)).select(
+                "c", "v", pl.lit(PHONE).alias("weak")
+            ),
+            plain.filter(_bsn_valid(trimmed) | _cpf_valid(trimmed)).select(
+                "c", "v", pl.lit(NATIONAL_ID).alias("weak")
+            ),
+        ]
     )
-    hits: dict[str, ValueHit] = {}
-    weak: list[str] = []
-    for row in summary.iter_rows(named=True):  # one row per column
-        if row["strong"] is not None:
-            first = row["strong"]
-            kind = next((k for k, p in SUBSTRING_PATTERNS if re.search(p, first)), PHONE)
-            hits[row["c"]] = ValueHit(kind, first)
-        elif row["birth"] is not None:
-            hits[row["c"]] = ValueHit(BIRTH_DATE, row["birth"])
-        elif row["shaped"] >= row["needed"] or row["digits"] >= row["needed"]:
-            weak.append(row["c"])
-    if weak:
-        hits.update(_weak_hits(frame.filter(pl.col("c").is_in(weak)), summary))
-    return hits
+    frame = pl.concat([strong, weak], how="diagonal")
+    return frame.select("c", "v", "strong", "weak") if frame.height else empty
 
 
-def _weak_hits(frame: pl.DataFrame, summary: pl.DataFrame) -> dict[str, ValueHit]:
-    """Columns most of whose distinct values are person names, plain phone numbers, BSNs or
-    CPFs (only the columns where enough values have the shape are examined)."""
-    v = pl.col("v")
-    folded = v.str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
-    names = frame.filter("shaped").select(
-        "c", folded.str.contains(GIVEN_NAME_WORD).alias(PERSON_NAME)
-    )
-    numbers = frame.filter("digits").select(
-        "c",
-        v.str.contains(PHONE_PLAIN).alias(PHONE),
-        (_bsn_valid(v) | _cpf_valid(v)).alias(NATIONAL_ID),
-    )
-    counts = (
-        pl.concat([names, numbers], how="diagonal")
-        .group_by("c")
-        .agg(pl.col(PERSON_NAME, PHONE, NATIONAL_ID).fill_null(False).sum())
-        .join(summary.select("c", "needed"), on="c")
-    )
-    hits: dict[str, ValueHit] = {}
-    for row in counts.iter_rows(named=True):
-        for kind in (PERSON_NAME, PHONE, NATIONAL_ID):
-            if row[kind] >= row["needed"]:
-                hits[row["c"]] = ValueHit(kind, None)
-                break
-    return hits
+def value_evidence(
+    leaves: Mapping[str, Leaf], birth: Collection[str] = (), domain_of: DomainOf | None = None
+) -> dict[str, Evidence]:
+    """The :class:`Evidence` of each column, computed on its distinct values (one pass of each
+    pattern for all columns together) and counted back onto rows only where a value matched.
+
+    ``birth`` names the columns whose full dates are birth dates; ``domain_of(column, values)``
+    gives a column's distinct values (a Categorical has them at hand).
+    """
+    domain_of = domain_of or distinct_of
+    domains = {c: domain_of(c, leaf.values) for c, leaf in leaves.items()}
+    flags = _flags(domains, birth)
+    evidence = {c: Evidence(cells=_cells(leaf.values)) for c, leaf in leaves.items()}
+    for (column,), hits in flags.group_by("c"):
+        leaf, found = leaves[str(column)], evidence[str(column)]
+        # Matched on the values as read (a Categorical compares codes, not text).
+        strong = hits.filter(pl.col("strong").is_not_null())
+        if strong.height:
+            where = leaf.values.is_in(strong.get_column("v").implode()).fill_null(False)
+            positions = where.arg_true()
+            if leaf.rows is not None:
+                # The earliest row holding such a value (parts of a split file come in any order).
+                at = int(positions[leaf.rows.gather(positions).arg_min() or 0])
+                found.row = int(leaf.rows[at])
+            else:
+                at = int(positions[0])
+            first = str(leaf.values[at])
+            kind = strong.filter(pl.col("v") == first).get_column("strong")[0]
+            if kind == "?":
+                kind = next((k for k, p in SUBSTRING_PATTERNS if re.search(p, first)), PHONE)
+            found.kind = kind
+        for (kind,), matching in hits.filter(pl.col("weak").is_not_null()).group_by("weak"):
+            cells = leaf.values.is_in(matching.get_column("v").implode()).sum()
+            found.weak[str(kind)] = int(cells)
+    return evidence
+
+
+def _cells(values: pl.Series) -> int:
+    """Filled cells of a text column (readers leave empty cells null)."""
+    return values.len() - values.null_count()
 
 
 # --- Columns of a frame -----------------------------------------------------------------------
 
 
-def text_leaves(frame: pl.DataFrame) -> dict[str, pl.Series]:
+_ROW = "\x00row"  # the row of a nested value (no field of a source is named so)
+
+
+def text_leaves(frame: pl.DataFrame, rows: pl.Series | None = None) -> dict[str, Leaf]:
     """The text values of every column, arrays included: ``contacts.email`` holds the e-mail
     fields of every element of the ``contacts`` arrays (exploded as a mapping rule would)."""
-    leaves: dict[str, pl.Series] = {}
+    if rows is None and "source_row" in frame.columns:
+        rows = frame.get_column("source_row")
+    leaves: dict[str, Leaf] = {}
     for name, dtype in frame.schema.items():
-        if name in ("source_file", "source_row"):
+        if name in ("source_file", "source_row", _ROW):
             continue
-        column = frame.get_column(name)
-        if isinstance(dtype, pl.List | pl.Array):
-            inner = column.explode().drop_nulls()
-            if isinstance(inner.dtype, pl.Struct):
-                nested = inner.struct.unnest()
-                for sub, values in text_leaves(nested).items():
-                    leaves[f"{name}.{sub}"] = values
-            else:
-                leaves.update(text_leaves(inner.rename(name).to_frame()))
-        elif isinstance(dtype, pl.Struct):
-            for sub, values in text_leaves(column.struct.unnest()).items():
-                leaves[f"{name}.{sub}"] = values
+        if isinstance(dtype, pl.List | pl.Array | pl.Struct):
+            row = pl.lit(rows) if rows is not None else pl.int_range(pl.len())
+            nested = frame.select(row.alias(_ROW), pl.col(name))
+            if not isinstance(dtype, pl.Struct):
+                nested = nested.explode(name).drop_nulls(name)
+            struct = isinstance(nested.schema[name], pl.Struct)
+            fields = nested.select(pl.col(name).struct.unnest()) if struct else nested.select(name)
+            for sub, leaf in text_leaves(fields, nested.get_column(_ROW)).items():
+                path = f"{name}.{sub}" if struct else sub
+                leaves[path] = Leaf(leaf.values, leaf.rows if rows is not None else None)
         elif dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
-            leaves[name] = column
+            leaves[name] = Leaf(frame.get_column(name), rows)
     return leaves
 
 
@@ -435,6 +475,13 @@ def distinct_values(values: pl.Series) -> pl.Series:
     if isinstance(values.dtype, pl.Enum):
         return values.dtype.categories
     return values.cast(pl.String).unique()
+
+
+DomainOf = Callable[[str, pl.Series], pl.Series]
+
+
+def distinct_of(column: str, values: pl.Series) -> pl.Series:
+    return distinct_values(values)
 
 
 def top_level(column: str, columns: Iterable[str]) -> str:
@@ -451,72 +498,51 @@ def top_level(column: str, columns: Iterable[str]) -> str:
     return column
 
 
-RowOf = Callable[[str, str], int | None]
+DICTIONARY = "marked as an identifier in the data dictionary"
 
 
-def find_identifiers(
-    leaves: Mapping[str, pl.Series],
-    *,
-    distinct: bool = False,
-    extra: Mapping[str, str] | None = None,
-    row_of: RowOf | None = None,
+def named_identifiers(columns: Iterable[str], extra: Iterable[str] = ()) -> dict[str, str]:
+    """Columns identifier-like by their name (or listed in ``extra``, REDCap's
+    ``Identifier?`` flag) -> why."""
+    found = {c: f"{kind}, by its name" for c in columns if (kind := name_kind(c)) is not None}
+    for column in extra:
+        found.setdefault(column, DICTIONARY)
+    return found
+
+
+def decide(
+    named: Mapping[str, str], evidence: Mapping[str, Evidence], order: Iterable[str]
 ) -> dict[str, str]:
-    """Identifier-like columns among ``leaves`` (column -> why, e.g. "phone number, by its
-    name" or "e-mail address in row 501"), in the order of ``leaves``.
+    """Identifier-like columns (in ``order``) -> why: by name, else by their values."""
+    found = dict(named)
+    for column, seen in evidence.items():
+        why = seen.reason()
+        if why is not None and column not in found:
+            found[column] = why
+    return {c: found[c] for c in dict.fromkeys([*order, *found]) if c in found}
 
-    ``distinct`` says the series already hold distinct values; ``extra`` adds columns known
-    from elsewhere (REDCap's ``Identifier?`` flag); ``row_of(column, value)`` locates a value.
+
+def frame_evidence(
+    frame: pl.DataFrame, skip: Collection[str] = (), domain_of: DomainOf | None = None
+) -> dict[str, Evidence]:
+    """:class:`Evidence` of every text column of ``frame`` but ``skip``, arrays included."""
+    leaves = {c: leaf for c, leaf in text_leaves(frame).items() if c not in skip}
+    birth = [c for c in leaves if mentions_birth(c)]
+    return value_evidence(leaves, birth, domain_of)
+
+
+def identifier_reasons(
+    frame: pl.DataFrame, extra: Iterable[str] = (), domain_of: DomainOf | None = None
+) -> dict[str, str]:
+    """Identifier-like columns of ``frame`` (nested array fields as ``array.field``) -> why,
+    e.g. "phone number, by its name" or "e-mail address in row 501".
+
+    ``domain_of(column, values)`` may hand out distinct values computed for other uses.
     """
-    found: dict[str, str] = {}
-    for column in leaves:
-        kind = name_kind(column)
-        if kind is not None:
-            found[column] = f"{kind}, by its name"
-        elif extra and column in extra:
-            found[column] = extra[column]
-    rest = {
-        c: (values if distinct else distinct_values(values))
-        for c, values in leaves.items()
-        if c not in found
-    }
-    hits = value_hits(rest, birth=[c for c in rest if mentions_birth(c)])
-    for column, hit in hits.items():
-        if hit.value is None:
-            found[column] = f"most values look like a {hit.kind}"
-            continue
-        row = row_of(column, hit.value) if row_of is not None else None
-        where = f"in row {row}" if row is not None else "in its values"
-        found[column] = f"{hit.kind} {where}"
-    for column, why in (extra or {}).items():
-        found.setdefault(column, why)
-    order = [*leaves, *(extra or {})]
-    return {c: found[c] for c in dict.fromkeys(order) if c in found}
-
-
-def frame_row_of(frame: pl.DataFrame) -> RowOf:
-    """``row_of`` for :func:`find_identifiers` over a reader's frame (its ``source_row``)."""
-
-    def row_of(column: str, value: str) -> int | None:
-        if column not in frame.columns or "source_row" not in frame.columns:
-            return None
-        text = pl.col(column).cast(pl.String).str.strip_chars()
-        rows = frame.filter(text == value).get_column("source_row")
-        return int(rows.min()) if rows.len() else None  # type: ignore[arg-type]
-
-    return row_of
-
-
-def identifier_reasons(frame: pl.DataFrame, extra: Iterable[str] = ()) -> dict[str, str]:
-    """Identifier-like columns of ``frame`` (nested array fields as ``array.field``) -> why."""
-    known = {c: "marked as an identifier in the data dictionary" for c in extra}
-    leaves = text_leaves(frame)
-    # Columns of other types (all-null in an empty export) are judged by their name alone.
-    empty = pl.Series([], dtype=pl.String)
-    for column, dtype in frame.schema.items():
-        nested = isinstance(dtype, pl.List | pl.Array | pl.Struct)
-        if column not in leaves and column not in ("source_file", "source_row") and not nested:
-            leaves[column] = empty
-    return find_identifiers(leaves, extra=known, row_of=frame_row_of(frame))
+    columns = [c for c in frame.columns if c not in ("source_file", "source_row")]
+    leaves = [*text_leaves(frame), *columns]
+    named = named_identifiers(dict.fromkeys(leaves), extra)
+    return decide(named, frame_evidence(frame, named, domain_of), leaves)
 
 
 def identifier_columns(frame: pl.DataFrame, extra: Iterable[str] = ()) -> list[str]:

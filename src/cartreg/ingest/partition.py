@@ -21,8 +21,14 @@ import polars as pl
 
 from cartreg.cdm import CDM
 from cartreg.ingest.derive import derive_tables
-from cartreg.ingest.harmonize import is_reshaped
-from cartreg.ingest.identifiers import find_identifiers
+from cartreg.ingest.harmonize import check_identifiers, is_reshaped
+from cartreg.ingest.identifiers import (
+    Evidence,
+    decide,
+    frame_evidence,
+    named_identifiers,
+    top_level,
+)
 from cartreg.ingest.mapping import SiteMapping, SourceSpec, check_source_columns
 from cartreg.ingest.pipeline import (
     Collected,
@@ -34,6 +40,7 @@ from cartreg.ingest.pipeline import (
     harmonize_source,
     read_findings,
     read_source,
+    shared_parses,
     sorted_findings,
     source_identifiers,
     source_label,
@@ -170,41 +177,6 @@ def read_part(folder: Path, part: int, columns: list[str], label: str) -> pl.Dat
     return with_lineage(data, label, 0).with_columns(rows)
 
 
-def split_identifiers(
-    spec: SourceSpec, big: LargeSource, folder: Path, root: Path
-) -> dict[str, str]:
-    """The identifier-like columns of a split file, judged on every row as for a whole read:
-    the distinct values of each column come from one streaming pass over the parts."""
-    files = sorted(folder.glob("*/*.parquet"))
-    names = {c.strip(): c for c in big.header}
-    if files:
-        scan = pl.scan_parquet(files)
-        uniques = scan.select(pl.col(c).unique().implode() for c in big.header)
-        row = uniques.collect(engine="streaming").row(0)
-        domains = {
-            name: pl.Series(values, dtype=pl.String)
-            for name, values in zip(names, row, strict=True)
-        }
-    else:
-        domains = {name: pl.Series([], dtype=pl.String) for name in names}
-
-    def row_of(column: str, value: str) -> int | None:
-        found = (
-            scan.filter(pl.col(names[column]).str.strip_chars() == value)
-            .select(pl.col(ROW).min())
-            .collect()
-            .item()
-        )
-        return None if found is None else int(found)
-
-    known = {
-        c: "marked as an identifier in the data dictionary"
-        for c in dictionary_identifiers(spec, root)
-    }
-    found = find_identifiers(domains, distinct=True, extra=known, row_of=row_of if files else None)
-    return {c: why for c, why in found.items() if c not in spec.allow_identifiers}
-
-
 @dataclass
 class LargeSource:
     """A source file split by the streaming reader."""
@@ -321,13 +293,16 @@ def harmonize_in_parts(
     site = mapping.site_id
     rules = [(t, i, r) for t, rs in mapping.tables.items() for i, r in enumerate(rs)]
     identifiers: dict[str, dict[str, str]] = {}
+    # A split file's columns are judged by name now, by value part by part (see
+    # identifiers.Evidence), and decided once every part has been seen.
+    evidence: dict[str, dict[str, Evidence]] = {name: {} for name in plan.large}
     findings: list[pl.DataFrame] = []
     small_parts: dict[str, pl.DataFrame] = {}
     for name, spec in mapping.sources.items():
         if name in plan.large:
-            big = plan.large[name]
-            read = ReadResult(frame=pl.DataFrame(), sha256=big.scan.sha256)
-            identifiers[name] = split_identifiers(spec, big, scratch / name, root)
+            header = [c.strip() for c in plan.large[name].header]
+            named = named_identifiers(header, dictionary_identifiers(spec, root))
+            identifiers[name] = _not_allowed(spec, named)
         else:
             read = plan.small[name]
             read.sha256 = read.sha256 or sha256_of(root / spec.file)
@@ -335,7 +310,7 @@ def harmonize_in_parts(
                 read.frame.lazy(), plan.patient_columns[name], plan.parts
             ).collect()
             identifiers[name] = source_identifiers(spec, read.frame, root)
-        findings += read_findings(read, spec, identifiers[name], site)
+            findings += read_findings(read, spec, identifiers[name], site)
 
     counts: dict[str, dict[str, Any]] = {}
     quarantine: dict[str, list[pl.DataFrame]] = {name: [] for name in mapping.sources}
@@ -352,10 +327,16 @@ def harmonize_in_parts(
 
             collected = Collected(table_parts={name: [] for name in cdm.tables})
             for name, spec in mapping.sources.items():
+                shared = None
                 if name in plan.large:
                     big = plan.large[name]
                     frame = read_part(scratch / name, part, big.header, source_label(spec))
                     read = ReadResult(frame=frame, sha256=big.scan.sha256)
+                    shared = shared_parses(spec, frame, rules, cdm)
+                    seen = frame_evidence(frame, identifiers[name], shared.domain)
+                    merged = evidence[name]
+                    for column, found in seen.items():
+                        merged[column] = merged[column].merge(found) if column in merged else found
                 else:
                     small = plan.small[name]
                     frame = small_parts[name].filter(pl.col(PART) == part).drop(PART)
@@ -371,6 +352,7 @@ def harmonize_in_parts(
                     workers,
                     note,
                     collected,
+                    shared,
                 )
             note("deriving ids and day offsets")
 
@@ -390,12 +372,21 @@ def harmonize_in_parts(
     finally:
         workers.shutdown(wait=True, cancel_futures=True)
 
+    for name, big in plan.large.items():
+        spec = big.spec
+        header = [c.strip() for c in big.header]
+        identifiers[name] = _not_allowed(spec, decide(identifiers[name], evidence[name], header))
+        for rule in (r for rs in mapping.tables.values() for r in rs if r.source == name):
+            check_identifiers(mapping, rule, identifiers[name], set(spec.allow_identifiers))
+        read = ReadResult(frame=pl.DataFrame(), sha256=big.scan.sha256)
+        findings += read_findings(read, spec, identifiers[name], site)
     findings_out = sorted_findings(findings)
-    quarantined = {
-        name: pl.concat(parts, how="diagonal_relaxed").sort("source_row")
-        for name, parts in quarantine.items()
-        if parts
-    }
+    quarantined = {}
+    for name, parts in quarantine.items():
+        if parts:
+            records = pl.concat(parts, how="diagonal_relaxed").sort("source_row")
+            dropped = {top_level(c, records.columns) for c in identifiers[name]}
+            quarantined[name] = records.drop([c for c in dropped if c in records.columns])
     if writer is not None:
         writer.findings(findings_out)
         writer.quarantine(quarantined)
@@ -416,3 +407,7 @@ def harmonize_in_parts(
 
 
 _COUNTS = ("rows_read", "rows_harmonized", "rows_quarantined")
+
+
+def _not_allowed(spec: SourceSpec, found: dict[str, str]) -> dict[str, str]:
+    return {c: why for c, why in found.items() if c not in spec.allow_identifiers}

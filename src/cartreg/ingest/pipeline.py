@@ -35,7 +35,7 @@ from cartreg.ingest.readers.excel import read_excel_text
 from cartreg.ingest.readers.json import read_json_text
 from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.readers.redcap import identifier_fields, read_dictionary, read_redcap
-from cartreg.redact import MAX_CELL_CHARS, redact_expr, redact_findings, redact_series
+from cartreg.redact import MAX_CELL_CHARS, redact_columns, redact_expr, redact_findings
 
 if TYPE_CHECKING:
     from polars._typing import PolarsDataType
@@ -175,17 +175,17 @@ def _quarantine_records(
 def _redacted(records: pl.DataFrame) -> pl.DataFrame:
     """Quarantine records with identifier-looking values masked (inside arrays too) and long
     text cut; full dates stay, they are the dates the site has to fix."""
-    columns = []
-    for name, dtype in records.schema.items():
-        values = records.get_column(name)
-        if name in ("source_file", "source_row", "quarantine_reasons"):
-            columns.append(values)
-        elif values.dtype == pl.String or isinstance(values.dtype, pl.Categorical | pl.Enum):
-            columns.append(redact_series(values, dates=False, limit=MAX_CELL_CHARS))
-        else:
-            nested = records.select(_redacted_nested(pl.col(name), dtype).alias(name))
-            columns.append(nested.to_series())
-    return pl.DataFrame(columns)
+    own = {"source_file", "source_row", "quarantine_reasons"}
+    text = [
+        c
+        for c, dtype in records.schema.items()
+        if c not in own and (dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum))
+    ]
+    nested = [c for c, dtype in records.schema.items() if dtype.is_nested()]
+    records = redact_columns(records, text, dates=False, limit=MAX_CELL_CHARS)
+    return records.with_columns(
+        _redacted_nested(pl.col(c), records.schema[c]).alias(c) for c in nested
+    )
 
 
 def _redacted_nested(expr: pl.Expr, dtype: PolarsDataType) -> pl.Expr:
@@ -208,10 +208,14 @@ def dictionary_identifiers(spec: SourceSpec, root: Path) -> set[str]:
     return set()
 
 
-def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> dict[str, str]:
+def source_identifiers(
+    spec: SourceSpec, frame: pl.DataFrame, root: Path, shared: SharedParses | None = None
+) -> dict[str, str]:
     """Columns of a source that look like direct identifiers and the mapping did not allow,
-    each with the reason (``"phone number in row 501"``)."""
-    found = identifier_reasons(frame, dictionary_identifiers(spec, root))
+    each with the reason (``"phone number in row 501"``). ``shared`` lends the distinct values
+    the rules will use."""
+    extra = dictionary_identifiers(spec, root)
+    found = identifier_reasons(frame, extra, shared.domain if shared is not None else None)
     return {c: why for c, why in found.items() if c not in spec.allow_identifiers}
 
 
@@ -225,6 +229,14 @@ def read_findings(
     ]
 
 
+def shared_parses(
+    spec: SourceSpec, frame: pl.DataFrame, rules: list[tuple[str, int, TableRule]], cdm: CDM
+) -> SharedParses:
+    """The values the rules of one source parse alike, built once for all of them."""
+    own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
+    return SharedParses(frame, shared_parse_keys(own_rules, cdm))
+
+
 def harmonize_source(
     spec: SourceSpec,
     read: ReadResult,
@@ -236,14 +248,16 @@ def harmonize_source(
     workers: ThreadPoolExecutor,
     progress: Progress | None,
     out: Collected,
+    shared: SharedParses | None = None,
 ) -> None:
-    """Run the rules of one source on its frame and collect rows, findings and quarantine."""
+    """Run the rules of one source on its frame and collect rows, findings and quarantine.
+
+    ``shared`` is the :func:`shared_parses` of the frame when the caller made it already."""
     frame = read.frame
     label = source_label(spec)
     selected: list[pl.Series] = []
     reasons: list[pl.DataFrame] = []
-    own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
-    shared = SharedParses(frame, shared_parse_keys(own_rules, cdm))
+    shared = shared or shared_parses(spec, frame, rules, cdm)
     pending = [
         (
             rule,
@@ -332,10 +346,22 @@ def harmonize_submission(
             if progress:
                 progress(f"reading {spec.file}")
             read = reads[spec.name].result()
-            identifiers = source_identifiers(spec, read.frame, root)
+            # The distinct values identifier detection needs are those the rules parse.
+            shared = shared_parses(spec, read.frame, rules, cdm)
+            identifiers = source_identifiers(spec, read.frame, root, shared)
             collected.findings += read_findings(read, spec, identifiers, mapping.site_id)
             harmonize_source(
-                spec, read, identifiers, root, mapping, cdm, rules, workers, progress, collected
+                spec,
+                read,
+                identifiers,
+                root,
+                mapping,
+                cdm,
+                rules,
+                workers,
+                progress,
+                collected,
+                shared,
             )
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
