@@ -153,3 +153,13 @@ def test_findings_keep_dates_of_date_columns_and_mask_the_rest() -> None:
     assert shown.get_column("message").to_list()[-1] == "from ***: ok"
     assert shown.columns == findings.columns
     assert shown.get_column("finding_id").equals(findings.get_column("finding_id"))
+
+
+def test_a_record_echoed_as_a_value_keeps_only_its_brackets() -> None:
+    row = '{"patient_key": "S-P001", "birth_date": "1970-05-04", "sex": "F"}'
+    assert redact_value(row) == "{…}"
+    assert redact_series(pl.Series([row, "[1, 2]", "[" + "x, " * 30 + "]"])).to_list() == [
+        "{…}",
+        "[1, 2]",
+        "[…]",
+    ]

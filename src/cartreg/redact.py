@@ -233,11 +233,19 @@ def cut(text: str, limit: int = MAX_VALUE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
+RECORD = r"^\s*[\{\[]"  # a JSON object or list: a whole record, not a value
+
+
 def redact_value(text: str | None, *, date_column: bool = False) -> str | None:
-    """A raw value as it may be shown: masked if it looks like an identifier, else cut."""
+    """A raw value as it may be shown: masked if it looks like an identifier, a long record
+    (``{...}``, ``[...]``) reduced to its brackets, anything else cut."""
     if text is None:
         return None
-    return MASK if looks_like_identifier(text, date_column=date_column) else cut(text)
+    if looks_like_identifier(text, date_column=date_column):
+        return MASK
+    if re.match(RECORD, text) and len(text) > MAX_QUOTED_CHARS:
+        return "{…}" if text.lstrip().startswith("{") else "[…]"
+    return cut(text)
 
 
 _QUOTED = re.compile(r"\{[^{}]*\}|\[[^\[\]]*\]|'[^']*'|\"[^\"]*\"")
@@ -353,15 +361,20 @@ def redact_columns(
     return frame.with_columns(pl.col(c).cast(pl.String).replace(mapping) for c in columns)
 
 
-def redact_expr(value: pl.Expr, *, dates: bool = True, limit: int = MAX_VALUE_CHARS) -> pl.Expr:
-    """Row-wise :func:`redact_series` for a column of a frame already reduced to distinct
-    values (a lookup table of codes)."""
+def redact_expr(
+    value: pl.Expr, *, dates: bool | pl.Expr = True, limit: int = MAX_VALUE_CHARS
+) -> pl.Expr:
+    """A value as it may be shown (see :func:`redact_value`), row by row: for frames already
+    reduced to distinct values (a lookup table of codes)."""
     import polars as pl
 
     text = value.cast(pl.String)
+    record = text.str.contains(RECORD) & (text.str.len_chars() > MAX_QUOTED_CHARS)
     return (
         pl.when(identifier_value_expr(text, dates=dates))
         .then(pl.lit(MASK))
+        .when(record)
+        .then(pl.when(text.str.contains(r"^\s*\{")).then(pl.lit("{…}")).otherwise(pl.lit("[…]")))
         .otherwise(cut_expr(text, limit))
     )
 
@@ -385,38 +398,23 @@ def redact_text_series(texts: pl.Series, limit: int = MAX_MESSAGE_CHARS) -> pl.S
 
 
 def redact_findings(findings: pl.DataFrame) -> pl.DataFrame:
-    """Findings as they may be shown: identifier-looking values masked (full dates too, except
-    in date columns), long values cut, messages cleaned by :func:`redact_text`."""
+    """Findings as they may be shown: values through :func:`redact_expr` (full dates masked
+    except in date columns), messages through :func:`redact_text`."""
     import polars as pl
 
     if findings.height == 0:
         return findings
-    date_column = pl.col("column").fill_null("").str.contains(r"(?i)date$")
-    values = findings.select("value", date_column.alias("date_column")).unique()
-    values = values.filter(pl.col("value").is_not_null())
-    flags = values.with_columns(
-        identifier_value_expr(pl.col("value"), dates=~pl.col("date_column")).alias("hit")
-    ).filter(pl.col("hit") | (pl.col("value").str.len_chars() > MAX_VALUE_CHARS))
-    out = findings
-    if flags.height:
-        masked = flags.filter(pl.col("hit")).select(
-            "value", "date_column", pl.lit(True).alias("__mask")
-        )
-        out = (
-            out.with_columns(date_column.alias("__date_column"))
-            .join(
-                masked.rename({"date_column": "__date_column"}),
-                on=["value", "__date_column"],
-                how="left",
-                maintain_order="left",
-            )
-            .with_columns(
-                pl.when(pl.col("__mask").fill_null(False))
-                .then(pl.lit(MASK))
-                .otherwise(cut_expr(pl.col("value")))
-                .alias("value")
-            )
-            .drop("__date_column", "__mask")
+    keys = ["value", "__dates"]
+    dates = ~pl.col("column").fill_null("").str.contains(r"(?i)date$")
+    out = findings.with_columns(dates.alias("__dates"))
+    pairs = out.select(keys).unique().filter(pl.col("value").is_not_null())
+    # Values repeat (a code, a date): each distinct one is judged once.
+    shown = pairs.with_columns(
+        redact_expr(pl.col("value"), dates=pl.col("__dates")).alias("__shown")
+    ).filter(pl.col("__shown") != pl.col("value"))
+    if shown.height:
+        out = out.join(shown, on=keys, how="left", maintain_order="left").with_columns(
+            pl.coalesce("__shown", "value").alias("value")
         )
     messages = redact_text_series(out.get_column("message"))
     return out.with_columns(messages.alias("message")).select(findings.columns)
