@@ -17,6 +17,7 @@ polars only inside its functions: error messages use it before polars is loaded.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import TYPE_CHECKING
@@ -201,11 +202,11 @@ def strip_accents(text: str) -> str:
 
 # --- Python strings ----------------------------------------------------------------------------
 
-_ANY_SUBSTRING_RE = re.compile(ANY_SUBSTRING)
-_FULL_DATE_RE = re.compile(FULL_DATE)
-_PHONE_NATIONAL_RE = re.compile(PHONE_NATIONAL)
-_NAME_SHAPE_RE = re.compile(NAME_SHAPE)
-_GIVEN_NAME_RE = re.compile(GIVEN_NAME_WORD)
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    # Compiled on first use: error messages import this module, `cartreg --help` need not pay.
+    return re.compile(pattern)
 
 
 def looks_like_name(text: str) -> bool:
@@ -213,18 +214,18 @@ def looks_like_name(text: str) -> bool:
     value = text.strip()
     return bool(
         value
-        and _NAME_SHAPE_RE.match(value)
-        and _GIVEN_NAME_RE.search(strip_accents(value).lower())
+        and _compiled(NAME_SHAPE).match(value)
+        and _compiled(GIVEN_NAME_WORD).search(strip_accents(value).lower())
     )
 
 
 def looks_like_identifier(text: str, *, date_column: bool = False) -> bool:
     """Whether a whole value would be masked (see the module docstring)."""
     value = text.strip()
-    if _ANY_SUBSTRING_RE.search(value) or looks_like_name(value):
+    if _compiled(ANY_SUBSTRING).search(value) or looks_like_name(value):
         return True
-    is_date = bool(_FULL_DATE_RE.match(value))
-    if not is_date and _PHONE_NATIONAL_RE.match(value):
+    is_date = bool(_compiled(FULL_DATE).match(value))
+    if not is_date and _compiled(PHONE_NATIONAL).match(value):
         return sum(c.isdigit() for c in value) >= PHONE_MIN_DIGITS
     return is_date and not date_column
 
@@ -248,7 +249,7 @@ def redact_value(text: str | None, *, date_column: bool = False) -> str | None:
     return cut(text)
 
 
-_QUOTED = re.compile(r"\{[^{}]*\}|\[[^\[\]]*\]|'[^']*'|\"[^\"]*\"")
+_QUOTED = r"\{[^{}]*\}|\[[^\[\]]*\]|'[^']*'|\"[^\"]*\""
 
 
 def _shorten_quoted(match: re.Match[str]) -> str:
@@ -258,8 +259,8 @@ def _shorten_quoted(match: re.Match[str]) -> str:
         # A record or a list echoed by a parser: at most its shape.
         if (
             len(quoted) > MAX_QUOTED_CHARS
-            or _QUOTED.search(inner)
-            or _ANY_SUBSTRING_RE.search(inner)
+            or _compiled(_QUOTED).search(inner)
+            or _compiled(ANY_SUBSTRING).search(inner)
         ):
             return quoted[0] + ELLIPSIS + quoted[-1]
         return quoted
@@ -272,8 +273,8 @@ def _shorten_quoted(match: re.Match[str]) -> str:
 def redact_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """A message with identifier-looking parts masked, quoted values and echoed records cut
     short, the whole capped at ``limit`` characters."""
-    shortened = _QUOTED.sub(_shorten_quoted, text)
-    return cut(_ANY_SUBSTRING_RE.sub(MASK, shortened), limit)
+    shortened = _compiled(_QUOTED).sub(_shorten_quoted, text)
+    return cut(_compiled(ANY_SUBSTRING).sub(MASK, shortened), limit)
 
 
 # --- polars columns ----------------------------------------------------------------------------
