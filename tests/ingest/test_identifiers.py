@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from cartreg.cdm import load_cdm
 from cartreg.ingest.identifiers import (
+    Evidence,
     Leaf,
     identifier_columns,
     identifier_reasons,
@@ -199,3 +200,21 @@ def test_array_fields_are_examined(tmp_path: Path) -> None:
 )
 def test_ordinary_values_never_flag_a_column(value: str, n: int) -> None:
     assert identifier_reasons(_frame(col=[value] * n)) == {}
+
+
+def test_evidence_of_parts_merges_into_the_evidence_of_the_whole() -> None:
+    late = Evidence(kind=EMAIL, row=900, cells=10, weak={PERSON_NAME: 2})
+    early = Evidence(kind=PHONE, row=12, cells=5, weak={PERSON_NAME: 1})
+    nothing = Evidence(cells=4)
+    merged = late.merge(nothing).merge(early)
+    assert (merged.kind, merged.row, merged.cells, merged.weak) == (
+        PHONE,
+        12,
+        19,
+        {PERSON_NAME: 3},
+    )
+    assert merged.reason() == f"{PHONE} in row 12"
+    assert Evidence(cells=5, weak={PERSON_NAME: 3}).reason() == (
+        f"most values look like a {PERSON_NAME}"
+    )
+    assert Evidence(cells=7, weak={PERSON_NAME: 3}).reason() is None

@@ -10,14 +10,15 @@ A source column is identifier-like when
 * **any** of its values holds an e-mail address, a phone number written with its country code
   or separators, a national identity, insurance or account number of a known format, a record
   number written with its label (``MRN 12345678`` in free text), an IP address or a URL;
-* **most** of its distinct values look like person names (a common given name in a name-shaped
-  value) or like plain national phone numbers, or are Dutch BSNs or Brazilian CPFs that pass
-  their check digits; or
+* **most** of its filled cells (and at least three) look like person names (a common given
+  name in a name-shaped value) or like plain national phone numbers, or are Dutch BSNs or
+  Brazilian CPFs that pass their check digits; or
 * its name mentions birth (``Geboren``, ``birth``, ``nascita``) and one of its values is a full
   calendar date (a birth year alone is not an identifier).
 
 Values are examined over the whole column, one regex pass per distinct value (a CSV column read
-as Categorical has its distinct values at hand), not on a sample. Such columns are never copied
+as Categorical has its distinct values at hand), not on a sample; the result is
+:class:`Evidence` that parts of a split export merge. Such columns are never copied
 into outputs, quarantine files or messages, and a mapping that reads one is a configuration
 error unless it lists the column under ``allow_identifiers``. What this cannot see is written
 in docs/security.md.
@@ -277,10 +278,6 @@ def name_kind(column: str) -> str | None:
     return None
 
 
-def looks_like_identifier_name(column: str) -> bool:
-    return name_kind(column) is not None
-
-
 # --- By value ---------------------------------------------------------------------------------
 
 # A weak pattern (a name, a plain number) marks a column when at least this share of its
@@ -316,8 +313,8 @@ class Evidence:
     weak: dict[str, int] = field(default_factory=dict)  # weak kind -> cells that look so
 
     def merge(self, other: Evidence) -> Evidence:
-        earliest = (
-            self if other.row is None or (self.row is not None and self.row <= other.row) else other
+        earliest = min(
+            (self, other), key=lambda e: (e.kind is None, math.inf if e.row is None else e.row)
         )
         weak = {k: self.weak.get(k, 0) + other.weak.get(k, 0) for k in {*self.weak, *other.weak}}
         return Evidence(earliest.kind, earliest.row, self.cells + other.cells, weak)
