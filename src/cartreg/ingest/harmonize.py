@@ -26,6 +26,7 @@ from cartreg.ingest.mapping import (
     check_source_columns,
     rule_input_columns,
 )
+from cartreg.ingest.readers.base import category_values
 from cartreg.ingest.transforms.codes import boolean_mapping, code_mapping, map_codes
 from cartreg.ingest.transforms.dates import normalized_date_text, parse_dates
 from cartreg.ingest.transforms.numbers import parse_numbers, unit_of
@@ -371,7 +372,7 @@ def _distinct_codes(values: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
     values of rows filtered out since, which only costs their parse.
     """
     if isinstance(values.dtype, pl.Categorical):
-        categories = values.dtype.categories.to_series().rename(values.name)
+        categories = category_values(values)
         nullable = pl.concat([categories, pl.Series(values.name, [None], dtype=pl.String)])
         codes = values.to_physical().cast(pl.UInt32)
         return nullable.to_frame(), codes.fill_null(categories.len())
@@ -469,13 +470,6 @@ class SharedParses:
                 entry.set_exception(exc)
                 raise
         return entry.result()
-
-    def domain(self, column: str, values: pl.Series) -> pl.Series:
-        """The distinct values of a source column: those of :meth:`codes` when the reader
-        coded it (the rules then find them built), else computed here."""
-        if column in self._source.columns and isinstance(values.dtype, pl.Categorical):
-            return self.codes(column)[0].to_series().head(-1)
-        return values.cast(pl.String).unique()
 
     def codes(self, column: str) -> tuple[pl.DataFrame, pl.Series]:
         """``_distinct_codes`` of the whole source column."""

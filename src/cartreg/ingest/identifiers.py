@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
 
+from cartreg.ingest.readers.base import category_values
 from cartreg.redact import (
     ACCOUNT,
     ADDRESS,
@@ -393,17 +394,13 @@ def _flags(domains: Mapping[str, pl.Series], birth: Collection[str]) -> pl.DataF
     return frame.select("c", "v", "strong", "weak") if frame.height else empty
 
 
-def value_evidence(
-    leaves: Mapping[str, Leaf], birth: Collection[str] = (), domain_of: DomainOf | None = None
-) -> dict[str, Evidence]:
+def value_evidence(leaves: Mapping[str, Leaf], birth: Collection[str] = ()) -> dict[str, Evidence]:
     """The :class:`Evidence` of each column, computed on its distinct values (one pass of each
     pattern for all columns together) and counted back onto rows only where a value matched.
 
-    ``birth`` names the columns whose full dates are birth dates; ``domain_of(column, values)``
-    gives a column's distinct values (a Categorical has them at hand).
+    ``birth`` names the columns whose full dates are birth dates.
     """
-    domain_of = domain_of or distinct_of
-    domains = {c: domain_of(c, leaf.values) for c, leaf in leaves.items()}
+    domains = {c: distinct_values(leaf.values) for c, leaf in leaves.items()}
     flags = _flags(domains, birth)
     evidence = {c: Evidence(cells=_cells(leaf.values)) for c, leaf in leaves.items()}
     for (column,), hits in flags.group_by("c"):
@@ -468,17 +465,10 @@ def text_leaves(frame: pl.DataFrame, rows: pl.Series | None = None) -> dict[str,
 def distinct_values(values: pl.Series) -> pl.Series:
     """The distinct values of a text column (a Categorical's own categories: no hashing)."""
     if isinstance(values.dtype, pl.Categorical):
-        return values.dtype.categories.to_series()
+        return category_values(values)
     if isinstance(values.dtype, pl.Enum):
         return values.dtype.categories
     return values.cast(pl.String).unique()
-
-
-DomainOf = Callable[[str, pl.Series], pl.Series]
-
-
-def distinct_of(column: str, values: pl.Series) -> pl.Series:
-    return distinct_values(values)
 
 
 def top_level(column: str, columns: Iterable[str]) -> str:
@@ -519,27 +509,21 @@ def decide(
     return {c: found[c] for c in dict.fromkeys([*order, *found]) if c in found}
 
 
-def frame_evidence(
-    frame: pl.DataFrame, skip: Collection[str] = (), domain_of: DomainOf | None = None
-) -> dict[str, Evidence]:
+def frame_evidence(frame: pl.DataFrame, skip: Collection[str] = ()) -> dict[str, Evidence]:
     """:class:`Evidence` of every text column of ``frame`` but ``skip``, arrays included."""
     leaves = {c: leaf for c, leaf in text_leaves(frame).items() if c not in skip}
     birth = [c for c in leaves if mentions_birth(c)]
-    return value_evidence(leaves, birth, domain_of)
+    return value_evidence(leaves, birth)
 
 
-def identifier_reasons(
-    frame: pl.DataFrame, extra: Iterable[str] = (), domain_of: DomainOf | None = None
-) -> dict[str, str]:
+def identifier_reasons(frame: pl.DataFrame, extra: Iterable[str] = ()) -> dict[str, str]:
     """Identifier-like columns of ``frame`` (nested array fields as ``array.field``) -> why,
     e.g. "phone number, by its name" or "e-mail address in row 501".
-
-    ``domain_of(column, values)`` may hand out distinct values computed for other uses.
     """
     columns = [c for c in frame.columns if c not in ("source_file", "source_row")]
     leaves = [*text_leaves(frame), *columns]
     named = named_identifiers(dict.fromkeys(leaves), extra)
-    return decide(named, frame_evidence(frame, named, domain_of), leaves)
+    return decide(named, frame_evidence(frame, named), leaves)
 
 
 def identifier_columns(frame: pl.DataFrame, extra: Iterable[str] = ()) -> list[str]:

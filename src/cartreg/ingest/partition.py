@@ -40,7 +40,6 @@ from cartreg.ingest.pipeline import (
     harmonize_source,
     read_findings,
     read_source,
-    shared_parses,
     sorted_findings,
     source_identifiers,
     source_label,
@@ -327,13 +326,11 @@ def harmonize_in_parts(
 
             collected = Collected(table_parts={name: [] for name in cdm.tables})
             for name, spec in mapping.sources.items():
-                shared = None
                 if name in plan.large:
                     big = plan.large[name]
                     frame = read_part(scratch / name, part, big.header, source_label(spec))
                     read = ReadResult(frame=frame, sha256=big.scan.sha256)
-                    shared = shared_parses(spec, frame, rules, cdm)
-                    seen = frame_evidence(frame, identifiers[name], shared.domain)
+                    seen = frame_evidence(frame, identifiers[name])
                     merged = evidence[name]
                     for column, found in seen.items():
                         merged[column] = merged[column].merge(found) if column in merged else found
@@ -352,7 +349,6 @@ def harmonize_in_parts(
                     workers,
                     note,
                     collected,
-                    shared,
                 )
             note("deriving ids and day offsets")
 

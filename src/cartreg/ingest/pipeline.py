@@ -208,14 +208,10 @@ def dictionary_identifiers(spec: SourceSpec, root: Path) -> set[str]:
     return set()
 
 
-def source_identifiers(
-    spec: SourceSpec, frame: pl.DataFrame, root: Path, shared: SharedParses | None = None
-) -> dict[str, str]:
+def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> dict[str, str]:
     """Columns of a source that look like direct identifiers and the mapping did not allow,
-    each with the reason (``"phone number in row 501"``). ``shared`` lends the distinct values
-    the rules will use."""
-    extra = dictionary_identifiers(spec, root)
-    found = identifier_reasons(frame, extra, shared.domain if shared is not None else None)
+    each with the reason (``"phone number in row 501"``)."""
+    found = identifier_reasons(frame, dictionary_identifiers(spec, root))
     return {c: why for c, why in found.items() if c not in spec.allow_identifiers}
 
 
@@ -229,14 +225,6 @@ def read_findings(
     ]
 
 
-def shared_parses(
-    spec: SourceSpec, frame: pl.DataFrame, rules: list[tuple[str, int, TableRule]], cdm: CDM
-) -> SharedParses:
-    """The values the rules of one source parse alike, built once for all of them."""
-    own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
-    return SharedParses(frame, shared_parse_keys(own_rules, cdm))
-
-
 def harmonize_source(
     spec: SourceSpec,
     read: ReadResult,
@@ -248,16 +236,14 @@ def harmonize_source(
     workers: ThreadPoolExecutor,
     progress: Progress | None,
     out: Collected,
-    shared: SharedParses | None = None,
 ) -> None:
-    """Run the rules of one source on its frame and collect rows, findings and quarantine.
-
-    ``shared`` is the :func:`shared_parses` of the frame when the caller made it already."""
+    """Run the rules of one source on its frame and collect rows, findings and quarantine."""
     frame = read.frame
     label = source_label(spec)
     selected: list[pl.Series] = []
     reasons: list[pl.DataFrame] = []
-    shared = shared or shared_parses(spec, frame, rules, cdm)
+    own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
+    shared = SharedParses(frame, shared_parse_keys(own_rules, cdm))
     pending = [
         (
             rule,
@@ -346,22 +332,10 @@ def harmonize_submission(
             if progress:
                 progress(f"reading {spec.file}")
             read = reads[spec.name].result()
-            # The distinct values identifier detection needs are those the rules parse.
-            shared = shared_parses(spec, read.frame, rules, cdm)
-            identifiers = source_identifiers(spec, read.frame, root, shared)
+            identifiers = source_identifiers(spec, read.frame, root)
             collected.findings += read_findings(read, spec, identifiers, mapping.site_id)
             harmonize_source(
-                spec,
-                read,
-                identifiers,
-                root,
-                mapping,
-                cdm,
-                rules,
-                workers,
-                progress,
-                collected,
-                shared,
+                spec, read, identifiers, root, mapping, cdm, rules, workers, progress, collected
             )
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
