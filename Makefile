@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/constraints.txt
 OUT ?= out/demo
 
-.PHONY: demo test lint typecheck lock browser clean
+.PHONY: demo test lint typecheck lock browser r clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,19 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not found: browser tests will be skipped"; fi; }
 
+# R with survival and cmprsk: the reference the statistics tests run (Debian packages; skipped
+# if present). Without them the R tests fail, they are never skipped.
+r:
+	@{ command -v Rscript >/dev/null 2>&1 && Rscript -e 'library(survival); library(cmprsk)' >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      r-base-core r-cran-survival r-cran-cmprsk >/dev/null; \
+	  else echo "R with survival and cmprsk not found: install r-base-core r-cran-survival r-cran-cmprsk"; fi; }
+
 demo: $(STAMP)
 	$(BIN)/cartreg demo --out $(OUT)
 
-test: $(STAMP) browser
+test: $(STAMP) browser r
 	$(BIN)/ruff check src tests $(wildcard benchmarks)
 	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
 	$(BIN)/mypy

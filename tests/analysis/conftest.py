@@ -292,3 +292,41 @@ def offset_tables() -> dict[str, pl.DataFrame]:
 def tables_for() -> Any:
     """The builder itself, for tests that vary the fixture (``tables_for(dated=True)``)."""
     return build_tables
+
+
+SAMPLE_DATA_CUT = dt.date(2025, 6, 30)  # the sample cohort's administrative data cut
+
+
+@pytest.fixture(scope="session")
+def sample_merged(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The merged sample registry, as `make demo` builds it: the four sample sites ingested,
+    validated and accepted (their planted defects included), merged with pseudonymous keys,
+    candidate duplicates left unreviewed."""
+    from cartreg.paths import repo_root
+    from cartreg.registry import init_registry, merge_registry
+    from cartreg.registry.submit import submit_submission
+    from cartreg.yamlio import load_yaml
+
+    root = tmp_path_factory.mktemp("sample_registry")
+    registry = root / "registry.duckdb"
+    init_registry(registry)
+    for mapping in sorted((repo_root() / "sample_data").glob("*/mapping.yaml")):
+        submit_submission(
+            registry,
+            mapping.parent,
+            site=str(load_yaml(mapping)["site_id"]).upper(),
+            mapping_path=mapping,
+            accept_reason="sample data: the planted defects are known",
+        )
+    merged = root / "merged"
+    merge_registry(registry, merged, secret=b"cartreg test consortium secret")
+    return merged
+
+
+@pytest.fixture(scope="session")
+def sample_analysis(sample_merged: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``cartreg analyze`` on the merged sample registry with the default population rules."""
+    from cartreg.analysis.run import analyze
+
+    out = tmp_path_factory.mktemp("sample_analysis")
+    return analyze(sample_merged, SAMPLE_DATA_CUT, out, figures=False), out

@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cartreg.analysis.derive import derive_salvage_response, derive_tte
+from cartreg.analysis.derive import (
+    derivation_notes,
+    derive_salvage_response,
+    derive_tte,
+    prepare_tables,
+)
 from cartreg.analysis.endpoints import load_endpoints
 
 # (patient, paramcd) -> (start_day, end_day, aval_days, cnsr, evntcd)
@@ -149,11 +154,59 @@ def test_events_after_the_data_cut_are_ignored(
 def test_salvage_response_rows(dated_tables: dict[str, pl.DataFrame], endpoints: Any) -> None:
     resp = derive_salvage_response(dated_tables, endpoints["SALV_CR"], DATA_CUT)
     got = {r["patient_key"]: (r["agent_class"], r["aval"]) for r in resp.iter_rows(named=True)}
-    assert got == {
-        "FIXTURE-A": ("ANTIBODY", 0),
-        "FIXTURE-B": ("ANTIBODY", 1),
-        "FIXTURE-F": ("CHEMOTHERAPY", 1),
+    # F's salvage starts after death (PT-003): never counted as post-progression salvage
+    assert got == {"FIXTURE-A": ("ANTIBODY", 0), "FIXTURE-B": ("ANTIBODY", 1)}
+    _, full, base = prepare_tables(dated_tables, DATA_CUT)
+    notes = derivation_notes(full, base, endpoints["TTP"])
+    assert notes == {
+        "progressions_before_index_infusion": 0,
+        "salvage_rows_before_progression": 0,
+        "salvage_rows_after_death": 1,
     }
+
+
+def _move(
+    tables: dict[str, pl.DataFrame], table: str, letter: str, day: int
+) -> dict[str, pl.DataFrame]:
+    """The fixture with one patient's first row of ``table`` moved to ``day``."""
+    date_col = {"progression_events": "progression_date", "salvage_treatments": "start_date"}[table]
+    who = pl.col("patient_key") == f"FIXTURE-{letter}"
+    frame = tables[table].with_columns(
+        pl.when(who)
+        .then(pl.lit(dt.date(2021, 3, 10) + dt.timedelta(days=day)))
+        .otherwise(pl.col(date_col))
+        .alias(date_col),
+        pl.when(who)
+        .then(pl.lit("DAY"))
+        .otherwise(pl.col(f"{date_col}_precision"))
+        .alias(f"{date_col}_precision"),
+    )
+    return {**tables, table: frame}
+
+
+def test_progression_before_the_infusion_is_no_progression(
+    dated_tables: dict[str, pl.DataFrame], endpoints: Any
+) -> None:
+    """A progression dated before the index infusion (PT-002) never starts PPS, counts as no
+    progression for TTP, and is counted in the derivation notes."""
+    tables = _move(dated_tables, "progression_events", "A", -365)
+    tte = derive_tte(tables, endpoints, DATA_CUT)
+    assert tte.filter(pl.col("patient_key") == "FIXTURE-A", pl.col("paramcd") == "PPS").is_empty()
+    # no progression after CAR T is left: A's death on day 390 is the first event
+    assert (_row(tte, "A", "TTP")["end_day"], _row(tte, "A", "TTP")["evntcd"]) == (390, 2)
+    assert (_row(tte, "A", "EFS")["end_day"], _row(tte, "A", "EFS")["evntcd"]) == (390, 1)
+    _, full, base = prepare_tables(tables, DATA_CUT)
+    assert derivation_notes(full, base, endpoints["TTP"])["progressions_before_index_infusion"] == 1
+
+
+def test_salvage_before_its_progression_is_not_salvage(
+    dated_tables: dict[str, pl.DataFrame], endpoints: Any
+) -> None:
+    tables = _move(dated_tables, "salvage_treatments", "B", 20)  # progression on day 28
+    resp = derive_salvage_response(tables, endpoints["SALV_CR"], DATA_CUT)
+    assert "FIXTURE-B" not in resp["patient_key"].to_list()
+    _, full, base = prepare_tables(tables, DATA_CUT)
+    assert derivation_notes(full, base, endpoints["TTP"])["salvage_rows_before_progression"] == 1
 
 
 def test_every_patient_once_per_endpoint_and_days_non_negative(
@@ -198,3 +251,52 @@ def test_row_order_does_not_change_the_result(
         for name, frame in dated_tables.items()
     }
     assert derive_tte(shuffled, endpoints, DATA_CUT).equals(expected)
+
+
+def test_baseline_burden_honours_the_blast_qualifier_and_rederives_ingest_values() -> None:
+    import datetime as dt
+
+    from cartreg.analysis import derive_baseline
+
+    def infusion(key: str, **extra: object) -> dict[str, object]:
+        return {
+            "infusion_id": f"S-{key}-INF1",
+            "patient_key": f"S-{key}",
+            "infusion_number": 1,
+            "is_index_infusion": True,
+            "is_reinfusion": False,
+            "infusion_date": dt.date(2021, 3, 10),
+            "product": "tisagenlecleucel",
+            "site_id": "S",
+            "source_file": "i.csv",
+            "source_row": 2,
+            **extra,
+        }
+
+    infusions = pl.DataFrame(
+        [
+            # "<5": below a 5% threshold (it was counted HIGH before)
+            infusion("1", pre_bm_blast_pct=5.0, pre_bm_blast_qualifier="LT"),
+            infusion("2", pre_bm_blast_pct=7.0),
+            # derived HIGH by an ingest run with a 5% threshold: re-derived at 10% here
+            infusion(
+                "3",
+                pre_bm_blast_pct=7.0,
+                disease_burden="HIGH",
+                disease_burden_derivation="PRE_INFUSION_BLASTS",
+            ),
+            infusion("4", pre_bm_blast_pct=7.0, disease_burden="HIGH"),  # stated
+        ]
+    )
+    patients = pl.DataFrame(
+        {"patient_key": [f"S-{k}" for k in "1234"], "site_id": "S", "source_file": "p.csv"}
+    ).with_columns(source_row=pl.int_range(2, 6))
+    follow = patients.select("patient_key", "site_id", "source_file", "source_row").with_columns(
+        vital_status=pl.lit("ALIVE"), last_contact_date=pl.lit(dt.date(2022, 1, 1))
+    )
+    tables = {"patients": patients, "car_t_infusions": infusions, "follow_up": follow}
+    five = derive_baseline(tables, dt.date(2023, 1, 1))
+    ten = derive_baseline(tables, dt.date(2023, 1, 1), burden_threshold_pct=10.0)
+    assert five["burden"].to_list() == ["LOW", "HIGH", "HIGH", "HIGH"]
+    # at 10% the blasts decide all four, the stated burden included (CC-003 reports it)
+    assert ten["burden"].to_list() == ["LOW", "LOW", "LOW", "LOW"]

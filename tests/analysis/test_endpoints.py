@@ -12,7 +12,19 @@ from cartreg.errors import ConfigError
 
 def test_bundled_endpoints_load() -> None:
     endpoints = load_endpoints()
-    assert set(endpoints) == {"OS", "EFS", "TTP", "TTP_DESC", "REMDUR", "PPS", "SALV_CR"}
+    assert set(endpoints) == {
+        "OS",
+        "EFS",
+        "EFS_HCTC",
+        "TTP",
+        "TTP_HCTC",
+        "TTP_DESC",
+        "REMDUR",
+        "PPS",
+        "SALV_CR",
+        "CIR",
+        "CIR_CR",
+    }
     ttp = endpoints["TTP"]
     assert [s.source for s in ttp.competing] == ["death"]
     assert ttp.param("burden_threshold_pct") == 5.0
@@ -20,6 +32,11 @@ def test_bundled_endpoints_load() -> None:
     assert ttp.param("censor_at_hct") is False
     assert ttp.param("nonresponse_event_date") == "ASSESSMENT"
     assert endpoints["SALV_CR"].kind == "proportion"
+    # progression-type endpoints are censored at the last day known progression-free
+    for code in ("EFS", "TTP", "REMDUR", "CIR", "CIR_CR"):
+        assert [s.source for s in endpoints[code].censors] == ["last_progression_free"], code
+    assert endpoints["EFS_HCTC"].param("censor_at_hct") is True
+    assert [s.source for s in endpoints["CIR_CR"].competing] == ["death"]
     assert all(ep.description for ep in endpoints.values())
 
 

@@ -50,11 +50,17 @@ def test_results_json_has_every_estimate(run_dir: Path) -> None:
     # TTP_DESC: progressors at 168, 28, 5 and 266 days -> median of 28 and 168 days
     assert results["endpoints"]["TTP_DESC"]["median_months"] == pytest.approx(98 / 30.4375)
     overall = results["proportions"]["SALV_CR"][0]
-    assert (overall["group"], overall["numerator"], overall["denominator"]) == ("OVERALL", 2, 3)
+    # F's salvage line starts after death: not post-progression salvage, and counted as such
+    assert (overall["group"], overall["numerator"], overall["denominator"]) == ("OVERALL", 1, 2)
     assert {"ci_low", "ci_high"} <= set(overall)
+    assert results["data_notes"]["records_left_out_by_derivation"]["salvage_rows_after_death"] == 1
+    # the fixture has no day offsets for the rules to compare: nobody is excluded
+    flow = results["population"]
+    assert flow["received"]["total"] == flow["analysed"]["total"] == 6
+    assert flow["findings_source"] == "CDM checks and rules run on the tables"
     for model in results["models"].values():
         assert model["status"] == "not_fitted"
-        assert "too few events" in model["message"]
+        assert model["message"].startswith(("too few events", "no covariate can be estimated"))
 
 
 def test_outputs_are_written(run_dir: Path) -> None:
@@ -65,7 +71,10 @@ def test_outputs_are_written(run_dir: Path) -> None:
     for name in ("table1", "endpoint_summary", "salvage_response"):
         assert (run_dir / "tables" / f"{name}.csv").is_file()
         assert (run_dir / "tables" / f"{name}.md").read_text(encoding="utf-8").startswith("| ")
-    for stem in ("km_OS", "km_PPS", "cif_TTP", "km_EFS_by_burden"):
+    for name in ("adsl", "adtte_tv"):
+        assert (run_dir / f"{name}.parquet").is_file() and (run_dir / f"{name}.csv").is_file()
+    assert (run_dir / "excluded_patients.csv").is_file()
+    for stem in ("km_OS", "km_PPS", "cif_TTP", "km_EFS_by_burden", "cif_CIR_NRM"):
         assert (run_dir / "figures" / f"{stem}.png").stat().st_size > 1000
         assert "<svg" in (run_dir / "figures" / f"{stem}.svg").read_text(encoding="utf-8")
 
@@ -78,11 +87,21 @@ def test_html_report_is_self_contained(run_dir: Path) -> None:
     assert "http://" not in html and "https://" not in html
     assert html.count('src="data:image/png;base64,') >= 5
     assert "Model not fitted: too few events" in html
+    assert html.index("Analysis population") < html.index("Endpoints")
 
 
 def test_figures_are_deterministic(fixture_dir: Path, run_dir: Path, tmp_path: Path) -> None:
     analyze(fixture_dir, DATA_CUT, tmp_path)
-    for rel in ("figures/km_OS.svg", "figures/cif_TTP.svg", "figures/km_OS.png", "adtte.parquet"):
+    for rel in (
+        "figures/km_OS.svg",
+        "figures/cif_TTP.svg",
+        "figures/cif_CIR_NRM.svg",
+        "figures/forest_burden_progression.svg",
+        "figures/km_OS.png",
+        "adtte.parquet",
+        "adsl.parquet",
+        "results.json",
+    ):
         assert (tmp_path / rel).read_bytes() == (run_dir / rel).read_bytes(), rel
 
 

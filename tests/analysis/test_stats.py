@@ -163,6 +163,7 @@ def test_cox_matches_r_coxph_aml() -> None:
     assert coef["p_value"] == pytest.approx(0.0737, abs=5e-4)
     assert coef["ci_low"] == pytest.approx(math.exp(0.9155 - 1.959964 * 0.5119), abs=5e-3)
     assert result["ph_test"] and result["ph_test"][0]["p_value"] is not None
+    assert result["ph_global"]["df"] == 1
 
 
 def test_cox_matches_r_coxph_ovarian() -> None:
@@ -177,7 +178,7 @@ def test_cox_matches_r_coxph_ovarian() -> None:
 
 
 def test_cox_with_too_few_events_explains_instead_of_crashing() -> None:
-    frame = pl.DataFrame({"t": [1.0, 2.0, 3.0, 4.0], "e": [1, 0, 1, 0], "x": [0, 1, 0, 1]})
+    frame = pl.DataFrame({"t": [1.0, 2.0, 3.0, 4.0], "e": [1, 1, 1, 0], "x": [0, 1, 0, 1]})
     result = stats.cox_model(frame, duration="t", event="e", covariates=["x"], name="tiny")
     assert result["status"] == "not_fitted"
     assert "too few events" in result["message"]
@@ -192,7 +193,33 @@ def test_cox_drops_constant_covariates() -> None:
         frame, duration="futime", event="fustat", covariates=["age", "constant"], name="ov"
     )
     assert result["covariates"] == ["age"]
-    assert result["dropped_covariates"] == ["constant"]
+    assert result["dropped_covariates"] == [{"term": "constant", "reason": "constant or missing"}]
+
+
+def test_cox_drops_a_binary_covariate_without_events_in_one_level() -> None:
+    """All events in one level: the estimate is infinite (R warns "coefficient may be
+    infinite"); the covariate is dropped with that reason instead of reporting a huge HR."""
+    frame = pl.DataFrame(OVARIAN, schema=["futime", "fustat", "age"], orient="row").with_columns(
+        flag=pl.col("fustat")
+    )
+    result = stats.cox_model(
+        frame, duration="futime", event="fustat", covariates=["age", "flag"], name="ov"
+    )
+    assert result["covariates"] == ["age"]
+    assert {"term": "flag", "reason": "no event in one level (infinite estimate)"} in result[
+        "dropped_covariates"
+    ]
+
+
+def test_cox_counts_patients_left_out_for_a_missing_covariate() -> None:
+    frame = pl.DataFrame(OVARIAN, schema=["futime", "fustat", "age"], orient="row").with_columns(
+        age=pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("age"))
+    )
+    result = stats.cox_model(
+        frame, duration="futime", event="fustat", covariates=["age"], name="ov"
+    )
+    assert result["incomplete"] == {"age": 3}
+    assert result["n"] == len(OVARIAN) - 3
 
 
 def test_aalen_johansen_matches_hand_computation() -> None:
@@ -201,17 +228,36 @@ def test_aalen_johansen_matches_hand_computation() -> None:
     By hand: CIF1(1) = 1/5 = 0.2; S = 0.8; CIF2(2) = 0.8 * 1/4; S = 0.6;
     CIF1(4) = 0.2 + 0.6 * 1/2 = 0.5; S = 0.3; CIF1(5) = 0.5 + 0.3 * 1/1 = 0.8.
     """
-    result = stats.cumulative_incidence([1, 2, 3, 4, 5], [1, 2, 0, 1, 1], landmarks=[1, 2, 3, 4, 5])
+    result = stats.competing_risks([1, 2, 3, 4, 5], [1, 2, 0, 1, 1], landmarks=[1, 2, 3, 4, 5])
     estimates = [m["estimate"] for m in result["landmarks"]]
     assert estimates == pytest.approx([0.2, 0.2, 0.2, 0.5, 0.8])
+    assert [m["estimate"] for m in result["competing_landmarks"]] == pytest.approx(
+        [0, 0.2] + [0.2] * 3
+    )
     assert result["events"] == 3 and result["competing_events"] == 1
+    assert result["median_months"] == 4.0  # the incidence reaches 50% at time 4
 
 
 def test_aalen_johansen_without_competing_events_is_one_minus_km() -> None:
     times, events = AML_NONMAINTAINED
-    result = stats.cumulative_incidence(times, events, landmarks=[5, 8, 12, 23])
+    result = stats.competing_risks(times, events, landmarks=[5, 8, 12, 23])
     for mark, (_, surv, _) in zip(result["landmarks"], R_SUMMARY["Nonmaintained"], strict=False):
         assert mark["estimate"] == pytest.approx(1 - surv, abs=6e-4)
+
+
+def test_km_median_uses_rs_midpoint_rule() -> None:
+    """S drops to exactly 0.5 at t=2 and stays there until t=4: R's median is (2 + 4) / 2 = 3.
+
+    R: survfit(Surv(c(1, 2, 3, 4), c(1, 1, 0, 1)) ~ 1) prints median 3 (S = 0.75, 0.5, 0.5, 0).
+    """
+    result = stats.kaplan_meier([1, 2, 3, 4], [1, 1, 0, 1])
+    assert result["median_months"] == 3.0
+
+
+def test_landmark_beyond_follow_up_is_not_estimable() -> None:
+    result = stats.kaplan_meier([1, 2, 3], [1, 0, 0], landmarks=[2, 10])
+    assert result["landmarks"][0]["estimate"] == pytest.approx(2 / 3)
+    assert result["landmarks"][1]["estimate"] is None
 
 
 def test_clopper_pearson() -> None:

@@ -16,7 +16,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output[-3000:]
     text = " ".join(result.output.split())  # rich wraps long lines
-    assert "20 of 20 planted defects reported by their rule; 0 errors outside the key" in text
+    assert "32 of 32 planted defects reported by their rule; 0 errors outside the key" in text
     for path in (
         "data-dictionary.html",
         "reports/all-sites.html",
@@ -26,14 +26,42 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         "merged/tables/patients.parquet",
         "analysis/results.json",
         "analysis/report.html",
+        "queries/EHR_C-queries.xlsx",
+        "queries/scorecard.html",
+        "queries/scorecard.json",
     ):
         assert (out / path).is_file(), path
+    unwrapped = text.replace(" ", "")  # rich breaks long paths across lines
+    assert "queries/scorecard.html(sitescorecard)" in unwrapped
+    assert "queries/EHR_C-queries.xlsx(aqueryworkbookassenttoasite)" in unwrapped
+    _assert_the_query_round_trip(out)
     results = json.loads((out / "analysis" / "results.json").read_text())
     assert results["data_cut_date"] == "2025-06-30"
+    # the planted defects and unreviewed duplicates are not analysed, and the flow says so
+    flow = results["population"]
+    excluded = sum(row["total"] for row in flow["excluded"])
+    assert excluded >= 10 and flow["analysed"]["total"] == flow["received"]["total"] - excluded
     _assert_recovers_the_founding_study(results)
+    html = (out / "analysis" / "report.html").read_text(encoding="utf-8")
+    # the report opens with the flow table and shows the CIR/NRM figure and the forest plot
+    assert html.index("Analysis population") < html.index("<h2>Endpoints</h2>")
+    for figure in ("cif_CIR_NRM", "forest_burden_progression"):
+        assert f'alt="{figure}" src="data:image/png;base64,' in " ".join(html.split())
     secret = (out / "consortium.secret").read_text().strip()
     merged = (out / "merged" / "tables" / "patients.parquet").read_bytes()
     assert secret.encode() not in merged
+
+
+def _assert_the_query_round_trip(out: Path) -> None:
+    """EHR_C's corrected cut resolved the two queries its site answered 'corrected', and the
+    finding the site confirmed (waived) is no longer in the new version's report."""
+    card = json.loads((out / "queries" / "scorecard.json").read_text())
+    ehr = next(s for s in card["sites"] if s["site_id"] == "EHR_C")
+    assert ehr["latest_version"] == 2
+    assert (ehr["queries"]["resolved"], ehr["queries"]["waived"]) == (2, 1)
+    report = json.loads((out / "reports" / "ehr_c-v2.json").read_text())
+    assert "PT-022" not in {f["rule_id"] for f in report["findings"]}
+    assert [w["rule_id"] for w in report["waived"]] == ["PT-022"]
 
 
 def _inside(block: dict[str, Any], value: float) -> bool:

@@ -26,6 +26,7 @@ import polars as pl
 from cartreg.analysis.endpoints import Endpoint, Source
 from cartreg.analysis.impute import compute_event_day
 from cartreg.errors import InputError
+from cartreg.ingest.derive import burden_from_blasts
 
 if TYPE_CHECKING:
     from cartreg.cdm import CDM
@@ -236,7 +237,10 @@ def derive_progressions(
             .then(None)
             .otherwise("adtf"),
         )
-    return _within_cut(pe.filter(pl.col("day").is_not_null())).sort(
+    # a progression dated before the index infusion is not a progression after CAR T (rule
+    # PT-002 reports it); counted in ``derivation_notes``
+    after_index = pe.filter(pl.col("day").is_not_null() & (pl.col("day") >= 0))
+    return _within_cut(after_index).sort(
         ["patient_key", "day", "event_seq", "source_file", "source_row"], nulls_last=True
     )
 
@@ -309,6 +313,7 @@ def _last_known_alive(tables: Mapping[str, pl.DataFrame], base: pl.DataFrame) ->
         ("salvage_treatments", "start_date", "start_date_precision", "start_day"),
         ("transplants", "hct_date", "hct_date_precision", "hct_day"),
         ("progression_events", "progression_date", "progression_date_precision", "progression_day"),
+        ("follow_up", "disease_status_date", "disease_status_date_precision", "disease_status_day"),
     ]
     parts = []
     for table, date, precision, day in specs:
@@ -336,6 +341,30 @@ def _last_disease_assessment(
     return _last_within_cut(cands, base)
 
 
+def _last_progression_free(tables: Mapping[str, pl.DataFrame], base: pl.DataFrame) -> pl.DataFrame:
+    """The latest day the patient is known progression-free: the last disease assessment, or
+    a follow-up whose documented disease status is PROGRESSION_FREE as of its date (a partial
+    date counts from the start of its period), never after death or the data cut."""
+    value, flag = _event_day("disease_status_date", day_rule="FIRST", month_rule="FIRST")
+    status = (
+        _with_index(tables["follow_up"], base)
+        .filter(pl.col("disease_status") == "PROGRESSION_FREE")
+        .with_columns(day=value, adtf=flag)
+        .filter(pl.col("day").is_not_null())
+        # a status cannot be known after death (rule checks report the contradiction)
+        .with_columns(
+            day=pl.when(
+                pl.col("death_day_a").is_not_null() & (pl.col("day") > pl.col("death_day_a"))
+            )
+            .then(pl.col("death_day_a"))
+            .otherwise(pl.col("day"))
+        )
+    )
+    statuses = _candidates(status, "follow_up", "disease_status_date")
+    assessments = _last_disease_assessment(tables, base)
+    return _last_within_cut(pl.concat([assessments, statuses], how="vertical_relaxed"), base)
+
+
 def _last_within_cut(cands: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
     """Per patient, the latest candidate day, capped at the data cut (cap keeps the cut row)."""
     joined = cands.join(base.select("patient_key", "cut_day"), on="patient_key")
@@ -348,12 +377,20 @@ def _last_within_cut(cands: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
         srcrow=pl.when("beyond").then(None).otherwise("srcrow"),
         adtf=pl.when("beyond").then(None).otherwise("adtf"),
     )
+    # srccol too: two dates of one row (last contact and disease status) can tie on a day
     return (
-        capped.sort(["patient_key", "day", "srctable", "srcrow"], nulls_last=False)
+        capped.sort(["patient_key", "day", "srctable", "srcrow", "srccol"], nulls_last=False)
         .group_by("patient_key", maintain_order=True)
         .last()
         .select(list(_CANDIDATE_SCHEMA))
     )
+
+
+_CENSORS = {
+    "last_known_alive": _last_known_alive,
+    "last_disease_assessment": _last_disease_assessment,
+    "last_progression_free": _last_progression_free,
+}
 
 
 def _hct_censor(tables: Mapping[str, pl.DataFrame], base: pl.DataFrame) -> pl.DataFrame:
@@ -471,11 +508,7 @@ def derive_endpoint(
     )
     censor_parts = []
     for source in endpoint.censors:
-        last = (
-            _last_known_alive(tables, base)
-            if source.source == "last_known_alive"
-            else _last_disease_assessment(tables, base)
-        )
+        last = _CENSORS[source.source](tables, base)
         censor_parts.append(last.with_columns(desc=pl.lit(source.description)))
     censor = (
         pl.concat(censor_parts, how="vertical_relaxed")
@@ -555,6 +588,14 @@ def derive_tte(
     return pl.concat(parts, how="vertical")
 
 
+def _salvage_in_window(day: pl.Expr) -> pl.Expr:
+    """A salvage line counts when it starts on or after the first progression and not after
+    death: a line dated before its progression or after death is a contradiction (rules
+    PT-008 and PT-003 report it), never post-progression salvage."""
+    alive = pl.col("death_day_a").is_null() | (day <= pl.col("death_day_a"))
+    return day.is_not_null() & (day >= pl.col("prog_day")) & alive
+
+
 def derive_salvage_response(
     tables: Mapping[str, pl.DataFrame | pl.LazyFrame],
     endpoint: Endpoint,
@@ -601,13 +642,10 @@ def derive_salvage_response(
         .join(cat_group, on="category", how="left")
         .filter(
             (pl.col("category").fill_null("") != "SUPPORTIVE_CARE_ONLY")
-            & (
-                (pl.col("progression_id") == pl.col("first_pid"))
-                | (pl.col("day") >= pl.col("prog_day"))
-            )
+            & _salvage_in_window(pl.col("day"))
         )
     )
-    st = _within_cut(st.filter(pl.col("day").is_not_null()))
+    st = _within_cut(st)
     priority = list(endpoint.param("group_priority"))
     rank_of = pl.DataFrame({"group": priority, "_prio": list(range(len(priority)))})
     lines = (
@@ -615,6 +653,8 @@ def derive_salvage_response(
         .with_columns(
             _prio=pl.col("_prio").fill_null(len(priority)),
             cr=pl.col("best_response").is_in(remission).fill_null(False),
+            evaluable=pl.col("best_response").is_not_null()
+            & ~pl.col("best_response").is_in(["NOT_EVALUATED", "UNKNOWN"]),
             line_key=pl.concat_str(
                 [pl.col("progression_id").fill_null(""), pl.col("line_number").cast(pl.String)],
                 separator="#",
@@ -628,6 +668,7 @@ def derive_salvage_response(
             pl.col("line_number").first(),
             pl.col("group").first().fill_null("OTHER"),
             pl.col("cr").any(),
+            pl.col("evaluable").any(),
             pl.col("category").first(),
             pl.col("source_row").sort_by(["day", "source_row"]).first().alias("srcrow"),
         )
@@ -642,6 +683,7 @@ def derive_salvage_response(
             pl.col("line_number").first(),
             pl.col("group").first(),
             pl.col("cr").any(),
+            pl.col("evaluable").any(),
             pl.col("category").first(),
             pl.col("srcrow").first(),
         )
@@ -654,10 +696,66 @@ def derive_salvage_response(
         pl.col("category"),
         pl.col("group").alias("agent_class"),
         pl.col("cr").cast(pl.Int8).alias("aval"),
+        pl.col("evaluable").cast(pl.Int8),
         pl.lit("salvage_treatments").alias("srctable"),
         pl.lit("best_response").alias("srccol"),
         pl.col("srcrow").cast(pl.Int64),
     ).sort("patient_key")
+
+
+BASELINE_COLUMNS = (
+    "patient_key",
+    "site_id",
+    "age",
+    "sex",
+    "ph_status",
+    "kmt2a_rearranged",
+    "cytogenetic_risk",
+    "n_prior_lines",
+    "prior_allohct",
+    "prior_blinatumomab",
+    "prior_inotuzumab",
+    "product",
+    "pre_bm_blast_pct",
+    "pre_bm_blast_qualifier",
+    "pre_emd_present",
+    "burden",
+    "burden_source",
+)
+
+
+def derive_burden(
+    *, burden_threshold_pct: float = 5.0, emd_counts_high: bool = True
+) -> tuple[pl.Expr, pl.Expr]:
+    """Disease burden at infusion (HIGH/LOW/UNKNOWN) and where it came from, as expressions
+    over an index infusion row.
+
+    Derived from the pre-infusion marrow blasts *with their qualifier* and extramedullary
+    disease whenever they decide it: HIGH when every value the blasts can take is >= the
+    threshold (``78``, ``>= 5``), or EMD is present and counts as high; LOW when every value
+    is below it (``<5`` is LOW, ``<10`` is not decided) and no EMD is reported. The burden the
+    site states is used only when the data do not decide it (a stated burden that contradicts
+    the data is rule CC-003's finding). ``burden_source`` is ``derived``, ``stated`` or null.
+    """
+    # The definition ingest derives disease_burden with (cartreg.ingest.derive), so the
+    # registry's values and the analyses' agree at the same threshold.
+    derived = burden_from_blasts(
+        pl.col("pre_bm_blast_pct"),
+        pl.col("pre_bm_blast_qualifier"),
+        pl.col("pre_emd_present"),
+        threshold_pct=burden_threshold_pct,
+        emd_counts_high=emd_counts_high,
+    )
+    stated = pl.when(pl.col("disease_burden").is_in(["HIGH", "LOW"])).then(pl.col("disease_burden"))
+    burden = pl.coalesce(derived, stated, pl.lit("UNKNOWN")).alias("burden")
+    source = (
+        pl.when(derived.is_not_null())
+        .then(pl.lit("derived"))
+        .when(stated.is_not_null())
+        .then(pl.lit("stated"))
+        .alias("burden_source")
+    )
+    return burden, source
 
 
 def derive_baseline(
@@ -670,9 +768,7 @@ def derive_baseline(
 ) -> pl.DataFrame:
     """One row per infused patient: baseline characteristics at the index infusion.
 
-    ``burden`` is the site's ``disease_burden`` when stated (HIGH/LOW), otherwise derived from
-    pre-infusion marrow blasts (>= threshold is HIGH) and extramedullary disease (HIGH when
-    ``emd_counts_high``); ``UNKNOWN`` when neither is known.
+    ``burden`` and ``burden_source`` as ``derive_burden`` defines them.
     """
     cdm, full, base = _prepared(tables, data_cut, cdm)
     index_rows = (
@@ -681,19 +777,13 @@ def derive_baseline(
         .group_by("patient_key", maintain_order=True)
         .first()
     )
-    blasts = pl.col("pre_bm_blast_pct")
-    emd = pl.col("pre_emd_present") == "Y"
-    derived = (
-        pl.when((blasts >= burden_threshold_pct) | (emd & pl.lit(emd_counts_high)))
-        .then(pl.lit("HIGH"))
-        .when((blasts < burden_threshold_pct) & (pl.col("pre_emd_present").fill_null("N") != "Y"))
-        .then(pl.lit("LOW"))
-        .otherwise(pl.lit("UNKNOWN"))
+    burden, source = derive_burden(
+        burden_threshold_pct=burden_threshold_pct, emd_counts_high=emd_counts_high
     )
-    stated = pl.col("disease_burden")
     patients = (
         full["patients"]
-        .unique("patient_key", keep="first")
+        .sort("patient_key", "source_file", "source_row", nulls_last=True)
+        .unique("patient_key", keep="first", maintain_order=True)
         .drop("site_id", "source_file", "source_row")
     )
     out = (
@@ -704,11 +794,10 @@ def derive_baseline(
                 "product",
                 "infusion_year",
                 "pre_bm_blast_pct",
+                "pre_bm_blast_qualifier",
                 "pre_emd_present",
-                pl.when(stated.is_in(["HIGH", "LOW"]))
-                .then(stated)
-                .otherwise(derived)
-                .alias("burden"),
+                burden,
+                source,
             ),
             on="patient_key",
             how="left",
@@ -721,23 +810,7 @@ def derive_baseline(
             )
         )
     )
-    return out.select(
-        "patient_key",
-        "site_id",
-        "age",
-        "sex",
-        "ph_status",
-        "kmt2a_rearranged",
-        "cytogenetic_risk",
-        "n_prior_lines",
-        "prior_allohct",
-        "prior_blinatumomab",
-        "prior_inotuzumab",
-        "product",
-        "pre_bm_blast_pct",
-        "pre_emd_present",
-        "burden",
-    ).sort("patient_key")
+    return out.select(*BASELINE_COLUMNS).sort("patient_key")
 
 
 def derive_first_progression(
@@ -752,3 +825,60 @@ def derive_first_progression(
     return _first(derive_progressions(full, base, endpoint)).select(
         "patient_key", "day", "event_type", "antigen_phenotype", "site"
     )
+
+
+def prepare_tables(
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame], data_cut: dt.date, cdm: CDM | None = None
+) -> tuple[CDM, dict[str, pl.DataFrame], pl.DataFrame]:
+    """The CDM, every table completed to the CDM columns, and the per-patient index
+    (``patient_key, site_id, index_date, cut_day, death_day_a, ...``)."""
+    return _prepared(tables, data_cut, cdm)
+
+
+def event_days(
+    full: Mapping[str, pl.DataFrame], base: pl.DataFrame, table: str, date: str
+) -> pl.DataFrame:
+    """``patient_key, day`` (and the table's columns) for every dated row of ``table``, in days
+    from the index infusion (a partial date at the start of its period), within the data cut."""
+    value, _ = _event_day(date, day_rule="FIRST", month_rule="FIRST")
+    frame = _with_index(full[table], base).with_columns(day=value)
+    return _within_cut(frame.filter(pl.col("day").is_not_null()))
+
+
+def first_hct_after_index(full: Mapping[str, pl.DataFrame], base: pl.DataFrame) -> pl.DataFrame:
+    """``patient_key, day``: the first transplant after the index infusion that was not given
+    before it (``PRIOR_TO_INDEX``); the day HCT censors in the censor-at-HCT sensitivity."""
+    return _hct_censor(full, base).select("patient_key", "day")
+
+
+def remission_codes(cdm: CDM, endpoint: Endpoint) -> list[str]:
+    """Response codes that count as CR/CRi (CRh only with ``count_crh_as_cr``)."""
+    return _remission_codes(cdm, endpoint)
+
+
+def derivation_notes(
+    full: Mapping[str, pl.DataFrame], base: pl.DataFrame, endpoint: Endpoint
+) -> dict[str, int]:
+    """Records the derivations leave out because they contradict the timeline (the rules
+    report each as a finding; here they are counted so nothing is left out silently)."""
+    pe = _with_index(full["progression_events"], base)
+    # the same imputation as derive_progressions: a partial date in the infusion's month is
+    # placed after the infusion, not counted here
+    day, _ = _event_day("progression_date", lower_day=1, upper_day=_upper_anchor())
+    before = pe.with_columns(day=day).filter(pl.col("day") < 0).height
+    first_prog = _first(derive_progressions(full, base, endpoint)).select(
+        "patient_key", pl.col("day").alias("prog_day")
+    )
+    st = event_days(full, base, "salvage_treatments", "start_date").join(
+        first_prog, on="patient_key"
+    )
+    outside = st.filter(~_salvage_in_window(pl.col("day")))
+    return {
+        "progressions_before_index_infusion": before,
+        "salvage_rows_before_progression": outside.filter(
+            pl.col("day") < pl.col("prog_day")
+        ).height,
+        "salvage_rows_after_death": outside.filter(
+            pl.col("death_day_a").is_not_null() & (pl.col("day") > pl.col("death_day_a"))
+        ).height,
+    }

@@ -39,6 +39,8 @@ EVENT_SOURCES: dict[str, str] = {
 CENSOR_SOURCES: dict[str, str] = {
     "last_known_alive": "latest of follow_up.last_contact_day and any recorded event day",
     "last_disease_assessment": "disease_assessments.assessment_day (latest)",
+    "last_progression_free": "latest of the last disease assessment and"
+    " follow_up.disease_status_day when disease_status is PROGRESSION_FREE",
 }
 
 # Defaults for every parameter an endpoint may set. An endpoint file overrides a subset.

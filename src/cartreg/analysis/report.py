@@ -26,15 +26,32 @@ th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vert
 th { background: #f3f3f3; }
 .meta td:first-child { font-weight: 600; }
 .note { background: #fff6e0; border-left: 4px solid #e0a800; padding: 0.5rem 0.8rem; }
+.r code { font-size: 0.8rem; }
 figure { margin: 1rem 0; } figure img { max-width: min(100%, 40rem); }
 figcaption { font-size: 0.85rem; color: #555; }
 </style>
 </head>
 <body>
 <h1>Outcomes after CD19 CAR T in adult B-ALL</h1>
+<h2 id="population">Analysis population</h2>
+{{ tables.flow }}
+<p>Error findings: {{ r.population.policy.error_findings }} ({{ r.population.findings_source }});
+unreviewed candidate duplicates: {{ r.population.policy.duplicates }}
+({{ r.population.duplicates_source }}, {{ r.population.unreviewed_duplicate_pairs }} unreviewed
+pair{{ "s" if r.population.unreviewed_duplicate_pairs != 1 }}).
+{{ r.population.error_findings_on_unused_fields }} error finding(s) concern fields no analysis
+uses and {{ r.population.error_findings_without_patient }} name no patient: they exclude no one.
+Every exclusion is listed in <code>excluded_patients.csv</code>.</p>
+{% set left = r.data_notes.records_left_out_by_derivation %}
+{% if left.values() | sum %}
+<p class="note">Records the derivations leave out because they contradict the timeline:
+{% for k, n in left.items() if n -%}
+{{ k | replace("_", " ") }} {{ n }}{{ "; " if not loop.last }}
+{%- endfor %}.</p>
+{% endif %}
 <table class="meta">
 <tr><td>Data cut</td><td>{{ r.data_cut_date }}</td></tr>
-<tr><td>Patients</td><td>{{ r.n_patients }}
+<tr><td>Patients analysed</td><td>{{ r.n_patients }}
  ({{ r.sites | length }} site{{ "s" if r.sites | length != 1 }}:
  {{ r.sites | join(", ") }})</td></tr>
 <tr><td>Software</td><td>cartreg {{ r.cartreg_version }}, CDM {{ r.cdm_version }}</td></tr>
@@ -48,13 +65,21 @@ only; their submission's own cut applies); imputed partial end dates:
 {%- else %}none{% endfor %}.</td></tr>
 </table>
 
+<h2>Follow-up</h2>
+{% for w in r.follow_up.warnings %}<p class="note">{{ w }}</p>{% endfor %}
+{{ tables.follow_up }}
+<p>Median follow-up by the reverse Kaplan-Meier method: vital status from overall survival,
+progression from event-free survival (the last day known progression-free). A site is marked
+short when its progression follow-up is below {{ "%.0f" | format(100 * r.follow_up.short_ratio) }}%
+of its vital-status follow-up.</p>
+
 <h2>Endpoints</h2>
 {{ tables.endpoint_summary }}
-<p>NR: not reached. Medians are Kaplan-Meier estimates with 95% confidence intervals
-(log(-log) transformed Greenwood bands), except TTP (Aalen-Johansen cumulative incidence with
-death without progression as a competing event: time at which the incidence reaches 50%) and
-TTP_DESC (median and range of observed times among patients who progressed).</p>
-{% for key, path in figures.items() %}
+<p>NR: not reached. Kaplan-Meier medians with 95% confidence intervals (log(-log) bands,
+R's median rule); competing-risk endpoints (TTP, CIR) give the Aalen-Johansen cumulative
+incidence (ties exact, cmprsk variance) and the time it reaches 50%; TTP_DESC is the median and
+range of observed times among patients who progressed.</p>
+{% for key in figures if key.startswith("km_") or key == "cif_TTP" %}
 <figure><img alt="{{ key }}" src="data:image/png;base64,{{ images[key] }}">
 <figcaption>{{ captions.get(key, key) }}</figcaption></figure>
 {% endfor %}
@@ -70,30 +95,60 @@ TTP_DESC (median and range of observed times among patients who progressed).</p>
 {% endfor %}{% endfor %}
 </table>
 
+<h2>Response to CAR T and salvage after progression</h2>
+{{ tables.response_rates }}
+<h3>Complete remission rate to the first salvage line</h3>
+{{ tables.salvage_response }}
+<p>Exact (Clopper-Pearson) 95% confidence intervals. ITT counts every analysed patient (no
+evaluable assessment counts as no CR); evaluable rates count patients with an evaluable
+response.</p>
+
+<h2>Relapse and non-relapse mortality (competing risks)</h2>
+{% if "cif_CIR_NRM" in figures %}
+<figure><img alt="cif_CIR_NRM" src="data:image/png;base64,{{ images["cif_CIR_NRM"] }}">
+<figcaption>{{ captions["cif_CIR_NRM"] }}</figcaption></figure>
+{% endif %}
+<table><tr><th>Endpoint</th><th>Cause</th>
+<th>Gray's test by burden: chi-square (df)</th><th>p</th></tr>
+{% for key, comp in r.comparisons.items() if comp.gray is defined %}
+{% for cause, t in comp.gray.causes.items() %}
+<tr><td>{{ comp.endpoint }}</td><td>{{ "event" if cause == "1" else "competing" }}</td>
+<td>{{ num(t.statistic, 2) }} ({{ t.df if t.df is not none else "-" }})</td>
+<td>{{ pval(t.p_value) }}</td></tr>
+{% endfor %}{% endfor %}
+</table>
+
 <h2>Comparisons by disease burden at infusion</h2>
 <table><tr><th>Endpoint</th><th>Group</th><th>n</th><th>Events</th><th>Median (95% CI)</th>
 <th>Log-rank p</th></tr>
-{% for key, comp in r.comparisons.items() %}{% for level, g in comp.groups.items() %}
-<tr><td>{{ key.split("_")[0] }}</td><td>{{ level }}</td><td>{{ g.n }}</td><td>{{ g.events }}</td>
+{% for key, comp in r.comparisons.items() if comp.logrank is defined %}
+{% for level, g in comp.groups.items() %}
+<tr><td>{{ comp.endpoint }}</td><td>{{ level }}</td><td>{{ g.n }}</td><td>{{ g.events }}</td>
 <td>{{ num(g.median_months) }} ({{ num(g.ci_low) }} - {{ num(g.ci_high) }})</td>
 <td>{% if loop.first %}{{ pval(comp.logrank.p_value) }}{% endif %}</td></tr>
 {% endfor %}{% endfor %}
 </table>
 
-<h2>Salvage after progression: complete remission rate</h2>
-{{ tables.salvage_response }}
-<p>Exact (Clopper-Pearson) 95% confidence intervals.</p>
-
 <h2>Models</h2>
+{% if "forest_burden_progression" in figures %}
+<figure><img alt="forest_burden_progression"
+ src="data:image/png;base64,{{ images["forest_burden_progression"] }}">
+<figcaption>{{ captions["forest_burden_progression"] }}</figcaption></figure>
+{% endif %}
 {% for key, m in r.models.items() %}
 <h3>{{ m.model }}</h3>
 {% if m.status == "fitted" %}
-<p>{{ m.n }} patients, {{ m.events }} events; concordance {{ num(m.concordance, 2) }}.
-{% if m.dropped_covariates %}Not in the model (constant, missing or too few events):
-{{ m.dropped_covariates | join(", ") }}.{% endif %}</p>
+<p>{{ m.n }} patients, {{ m.events }} events{% if m.competing_events is defined %},
+{{ m.competing_events }} competing events{% endif %}{% if m.concordance is defined %};
+concordance {{ num(m.concordance, 2) }}{% endif %}.
+{% for d in m.dropped_covariates %}Not in the model: {{ d.term }} ({{ d.reason }}).
+{% endfor %}{% for term, n in m.incomplete.items() if n %}{{ n }} patient(s) left out for
+unknown {{ term }}. {% endfor %}</p>
 {{ tables["model_" ~ key] }}
-<p>PH test: Schoenfeld-residual test against rank-transformed time; p &lt; 0.05 suggests
-non-proportional hazards for that covariate.</p>
+{% if m.get("ph_global") %}<p>Proportional hazards (cox.zph, Kaplan-Meier time transform): global
+chi-square {{ num(m.ph_global.statistic, 2) }} on {{ m.ph_global.df }} df,
+p {{ pval(m.ph_global.p_value) }}.</p>{% endif %}
+<p class="r">R: <code>{{ m.r_call }}</code></p>
 {% else %}
 <p class="note">Model not fitted: {{ m.message }}.</p>
 {% endif %}
@@ -112,7 +167,8 @@ non-proportional hazards for that covariate.</p>
 <p>Days are counted as end minus origin with no +1; months are days / 30.4375. Events after
 the data cut are ignored and follow-up is censored at the data cut. Partial dates are imputed
 (day to the 15th, month and day to 1 July) without crossing the infusion, death or the data
-cut, and flagged in the ADTTE column <code>adtf</code>.</p>
+cut, and flagged in the ADTTE column <code>adtf</code>. Every model can be refitted from
+<code>adsl</code> and <code>adtte</code> (CSV or Parquet) with the R call shown.</p>
 </body>
 </html>
 """
@@ -124,6 +180,11 @@ CAPTIONS = {
     "km_REMDUR": "Remission duration from the first CR/CRi after CAR T.",
     "km_EFS_by_burden": "Event-free survival by disease burden at infusion.",
     "cif_TTP": "Cumulative incidence of progression, death without progression competing.",
+    "cif_CIR_NRM": "Cumulative incidence of relapse (CIR) and non-relapse mortality (NRM) among"
+    " patients who reached CR/CRi: from the infusion and from the first CR (Aalen-Johansen,"
+    " 95% log(-log) bands, numbers at risk).",
+    "forest_burden_progression": "Hazard ratio of progression for high vs low disease burden"
+    " within each site (cause-specific Cox) and in the site-stratified model.",
 }
 
 

@@ -1,6 +1,7 @@
 """The registry store: one embedded DuckDB file, a versioned store schema, and a writer lock.
 
-Layout (store schema version 1, documented in docs/registry.md):
+Layout (store schema version 2, documented in docs/registry.md; the query tables of version 2
+in docs/queries.md and :mod:`cartreg.queries.schema`):
 
 * ``registry_meta(key, value)``: ``store_schema_version``, ``created_at``, ``created_by_cartreg``.
 * ``schema_migrations(version, description, applied_at, cartreg_version)``: one row per migration.
@@ -34,6 +35,7 @@ import duckdb
 
 from cartreg import __version__
 from cartreg.errors import CartregError
+from cartreg.queries.schema import QUERY_TABLES
 
 if TYPE_CHECKING:
     import polars as pl
@@ -41,10 +43,11 @@ if TYPE_CHECKING:
     from cartreg.cdm import CDM
 
 DEFAULT_REGISTRY = "registry.duckdb"
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2
 DEFAULT_LOCK_TIMEOUT = 30.0
 PAUSE_ENV = "CARTREG_TEST_PAUSE_AT"
 PAUSE_FILE_ENV = "CARTREG_TEST_PAUSE_FILE"
+NOW_ENV = "CARTREG_TEST_NOW"
 
 _DUCKDB_TYPES = {
     "string": "VARCHAR",
@@ -114,7 +117,10 @@ _V1 = (
         decided_by VARCHAR NOT NULL, status VARCHAR NOT NULL, reason VARCHAR)""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial store schema", _V1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial store schema", _V1),
+    Migration(2, "queries: state, history and finding fingerprints", QUERY_TABLES),
+)
 
 
 def pause_point(stage: str) -> None:
@@ -132,7 +138,21 @@ def pause_point(stage: str) -> None:
 
 
 def now_utc() -> datetime:
-    return datetime.now(UTC)
+    """The current time in UTC, or the ISO 8601 instant in ``$CARTREG_TEST_NOW``.
+
+    Test hook (like ``CARTREG_TEST_PAUSE_AT``): tests fix the clock per command so that the
+    recorded submission and query history times are exact.
+    """
+    fixed = os.environ.get(NOW_ENV)
+    if not fixed:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(fixed)
+    except ValueError:
+        raise RegistryError(
+            f"${NOW_ENV} is not an ISO 8601 time: {fixed!r}", hint="e.g. 2025-03-01T09:00:00Z"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def current_user() -> str:

@@ -17,12 +17,13 @@ from typing import Any
 import polars as pl
 
 from cartreg.cdm import CDM, load_cdm
-from cartreg.findings import empty_findings, findings_frame, sort_findings
+from cartreg.findings import SEVERITY_ORDER, empty_findings, findings_frame, sort_findings
 from cartreg.rules.checks import REGISTRY, VIOLATION_COLUMNS, CheckContext, CheckOutput
+from cartreg.rules.checks.base import SEVERITY
 from cartreg.rules.frames import conform
 from cartreg.rules.model import Rule, load_rules
 from cartreg.rules.overrides import Override
-from cartreg.rules.waivers import Waiver
+from cartreg.rules.waivers import Waiver, WaiverLookup, waiver_frame
 
 STATUSES = ("ERROR", "NOT_APPLICABLE", "FAILED", "PASSED")
 
@@ -181,10 +182,12 @@ def run_rules(
     waivers: Sequence[Waiver] | None = None,
     as_of: dt.date | None = None,
     rules_dir: Path | str | None = None,
+    waive: WaiverLookup | None = None,
 ) -> RuleRun:
     """Run ``rules`` (default: the bundled catalog) over CDM ``tables`` (name -> frame).
 
-    ``as_of`` is the day waiver expiry is judged against (default: the day of the call).
+    ``as_of`` is the day waiver expiry is judged against (default: the day of the call);
+    ``waive`` picks further findings to waive once they are known (waived registry queries).
     """
     cdm = cdm or load_cdm()
     rule_list = tuple(rules) if rules is not None else load_rules(rules_dir, cdm=cdm)
@@ -212,7 +215,7 @@ def run_rules(
     active = [w for w in waivers or () if w.active(today)]
     expired = tuple(w for w in waivers or () if not w.active(today))
     findings = _to_findings(violations)
-    findings, waived = _apply_waivers(findings, active)
+    findings, waived = _apply_waivers(findings, active, waive)
 
     site_results = _site_results(findings, waived, denominators, by_id, overrides or ())
     results = _rule_results(site_results, collected, fixed, rule_list)
@@ -236,10 +239,17 @@ def _stack(
     for rid, (v, d) in collected.items():
         rule = by_id[rid]
         if v.height:
+            # A check may lower the severity of rows it cannot decide (never raise it).
+            severity = pl.lit(rule.severity)
+            if SEVERITY in v.columns:
+                rank = pl.col(SEVERITY).replace_strict(SEVERITY_ORDER, default=None)
+                lower = rank > SEVERITY_ORDER[rule.severity]
+                severity = (
+                    pl.when(lower.fill_null(False)).then(pl.col(SEVERITY)).otherwise(severity)
+                )
             v_parts.append(
-                v.select(VIOLATION_COLUMNS).with_columns(
+                v.select(*VIOLATION_COLUMNS, severity.alias(SEVERITY)).with_columns(
                     pl.lit(rid).alias("rule_id"),
-                    pl.lit(rule.severity).alias("severity"),
                     pl.lit(rule.category).alias("category"),
                     pl.lit(
                         None if rule.subcategory == "none" else rule.subcategory, dtype=pl.String
@@ -287,16 +297,13 @@ def _to_findings(violations: pl.DataFrame) -> pl.DataFrame:
 
 
 def _apply_waivers(
-    findings: pl.DataFrame, active: Sequence[Waiver]
+    findings: pl.DataFrame, active: Sequence[Waiver], waive: WaiverLookup | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    table = pl.DataFrame(
-        {
-            "finding_id": [w.finding_id for w in active],
-            "justification": [w.justification for w in active],
-            "expires": [w.expires.isoformat() for w in active],
-        },
-        schema={"finding_id": pl.String, "justification": pl.String, "expires": pl.String},
-    ).unique("finding_id", keep="first")
+    listed = waiver_frame(active)
+    parts = [listed]
+    if waive is not None and findings.height:
+        parts.append(waive(findings).select(listed.columns).cast(pl.Schema(listed.schema)))
+    table = pl.concat(parts).unique("finding_id", keep="first")
     waived = findings.join(table, on="finding_id", how="inner")
     kept = findings.join(table, on="finding_id", how="anti")
     return kept, waived

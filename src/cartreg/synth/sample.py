@@ -1,8 +1,10 @@
 """Render a truth cohort as site exports (with or without planted defects) and write them.
 
 ``write_sample_data`` writes the committed ``sample_data/`` set: four sites, one per layout,
-240 patients from seed 2021, and the answer key ``defects.csv``. ``synthesize`` is the general
-form behind ``cartreg synth`` (any size, any number of sites, truth tables as Parquet).
+240 patients from seed 2021; three registry-style sites, 180 patients from seed 2022
+(``cartreg.synth.registry_style``); and the answer key ``defects.csv`` of all seven.
+``synthesize`` is the general form behind ``cartreg synth`` (any size, any number of sites,
+truth tables as Parquet).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from cartreg.errors import InputError
+from cartreg.synth import registry_style
 from cartreg.synth.cohort import (
     CHUNK_SIZE,
     LAYOUTS,
@@ -35,6 +38,7 @@ from cartreg.synth.defects import (
     plant_table_defects,
     simple_patients,
 )
+from cartreg.synth.duplicates import empty_pairs
 from cartreg.synth.render import deid, ehr, excel, redcap
 from cartreg.synth.render.common import Export, merge_exports, write_export
 
@@ -49,9 +53,13 @@ Progress = Callable[[str], None]
 class Rendered:
     exports: list[Export]
     answer_key: pl.DataFrame
+    # the patient copied to a second site as a planted defect (PU-001), as a truth pair
+    duplicate: pl.DataFrame | None = None
 
 
 def _build(layout: str, site: SiteInfo, tables: dict[str, pl.DataFrame], seed: int) -> Export:
+    if layout in registry_style.LAYOUTS:
+        return registry_style.build(site, tables, seed)
     if layout == "redcap":
         return redcap.build(site, tables)
     if layout == "excel":
@@ -85,17 +93,23 @@ def render_sites(
         if progress:
             progress(f"rendering {site.site_id} ({site.layout})")
         tables = site_tables[site.site_id]
+        # registry-style layouts plant their own kinds of defects (cartreg.synth.registry_style)
+        style = registry_style if site.layout in registry_style.LAYOUTS else None
         if not clean:
-            tables, found = plant_table_defects(site, tables, pickers[site.site_id])
+            plant = style.plant_table_defects if style else plant_table_defects
+            tables, found = plant(site, tables, pickers[site.site_id])
             planted.extend(found)
         export = _build(site.layout, site, tables, cohort.seed + i)
         if not clean:
-            planted.extend(plant_cell_defects(site, export, tables, pickers[site.site_id]))
+            plant_cells = style.plant_cell_defects if style else plant_cell_defects
+            planted.extend(plant_cells(site, export, tables, pickers[site.site_id]))
         exports.append(export)
     by_site = {e.site_id: e for e in exports}
     rows: list[AnswerKeyRow] = []
     for p in planted:
-        rows.extend(locate(by_site[p.site_id], p))
+        export = by_site[p.site_id]
+        located = registry_style.locate if export.layout in registry_style.LAYOUTS else locate
+        rows.extend(located(export, p))
     if duplicate is not None:
         src_id, src_key, dst_id, dst_key = duplicate
         text = "same patient reported by two sites"
@@ -105,7 +119,13 @@ def render_sites(
         rows.extend(
             locate(by_site[dst_id], Planted(dst_id, "patients", dst_key, text, ("PU-001",)))
         )
-    return Rendered(exports, answer_key_frame(rows))
+    pair = None
+    if duplicate is not None:
+        pair = pl.DataFrame(
+            {"patient_key_a": [duplicate[1]], "patient_key_b": [duplicate[3]]},
+            schema={"patient_key_a": pl.String, "patient_key_b": pl.String},
+        )
+    return Rendered(exports, answer_key_frame(rows), pair)
 
 
 def write_answer_key(frame: pl.DataFrame, path: Path) -> None:
@@ -115,22 +135,43 @@ def write_answer_key(frame: pl.DataFrame, path: Path) -> None:
 def write_sample_data(
     dest: Path | str, *, seed: int = SAMPLE_SEED, clean: bool = False
 ) -> list[Path]:
-    """Write the committed sample set: ``<dest>/<site>/…`` for four sites and ``defects.csv``."""
+    """Write the committed sample set: ``<dest>/<site>/…`` for the four sites of the first
+    cohort and the three registry-style sites of the second, and one ``defects.csv``."""
     dest = Path(dest)
-    cohort = simulate_cohort(SAMPLE_PATIENTS, SAMPLE_SITES, seed, layouts=LAYOUTS)
-    rendered = render_sites(cohort, clean=clean)
+    cohorts = [
+        simulate_cohort(SAMPLE_PATIENTS, SAMPLE_SITES, seed, layouts=LAYOUTS),
+        registry_style.registry_style_cohort(),
+    ]
     written: list[Path] = []
-    for export in rendered.exports:
-        written.extend(write_export(export, dest / export.site_id.lower()))
+    keys: list[pl.DataFrame] = []
+    for cohort in cohorts:
+        rendered = render_sites(cohort, clean=clean)
+        for export in rendered.exports:
+            written.extend(write_export(export, dest / export.site_id.lower()))
+        keys.append(rendered.answer_key)
     key = dest / "defects.csv"
-    write_answer_key(rendered.answer_key, key)
+    write_answer_key(pl.concat(keys).sort(["site_id", "source_file", "source_row", "rule_id"]), key)
     written.append(key)
     return written
 
 
 def sample_cohort(seed: int = SAMPLE_SEED) -> Cohort:
-    """The truth behind ``sample_data/`` (before defects)."""
+    """The truth behind the four original sites of ``sample_data/`` (before defects)."""
     return simulate_cohort(SAMPLE_PATIENTS, SAMPLE_SITES, seed, layouts=LAYOUTS)
+
+
+def sample_site_truth(site_id: str) -> dict[str, pl.DataFrame]:
+    """What a clean ingest of any sample site gives: the cohort's tables for the four original
+    sites, the layout's site truth (``registry_style.site_truth``) for the registry-style ones."""
+    for cohort in (sample_cohort(), registry_style.registry_style_cohort()):
+        site = next((s for s in cohort.sites if s.site_id == site_id), None)
+        if site is None:
+            continue
+        tables = cohort.site_tables(site_id)
+        if site.layout in registry_style.LAYOUTS:
+            return registry_style.site_truth(site, tables)
+        return tables
+    raise KeyError(site_id)
 
 
 def synthesize(
@@ -144,11 +185,15 @@ def synthesize(
     truth_only: bool = False,
     chunk_size: int = CHUNK_SIZE,
     progress: Progress | None = None,
+    duplicate_rate: float = 0.0,
 ) -> list[SiteInfo]:
-    """``cartreg synth``: ``out/truth/*.parquet``, ``out/sites/<site>/…``, ``out/defects.csv``.
+    """``cartreg synth``: ``out/truth/*.parquet``, ``out/truth/duplicates.csv``,
+    ``out/sites/<site>/…``, ``out/defects.csv``.
 
     Patients are simulated and written ``chunk_size`` at a time, so memory stays bounded for
     millions of patients. Defects (unless ``clean``) are planted in the first chunk only.
+    ``duplicate_rate`` reports that share of the patients a second time at another site; the
+    truth pairs (with the one planted as a defect) go to ``truth/duplicates.csv``.
     """
     import pyarrow.parquet as pq
 
@@ -160,7 +205,15 @@ def synthesize(
     excel_parts: dict[str, Export] = {}
     answer_key: pl.DataFrame | None = None
     sites: list[SiteInfo] = []
-    chunks = iter_cohort_chunks(n_patients, n_sites, seed, chunk_size=chunk_size, layouts=layouts)
+    pairs: list[pl.DataFrame] = []
+    chunks = iter_cohort_chunks(
+        n_patients,
+        n_sites,
+        seed,
+        chunk_size=chunk_size,
+        layouts=layouts,
+        duplicate_rate=duplicate_rate,
+    )
     try:
         for i, cohort in enumerate(chunks):
             sites = cohort.sites
@@ -172,9 +225,13 @@ def synthesize(
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(truth / f"{name}.parquet", table.schema)
                 writers[name].write_table(table)
+            if cohort.duplicates is not None:
+                pairs.append(cohort.duplicates)
             if truth_only:
                 continue
             rendered = render_sites(cohort, clean=clean or i > 0)
+            if rendered.duplicate is not None:
+                pairs.append(rendered.duplicate)
             if i == 0 and not clean:
                 answer_key = rendered.answer_key
             for export in rendered.exports:
@@ -195,6 +252,8 @@ def synthesize(
         write_export(export, out / "sites" / site_id.lower())
     if answer_key is not None:
         write_answer_key(answer_key, out / "defects.csv")
+    truth_pairs = pl.concat(pairs) if pairs else empty_pairs()
+    truth_pairs.write_csv(truth / "duplicates.csv", line_terminator="\n")
     return sites
 
 
