@@ -40,17 +40,80 @@ def test_every_writer_goes_through_the_helper() -> None:
         assert WRITER.search((SRC / name).read_text(encoding="utf-8")), name
 
 
+def dangerous(text: str) -> bool:
+    """The rule of docs/security.md, written independently of the code under test."""
+    return text.startswith(DANGEROUS) and re.fullmatch(NUMBER, text) is None
+
+
+# A plain decimal number in ASCII digits: what a spreadsheet reads as a number, never a formula.
+NUMBER = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+
+
 @given(st.text(max_size=20))
 def test_neutralize_property(text: str) -> None:
     out = pl.DataFrame({"v": [text]}).select(neutralize(pl.col("v")))["v"].item()
     assert out == neutralize_text(text)
-    assert out == ("'" + text if text.startswith(DANGEROUS) else text)
+    assert out == ("'" + text if dangerous(text) else text)
+
+
+@given(
+    st.one_of(
+        st.integers().map(str),
+        st.integers().map(lambda n: f"{n:+d}"),
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+        st.floats(allow_nan=False, allow_infinity=False).map(lambda x: f"{x:+.3e}"),
+        st.decimals(allow_nan=False, allow_infinity=False).map(lambda d: f"{d:f}"),
+    )
+)
+def test_a_plain_number_is_never_prefixed(text: str) -> None:
+    frame = pl.DataFrame({text: [text]})
+    assert neutralize_text(text) == text
+    assert frame.select(neutralize(pl.col(text)))[text].item() == text
+    assert write_csv(frame) == f"{text}\n{text}\n"
+
+
+@given(st.sampled_from(DANGEROUS), st.text(max_size=20))
+def test_a_formula_start_is_prefixed_unless_the_cell_is_a_plain_number(
+    start: str, rest: str
+) -> None:
+    text = start + rest
+    out = neutralize_text(text)
+    if re.fullmatch(NUMBER, text):
+        assert out == text
+    else:
+        assert out == "'" + text
+        assert pl.DataFrame({"v": [text]}).select(neutralize(pl.col("v")))["v"].item() == out
+
+
+def test_the_trial_cases() -> None:
+    """A negative day offset reads as a number again; formulas behind a number do not."""
+    kept = ["-124", "-1.5e3", "+3", "1e5", "-0.5", ".5", "-7."]
+    hostile = [
+        "-1+cmd|' /C calc'!A0",
+        "+1+1",
+        "-124\n=1",
+        "=1+1",
+        "@SUM(A1)",
+        "\t-124",
+        "\r-124",
+        "- 124",
+        "-0x1F",
+        "-1e",
+        "-١٢٣",  # Arabic-Indic digits are not ASCII digits
+        "-inf",
+        "+",
+        "-",
+    ]
+    assert [neutralize_text(t) for t in kept] == kept
+    assert [neutralize_text(t) for t in hostile] == ["'" + t for t in hostile]
+    column = pl.DataFrame({"v": kept + hostile}).select(neutralize(pl.col("v")))["v"]
+    assert column.to_list() == kept + ["'" + t for t in hostile]
 
 
 HOSTILE = pl.DataFrame(
     {
-        "=cmd|' /C calc'!A0": ['=HYPERLINK("http://x","y")', "+1", "ok"],
-        "column": ["@SUM(A1)", "\tx", "-2"],
+        "=cmd|' /C calc'!A0": ['=HYPERLINK("http://x","y")', "+1+A1", "ok"],
+        "column": ["@SUM(A1)", "\tx", "-2x"],
         "days": [-3, 5, None],
         "share": [-0.5, 1.0, 2.5],
         "flag": [True, False, None],

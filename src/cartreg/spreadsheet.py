@@ -1,9 +1,11 @@
 """Every CSV and XLSX file cartreg writes, safe to open in a spreadsheet (OWASP CSV injection).
 
 A text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return can be run as
-a formula by Excel or LibreOffice (``=HYPERLINK(...)``, ``=cmd|' /C calc'!A0``). Such a cell,
-header cells included, is written with a leading apostrophe, which spreadsheets show as text.
-Numbers stay numbers: only text cells change, so ``-3`` in an integer column is still -3.
+a formula by Excel or LibreOffice (``=HYPERLINK(...)``, ``-1+cmd|' /C calc'!A0``). Such a cell,
+header cells included, is written with a leading apostrophe, which spreadsheets show as text,
+unless the whole cell is a plain decimal number (``-124``, ``+3``, ``-1.5e3``: ASCII digits,
+one optional sign, point and exponent), which a spreadsheet reads as a number and never runs.
+Typed numbers are never touched. The rule is stated in docs/security.md.
 
 Writers call :func:`write_csv` or :func:`write_xlsx` here, never polars' ``write_csv`` or
 xlsxwriter directly (a test checks the code base for it). The synthetic site exports of
@@ -13,6 +15,7 @@ codes such as ``-99`` included, and hold no data from outside.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,12 +25,19 @@ if TYPE_CHECKING:
     import xlsxwriter
 
 FORMULA_START = r"^[=+\-@\t\r]"
+# A plain decimal number in ASCII digits (``-124``, ``+3``, ``-1.5e3``): a spreadsheet reads it
+# as a number, never as a formula, so it keeps its sign and stays a number when opened.
+PLAIN_NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _FORMULA_CHARS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(PLAIN_NUMBER.removeprefix("^").removesuffix("$"))
 
 
 def neutralize_text(text: str) -> str:
-    """``'=1+1`` for ``=1+1``; any other text unchanged."""
-    return "'" + text if text.startswith(_FORMULA_CHARS) else text
+    """``'=1+1`` for ``=1+1`` and ``'-1+cmd|...`` for ``-1+cmd|...``; ``-124`` and any text not
+    starting with a formula character unchanged."""
+    if text.startswith(_FORMULA_CHARS) and _PLAIN_NUMBER.fullmatch(text) is None:
+        return "'" + text
+    return text
 
 
 def neutralize(expr: pl.Expr) -> pl.Expr:
@@ -35,7 +45,8 @@ def neutralize(expr: pl.Expr) -> pl.Expr:
     import polars as pl
 
     # The untouched branch comes first so the result keeps the input column's name.
-    return pl.when(~expr.str.contains(FORMULA_START)).then(expr).otherwise(pl.lit("'") + expr)
+    formula = expr.str.contains(FORMULA_START) & ~expr.str.contains(PLAIN_NUMBER)
+    return pl.when(~formula).then(expr).otherwise(pl.lit("'") + expr)
 
 
 def safe_frame(frame: pl.DataFrame) -> pl.DataFrame:
