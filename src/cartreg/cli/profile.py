@@ -69,7 +69,8 @@ def render_blocks(result: pl.DataFrame, width: int = 80) -> str:
         if row["date_formats"]:
             hints.append(f"date formats: {row['date_formats']}")
         if row["vocabulary"]:
-            hints.append(f"vocabulary: {row['vocabulary']} ({row['vocabulary_match']:.0%})")
+            share = f"{row['vocabulary_match']:.0%}"
+            hints.append(f"vocabulary: {row['vocabulary']} ({share} of values are its terms)")
         if row["identifier"]:
             hints.append("identifier (values hidden)")
         if hints:
