@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cartreg.redact import redact_text
+
 # The longest line the CLI prints for an error (the exit-code contract in cli/main.py).
 MESSAGE_LIMIT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -19,9 +21,11 @@ class CartregError(Exception):
     """Base class. ``str(err)`` is the one-line message shown to users (CLI exit code 2)."""
 
     def __init__(self, message: str, *, where: str = "", hint: str = "") -> None:
-        self.message = message
+        # Messages may quote what a parser saw: identifier-looking parts are masked and
+        # echoed records cut short (see cartreg.redact).
+        self.message = redact_text(message)
         self.where = where
-        self.hint = hint
+        self.hint = redact_text(hint)
         super().__init__(self.one_line())
 
     def one_line(self) -> str:

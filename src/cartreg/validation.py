@@ -31,6 +31,7 @@ from cartreg.findings import (
     sort_findings,
 )
 from cartreg.progress import OnStep
+from cartreg.redact import redact_findings
 from cartreg.rules.engine import RuleRun, run_rules
 from cartreg.rules.frames import typed
 from cartreg.rules.model import Rule
@@ -416,7 +417,7 @@ def build_report(
     table = pl.concat(hidden).unique("finding_id", keep="first", maintain_order=True)
     waived = pl.concat([run.waived, findings.join(table, on="finding_id")], how="diagonal_relaxed")
     findings = findings.join(table, on="finding_id", how="anti")
-    findings = sort_findings(_mask_identifiers(findings, cdm))
+    findings = redact_findings(sort_findings(_mask_identifiers(findings, cdm)))
     sites = sorted(
         {
             s
@@ -432,7 +433,7 @@ def build_report(
         rules=run.rules,
         cdm_version=cdm.version,
         source={**(source or {}), "site_ids": sites},
-        waived=_mask_identifiers(waived, cdm),
+        waived=redact_findings(_mask_identifiers(waived, cdm)),
         expired_waivers=run.expired_waivers,
         generated_at=generated_at,
     )

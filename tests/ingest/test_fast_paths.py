@@ -202,7 +202,7 @@ def _rule_outputs(shared: bool) -> list[tuple[object, ...]]:
             cdm,
             reader="csv",
             choices=read.choices,
-            identifiers=[],
+            identifiers={},
             rule_index=n,
             shared=cache,
         )

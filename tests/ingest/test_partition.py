@@ -334,3 +334,55 @@ def test_comment_and_header_lines_are_rejected_the_same_way_in_parts(
         ("ING-COMMENT", 21),
         ("ING-REPEATED-HEADER", 41),
     ]
+
+
+def _with_column(path: Path, name: str, values: list[str]) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    joined = [f"{line},{value}" for line, value in zip(lines[1:], values, strict=True)]
+    path.write_text("\n".join([f"{lines[0]},{name}", *joined]) + "\n", encoding="utf-8")
+
+
+def test_identifiers_found_by_value_in_any_part_are_decided_as_in_one_pass(
+    tmp_path: Path, cdm: CDM
+) -> None:
+    """An e-mail in one row of the last patients, and a column most of whose cells are names:
+    the split run finds them in their parts and reports the rows a single pass reports."""
+    rows = [
+        {"pid": f"P{i:02d}", "kind": "infusion", "date": "2021-03-05", "detail": "x", "value": "1"}
+        for i in range(40)
+    ]
+    site = _site(tmp_path / "site", rows, [{"pid": "P01", "sex": "F"}])
+    events = site / "events.csv"
+    notes = [f"note {i}" for i in range(40)]
+    notes[37] = "write to jane.roe@example.org"
+    _with_column(events, "remark", notes)
+    given = ["Hans", "Maria", "Pierre", "Giulia", "Sanne"]
+    surnames = [f"Qwx{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(40)]
+    _with_column(events, "contact", [f"{given[i % 5]} {s}" for i, s in enumerate(surnames)])
+    whole = ingest_submission(site, site / "mapping.yaml", None, cdm=cdm, partition_mb=0)
+    steps: list[str] = []
+    parts = ingest_submission(
+        site, site / "mapping.yaml", tmp_path / "out", cdm=cdm, partition_mb=1e-4,
+        progress=steps.append,
+    )  # fmt: skip
+    assert any(n.startswith("splitting events.csv") for n in steps), steps
+    assert_same(whole, parts)
+    flagged = parts.findings.filter(pl.col("rule_id") == "ING-IDENTIFIER")
+    assert dict(flagged.select("column", "message").iter_rows()) == {
+        "contact": "source column 'contact' looks like a direct identifier (most values look "
+        "like a person name); not copied to any output",
+        "remark": "source column 'remark' looks like a direct identifier (e-mail address in "
+        "row 39); not copied to any output",
+    }
+    texts = [pl.read_parquet(p).write_csv() for p in (tmp_path / "out").rglob("*.parquet")]
+    assert not any("jane.roe" in t or "Qwx" in t for t in texts)
+    # Mapped, the column is a configuration error once every part has been seen.
+    from cartreg.errors import ConfigError
+
+    mapping = (site / "mapping.yaml").read_text(encoding="utf-8")
+    (site / "mapping.yaml").write_text(mapping.replace("response: detail", "response: remark"))
+    with pytest.raises(ConfigError, match="e-mail address in row 39"):
+        ingest_submission(
+            site, site / "mapping.yaml", tmp_path / "out2", cdm=cdm, partition_mb=1e-4
+        )
+    assert not (tmp_path / "out2").exists()

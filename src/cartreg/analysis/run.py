@@ -60,6 +60,7 @@ from cartreg.analysis.tables import (
     to_markdown,
 )
 from cartreg.errors import InputError
+from cartreg.spreadsheet import write_csv
 
 if TYPE_CHECKING:
     from cartreg.cdm import CDM
@@ -445,16 +446,16 @@ def _write_outputs(
         files.append(path)
         if name != "adrsp_salvage":
             # CSV for R, SAS or Stata users without a Parquet reader
-            frame.write_csv(out_dir / f"{name}.csv")
+            write_csv(frame, out_dir / f"{name}.csv")
             files.append(out_dir / f"{name}.csv")
-    population.exclusions.write_csv(out_dir / "excluded_patients.csv")
+    write_csv(population.exclusions, out_dir / "excluded_patients.csv")
     files.append(out_dir / "excluded_patients.csv")
     tables_dir = out_dir / "tables"
     tables_dir.mkdir(exist_ok=True)
     for name, frame in named_tables.items():
         if frame.width == 0:
             continue
-        frame.write_csv(tables_dir / f"{name}.csv")
+        write_csv(frame, tables_dir / f"{name}.csv")
         (tables_dir / f"{name}.md").write_text(to_markdown(frame), encoding="utf-8")
         files += [tables_dir / f"{name}.csv", tables_dir / f"{name}.md"]
     figure_paths = (

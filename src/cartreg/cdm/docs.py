@@ -167,59 +167,43 @@ def render_html(cdm: CDM) -> str:
 
 def write_xlsx(cdm: CDM, path: Path) -> None:
     """The data dictionary as a workbook: one sheet of columns, one of vocabulary terms."""
-    import xlsxwriter
+    import polars as pl
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    book = xlsxwriter.Workbook(str(path))
-    bold = book.add_format({"bold": True})
-    sheet = book.add_worksheet("columns")
-    header = [
-        "table",
-        "column",
-        "type",
-        "required",
-        "unit",
-        "vocabulary",
-        "min",
-        "max",
-        "pattern",
-        "description",
-    ]
-    sheet.write_row(0, 0, header, bold)
-    row = 1
-    for table in cdm.tables.values():
-        for col in table.columns:
-            values = [
-                table.name,
-                col.name,
-                col.dtype,
-                "yes" if col.required else "",
-                col.unit or "",
-                col.vocabulary or "",
-                "" if col.min is None else col.min,
-                "" if col.max is None else col.max,
-                col.pattern or "",
-                col.description,
-            ]
-            # write_string keeps user text from ever being read as a formula
-            for c, value in enumerate(values):
-                if isinstance(value, float):
-                    sheet.write_number(row, c, value)
-                else:
-                    sheet.write_string(row, c, str(value))
-            row += 1
-    sheet.autofilter(0, 0, row - 1, len(header) - 1)
-    sheet.freeze_panes(1, 0)
-    terms = book.add_worksheet("vocabularies")
-    terms.write_row(0, 0, ["vocabulary", "code", "label", "also accepted", "external codes"], bold)
-    row = 1
-    for name in cdm.vocabularies:
-        for term in cdm.vocabularies[name].terms:
-            codes = ", ".join(f"{k}: {v}" for k, v in term.codes.items())
-            for c, value in enumerate(
-                [name, term.code, term.label, ", ".join(term.synonyms), codes]
-            ):
-                terms.write_string(row, c, value)
-            row += 1
-    terms.freeze_panes(1, 0)
-    book.close()
+    from cartreg.spreadsheet import write_xlsx as write_workbook
+
+    columns = pl.DataFrame(
+        [
+            {
+                "table": table.name,
+                "column": col.name,
+                "type": col.dtype,
+                "required": "yes" if col.required else "",
+                "unit": col.unit or "",
+                "vocabulary": col.vocabulary or "",
+                "min": None if col.min is None else float(col.min),
+                "max": None if col.max is None else float(col.max),
+                "pattern": col.pattern or "",
+                "description": col.description,
+            }
+            for table in cdm.tables.values()
+            for col in table.columns
+        ],
+        schema_overrides={"min": pl.Float64, "max": pl.Float64},
+    )
+    terms = pl.DataFrame(
+        [
+            {
+                "vocabulary": name,
+                "code": term.code,
+                "label": term.label,
+                "also accepted": ", ".join(term.synonyms),
+                "external codes": ", ".join(f"{k}: {v}" for k, v in term.codes.items()),
+            }
+            for name in cdm.vocabularies
+            for term in cdm.vocabularies[name].terms
+        ],
+        schema=dict.fromkeys(
+            ["vocabulary", "code", "label", "also accepted", "external codes"], pl.String
+        ),
+    )
+    write_workbook(path, {"columns": columns, "vocabularies": terms})

@@ -42,7 +42,9 @@ def profile(ctx: click.Context, files: tuple[Path, ...], fmt: str) -> None:
         click.echo(json.dumps(result.to_dicts(), indent=2))
         return
     if fmt == "csv":
-        click.echo(result.write_csv(), nl=False)
+        from cartreg.spreadsheet import write_csv
+
+        click.echo(write_csv(result), nl=False)
         return
     text = render_blocks(result) if result.height else "no columns to profile (no records?)"
     console().print(text, highlight=False, markup=False, soft_wrap=True)
@@ -69,7 +71,8 @@ def render_blocks(result: pl.DataFrame, width: int = 80) -> str:
         if row["decimal"]:
             hints.append(f'decimal: "{row["decimal"]}"')
         if row["vocabulary"]:
-            hints.append(f"vocabulary: {row['vocabulary']} ({row['vocabulary_match']:.0%})")
+            share = f"{row['vocabulary_match']:.0%}"
+            hints.append(f"vocabulary: {row['vocabulary']} ({share} of values are its terms)")
         if row["identifier"]:
             hints.append("identifier (values hidden)")
         if hints:

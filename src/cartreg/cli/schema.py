@@ -60,10 +60,11 @@ def validate(ctx: click.Context, tables: Path, fail_on: str, json_out: Path | No
     import json
 
     from cartreg.cdm import validate_tables
+    from cartreg.redact import redact_findings
     from cartreg.reports.terminal import findings_summary, findings_table
 
     cdm = cdm_from_context(ctx)
-    findings = validate_tables(tables, cdm=cdm)
+    findings = redact_findings(validate_tables(tables, cdm=cdm))
     out = console()
     if findings.height == 0:
         out.print(f"[green]{tables}: conforms to CDM {cdm.version}[/]")

@@ -133,8 +133,9 @@ def _render_text(report: Report, fmt: str) -> str:
 
         return render_html(report)
     from cartreg.reports.tabular import findings_table
+    from cartreg.spreadsheet import write_csv
 
-    return findings_table(report).write_csv()
+    return write_csv(findings_table(report)) or ""
 
 
 def now_utc() -> str:

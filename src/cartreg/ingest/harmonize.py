@@ -28,6 +28,7 @@ from cartreg.ingest.mapping import (
     check_source_columns,
     rule_input_columns,
 )
+from cartreg.ingest.readers.base import category_values
 from cartreg.ingest.readers.redcap import column_choices
 from cartreg.ingest.transforms.codes import boolean_mapping, code_mapping, map_codes
 from cartreg.ingest.transforms.dates import (
@@ -48,6 +49,7 @@ from cartreg.ingest.transforms.reshape import (
     unpivot_groups,
 )
 from cartreg.ingest.transforms.sentinels import REDCAP_MISSING_CODES, blank_to_null, is_sentinel
+from cartreg.redact import redact_expr
 
 # Required CDM columns that derive.py fills when a mapping does not; all other required columns
 # must come from the source, and a row that lacks one is quarantined.
@@ -316,7 +318,9 @@ def _parse_column(
         )
         out.append(typed.alias(target))
         if spec.vocabulary is not None:
-            out.append(raw.alias(f"{target}_raw"))
+            # The source spelling is kept for review, unless it looks like an identifier (a
+            # name shifted into the column): computed once per distinct value, like the rest.
+            out.append(redact_expr(raw).alias(f"{target}_raw"))
     elif spec.dtype == "date":
         formats = rule_col.formats or mapping.date_formats
         text = pl.when(sentinel).then(None).otherwise(raw)
@@ -522,7 +526,7 @@ def _distinct_codes(values: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
     values of rows filtered out since, which only costs their parse.
     """
     if isinstance(values.dtype, pl.Categorical):
-        categories = values.dtype.categories.to_series().rename(values.name)
+        categories = category_values(values)
         nullable = pl.concat([categories, pl.Series(values.name, [None], dtype=pl.String)])
         codes = values.to_physical().cast(pl.UInt32)
         return nullable.to_frame(), codes.fill_null(categories.len())
@@ -676,7 +680,7 @@ def harmonize_rule(
     *,
     reader: str,
     choices: dict[str, dict[str, str]],
-    identifiers: Collection[str],
+    identifiers: Mapping[str, str],
     rule_index: int,
     shared: SharedParses | None = None,
     order_by: Sequence[str] = (),
@@ -693,7 +697,7 @@ def harmonize_rule(
     table = cdm.tables[rule.table]
     spec_source = mapping.sources[rule.source]
     allowed = set(spec_source.allow_identifiers)
-    _check_identifiers(mapping, rule, identifiers, allowed)
+    check_identifiers(mapping, rule, identifiers, allowed)
     where_findings = empty_findings()
     if reader == "redcap" and choices and rule.where:
         decoded = spec_source.decode and spec_source.dictionary is not None
@@ -1111,9 +1115,10 @@ def _check_single_values(
             )
 
 
-def _check_identifiers(
-    mapping: SiteMapping, rule: TableRule, identifiers: Collection[str], allowed: set[str]
+def check_identifiers(
+    mapping: SiteMapping, rule: TableRule, identifiers: Mapping[str, str], allowed: set[str]
 ) -> None:
+    """ConfigError when ``rule`` reads an identifier-like column not in ``allowed``."""
     used: list[tuple[str, str, str | None]] = [(rule.patient_id, f"{rule.key}.patient_id", None)]
     used += [
         (c.source, f"{c.key}.from", c.part) for c in rule.columns.values() if c.source is not None
@@ -1121,7 +1126,8 @@ def _check_identifiers(
     for column, key, part in used:
         if column in identifiers and column not in allowed and part != "year":
             raise ConfigError(
-                f"source column '{column}' looks like a direct identifier and is not copied",
+                f"source column '{column}' looks like a direct identifier "
+                f"({identifiers[column]}) and is not copied",
                 path=mapping.path,
                 key=key,
                 hint=(

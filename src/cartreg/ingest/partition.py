@@ -21,8 +21,14 @@ import polars as pl
 
 from cartreg.cdm import CDM
 from cartreg.ingest.derive import derive_tables
-from cartreg.ingest.harmonize import is_reshaped
-from cartreg.ingest.identifiers import SAMPLE_ROWS
+from cartreg.ingest.harmonize import check_identifiers, is_reshaped
+from cartreg.ingest.identifiers import (
+    Evidence,
+    decide,
+    frame_evidence,
+    named_identifiers,
+    top_level,
+)
 from cartreg.ingest.mapping import SiteMapping, SourceSpec, check_source_columns
 from cartreg.ingest.pipeline import (
     Collected,
@@ -32,8 +38,11 @@ from cartreg.ingest.pipeline import (
     WhereTally,
     build_manifest,
     count_findings,
+    dictionary_identifiers,
     empty_rule_findings,
     harmonize_source,
+    identifier_findings,
+    no_rows_finding,
     quarantine_repeated_keys,
     read_findings,
     read_source,
@@ -307,24 +316,25 @@ def harmonize_in_parts(
     """
     site = mapping.site_id
     rules = [(t, i, r) for t, rs in mapping.tables.items() for i, r in enumerate(rs)]
-    identifiers: dict[str, list[str]] = {}
+    identifiers: dict[str, dict[str, str]] = {}
+    # A split file's columns are judged by name now, by value part by part (see
+    # identifiers.Evidence), and decided once every part has been seen.
+    evidence: dict[str, dict[str, Evidence]] = {name: {} for name in plan.large}
     findings: list[pl.DataFrame] = []
     small_parts: dict[str, pl.DataFrame] = {}
     for name, spec in mapping.sources.items():
         if name in plan.large:
-            big = plan.large[name]
-            head = pl.read_csv(
-                root / spec.file, separator=big.separator, n_rows=SAMPLE_ROWS, infer_schema=False
-            )
-            read = ReadResult(frame=head, sha256=big.scan.sha256)
+            header = [c.strip() for c in plan.large[name].header]
+            named = named_identifiers(header, dictionary_identifiers(spec, root))
+            identifiers[name] = _not_allowed(spec, named)
         else:
             read = plan.small[name]
             read.sha256 = read.sha256 or sha256_of(root / spec.file)
             small_parts[name] = with_parts(
                 read.frame.lazy(), plan.patient_columns[name], plan.parts
             ).collect()
-        identifiers[name] = source_identifiers(spec, read.frame, root)
-        findings += read_findings(read, spec, identifiers[name], site)
+            identifiers[name] = source_identifiers(spec, read.frame, root)
+            findings += read_findings(read, spec, identifiers[name], site)
 
     counts: dict[str, dict[str, Any]] = {}
     rule_counts: dict[str, tuple[int, int]] = {}
@@ -349,6 +359,10 @@ def harmonize_in_parts(
                     read = ReadResult(frame=frame, sha256=big.scan.sha256)
                     read.reject(suspicious_rows(frame))
                     findings.append(rejected_findings(read.rejected, site, spec.label))
+                    seen = frame_evidence(frame, identifiers[name])
+                    merged = evidence[name]
+                    for column, found in seen.items():
+                        merged[column] = merged[column].merge(found) if column in merged else found
                 else:
                     small = plan.small[name]
                     frame = small_parts[name].filter(pl.col(PART) == part).drop(PART)
@@ -402,12 +416,23 @@ def harmonize_in_parts(
     findings += count_findings(sources, site)
     findings += empty_rule_findings(mapping, rule_counts)
     findings += where.findings(mapping)
+    for name, big in plan.large.items():
+        spec = big.spec
+        header = [c.strip() for c in big.header]
+        identifiers[name] = _not_allowed(spec, decide(identifiers[name], evidence[name], header))
+        for rule in (r for rs in mapping.tables.values() for r in rs if r.source == name):
+            check_identifiers(mapping, rule, identifiers[name], set(spec.allow_identifiers))
+        # the reader's own findings were made part by part
+        findings.append(identifier_findings(identifiers[name], spec, site, spec.label))
+        if big.scan.lines <= 1:
+            findings.append(no_rows_finding(site, spec.label))
     findings_out = sorted_findings(findings)
-    quarantined = {
-        name: pl.concat(parts, how="diagonal_relaxed").sort("source_row")
-        for name, parts in quarantine.items()
-        if parts
-    }
+    quarantined = {}
+    for name, parts in quarantine.items():
+        if parts:
+            records = pl.concat(parts, how="diagonal_relaxed").sort("source_row")
+            dropped = {top_level(c, records.columns) for c in identifiers[name]}
+            quarantined[name] = records.drop([c for c in dropped if c in records.columns])
     if writer is not None:
         writer.findings(findings_out)
         writer.quarantine(quarantined)
@@ -426,4 +451,8 @@ def harmonize_in_parts(
     )
 
 
-_COUNTS = ("rows_read", "rows_harmonized", "rows_quarantined")  # summed over the parts
+_COUNTS = ("rows_read", "rows_harmonized", "rows_quarantined")
+
+
+def _not_allowed(spec: SourceSpec, found: dict[str, str]) -> dict[str, str]:
+    return {c: why for c, why in found.items() if c not in spec.allow_identifiers}

@@ -3,8 +3,9 @@
 Conservation: every source row read is either harmonized or quarantined, counted in source rows
 (a row that feeds several tables counts once). A row is quarantined when any rule could not
 harmonize it (no patient id, a required value missing or unreadable) or when no rule selects it;
-its raw record (identifier-like columns removed) and the reasons go to
-``quarantine/<source>.parquet``.
+its raw record and the reasons go to ``quarantine/<source>.parquet``: identifier-like columns
+are left out, and identifier-looking values of the other columns are masked (see
+``cartreg.redact``).
 Rows it produced for other tables are kept, so one bad infusion cell does not drop the patient.
 """
 
@@ -14,11 +15,11 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -28,7 +29,7 @@ from cartreg.exprs import format_text
 from cartreg.findings import empty_findings, findings_frame, sort_findings
 from cartreg.ingest.derive import derive_tables, event_order
 from cartreg.ingest.harmonize import ORDER, SharedParses, harmonize_rule, shared_parse_keys
-from cartreg.ingest.identifiers import identifier_columns
+from cartreg.ingest.identifiers import identifier_reasons, top_level
 from cartreg.ingest.mapping import (
     SiteMapping,
     SourceSpec,
@@ -47,6 +48,10 @@ from cartreg.ingest.readers.redcap import (
     read_dictionary,
     read_redcap,
 )
+from cartreg.redact import MAX_CELL_CHARS, redact_columns, redact_expr, redact_findings
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 Progress = Callable[[str], None]
 DEFAULT_PARTITION_MB = 256
@@ -86,7 +91,7 @@ class WhereTally:
         rules: list[TableRule],
         frame: pl.DataFrame,
         skip: Callable[[str], bool],
-        identifiers: list[str],
+        identifiers: Collection[str],
     ) -> None:
         """Note which condition values of ``rules`` occur in ``frame`` (columns for which
         ``skip`` holds are checked elsewhere: REDCap choices)."""
@@ -172,8 +177,9 @@ class Collected:
     findings: list[pl.DataFrame] = field(default_factory=list)
     quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
     sources_manifest: list[dict[str, Any]] = field(default_factory=list)
-    # source name -> (its rows as read, its identifier columns), for late quarantine decisions
-    frames: dict[str, tuple[pl.DataFrame, list[str]]] = field(default_factory=dict)
+    # source name -> (its rows as read, its identifier columns and why), for late quarantine
+    # decisions
+    frames: dict[str, tuple[pl.DataFrame, Mapping[str, str]]] = field(default_factory=dict)
     # rule key -> (rows the rule made or quarantined, rows its source had), summed over parts
     rule_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     where: WhereTally = field(default_factory=lambda: WhereTally())
@@ -191,8 +197,11 @@ class Collected:
 
 
 def sorted_findings(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The findings of a run as they are output: sorted, identifier-looking values masked."""
     kept = [f for f in parts if f.height]
-    return sort_findings(pl.concat(kept, how="vertical")) if kept else empty_findings()
+    if not kept:
+        return empty_findings()
+    return redact_findings(sort_findings(pl.concat(kept, how="vertical")))
 
 
 def build_manifest(
@@ -274,11 +283,12 @@ def read_source(spec: SourceSpec, root: Path) -> ReadResult:
     return read_redcap(path, dictionary=dictionary, decode=spec.decode, label=label)
 
 
-def _identifier_findings(
-    columns: list[str], spec: SourceSpec, site_id: str, label: str
+def identifier_findings(
+    identifiers: Mapping[str, str], spec: SourceSpec, site_id: str, label: str
 ) -> pl.DataFrame:
-    if not columns:
+    if not identifiers:
         return empty_findings()
+    columns = list(identifiers)
     return findings_frame(
         pl.DataFrame(
             {
@@ -290,8 +300,9 @@ def _identifier_findings(
                 "site_id": site_id,
                 "source_file": label,
                 "message": [
-                    f"source column '{c}' looks like a direct identifier; not copied to any output"
-                    for c in columns
+                    f"source column '{c}' looks like a direct identifier ({why}); "
+                    "not copied to any output"
+                    for c, why in identifiers.items()
                 ],
             }
         )
@@ -301,7 +312,7 @@ def _identifier_findings(
 def _quarantine_records(
     frame: pl.DataFrame,
     reasons: pl.DataFrame,
-    identifiers: list[str],
+    identifiers: Mapping[str, str],
     rejected: pl.DataFrame | None = None,
     label: str = "",
 ) -> pl.DataFrame:
@@ -314,11 +325,9 @@ def _quarantine_records(
     )
     # Narrow the (possibly million-row) source to the few quarantined rows before the join.
     records = frame.filter(pl.col("source_row").is_in(summary.get_column("source_row").implode()))
-    # Identifier-like columns stay out, and so do arrays and objects (a JSON record's nested
-    # values are not checked for identifiers column by column): the source row points at them.
-    nested = [c for c, t in records.schema.items() if isinstance(t, pl.List | pl.Struct)]
-    records = records.drop([c for c in [*identifiers, *nested] if c in records.columns])
-    records = records.with_columns(pl.col(pl.Categorical).cast(pl.String))
+    # An array holding an identifier field goes as a whole.
+    dropped = {top_level(c, records.columns) for c in identifiers}
+    records = records.drop([c for c in dropped if c in records.columns])
     records = records.join(summary, on="source_row", how="inner")
     if rejected is not None and rejected.height:
         # Rows the reader rejected keep no cell: shifted values are no one's column.
@@ -328,39 +337,77 @@ def _quarantine_records(
             format_text("{}(row)", "rule_id").alias("quarantine_reasons"),
         )
         records = pl.concat([records, untrusted], how="diagonal_relaxed")
-    return records.sort("source_row")
+    return _redacted(records.sort("source_row"))
 
 
-def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> list[str]:
-    """Columns of a source that look like direct identifiers and the mapping did not allow."""
-    extra = set()
+def _redacted(records: pl.DataFrame) -> pl.DataFrame:
+    """Quarantine records with identifier-looking values masked (inside arrays too) and long
+    text cut; full dates stay, they are the dates the site has to fix."""
+    own = {"source_file", "source_row", "quarantine_reasons"}
+    text = [
+        c
+        for c, dtype in records.schema.items()
+        if c not in own and (dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum))
+    ]
+    nested = [c for c, dtype in records.schema.items() if dtype.is_nested()]
+    records = redact_columns(records, text, dates=False, limit=MAX_CELL_CHARS)
+    return records.with_columns(
+        _redacted_nested(pl.col(c), records.schema[c]).alias(c) for c in nested
+    )
+
+
+def _redacted_nested(expr: pl.Expr, dtype: PolarsDataType) -> pl.Expr:
+    if dtype == pl.String:
+        return redact_expr(expr, dates=False, limit=MAX_CELL_CHARS)
+    if isinstance(dtype, pl.List):
+        return expr.list.eval(_redacted_nested(pl.element(), dtype.inner))
+    if isinstance(dtype, pl.Struct):
+        fields = [
+            _redacted_nested(expr.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields
+        ]
+        return pl.when(expr.is_null()).then(None).otherwise(pl.struct(fields))
+    return expr
+
+
+def dictionary_identifiers(spec: SourceSpec, root: Path) -> set[str]:
+    """Fields a REDCap data dictionary marks ``Identifier? = y``."""
     if spec.reader == "redcap" and spec.dictionary:
-        extra = identifier_fields(read_dictionary(root / spec.dictionary))
-    return [c for c in identifier_columns(frame, extra) if c not in spec.allow_identifiers]
+        return identifier_fields(read_dictionary(root / spec.dictionary))
+    return set()
+
+
+def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> dict[str, str]:
+    """Columns of a source that look like direct identifiers and the mapping did not allow,
+    each with the reason (``"phone number in row 501"``)."""
+    found = identifier_reasons(frame, dictionary_identifiers(spec, root))
+    return {c: why for c, why in found.items() if c not in spec.allow_identifiers}
 
 
 def read_findings(
-    read: ReadResult, spec: SourceSpec, identifiers: list[str], site_id: str
+    read: ReadResult, spec: SourceSpec, identifiers: Mapping[str, str], site_id: str
 ) -> list[pl.DataFrame]:
     """Findings about a source as a whole: the reader's, the rows it rejected, an empty
     source, and the identifier columns left out."""
     label = spec.label
     found = [
         read.findings.with_columns(pl.lit(site_id).alias("site_id")),
-        _identifier_findings(identifiers, spec, site_id, label),
+        identifier_findings(identifiers, spec, site_id, label),
         rejected_findings(read.rejected, site_id, label),
     ]
     if read.frame.height == 0 and read.rejected.height == 0:
-        found.append(
-            source_finding(
-                "ING-NO-ROWS",
-                "error",
-                site_id,
-                label,
-                "the source has no data rows (only a header, or nothing): send the complete export",
-            )
-        )
+        found.append(no_rows_finding(site_id, label))
     return found
+
+
+def no_rows_finding(site_id: str, label: str) -> pl.DataFrame:
+    """The error for a source without a data row (an empty or header-only export)."""
+    return source_finding(
+        "ING-NO-ROWS",
+        "error",
+        site_id,
+        label,
+        "the source has no data rows (only a header, or nothing): send the complete export",
+    )
 
 
 def rejected_findings(rejected: pl.DataFrame, site_id: str, label: str) -> pl.DataFrame:
@@ -445,7 +492,7 @@ def count_findings(sources: list[dict[str, Any]], site_id: str) -> list[pl.DataF
 def harmonize_source(
     spec: SourceSpec,
     read: ReadResult,
-    identifiers: list[str],
+    identifiers: Mapping[str, str],
     root: Path,
     mapping: SiteMapping,
     cdm: CDM,

@@ -1,12 +1,16 @@
 """Profiling source files to help a coordinator write a mapping.
 
 Per column: inferred type, null rate, distinct count, top values, the date formats that parse
-its values, the decimal mark its numbers show, and the CDM vocabulary its values match best.
-Values of identifier-like columns are never shown.
+its values, the decimal mark its numbers show, and the CDM vocabulary to map it with when its
+name and its values agree on one. Values of identifier-like columns (by name or by value, see
+``identifiers``) are never shown, and a shown value that looks like an identifier on its own is
+masked (see ``cartreg.redact``).
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +28,10 @@ from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.transforms.dates import detect_date_formats, parse_dates
 from cartreg.ingest.transforms.numbers import decimal_mark, parse_numbers
 from cartreg.ingest.transforms.reshape import LINEAGE, explode_path
+from cartreg.redact import redact_value
 from cartreg.vocab.normalize import normalize_key
+from cartreg.vocab.vocabulary import Vocabulary
+from cartreg.yamlio import load_yaml
 
 PROFILE_COLUMNS = (
     "source",
@@ -41,6 +48,14 @@ PROFILE_COLUMNS = (
 )
 _TOP = 5
 _MATCH_MIN = 0.5
+_SUBJECT_WORDS_FILE = Path(__file__).with_name("vocabulary_words.yaml")
+_SUBJECT_WORDS: dict[str, frozenset[str]] | None = None
+# A subject word this long also matches the start of a longer word (plurals, compounds).
+_PREFIX_MIN = 5
+# Share of distinct values that must be terms: of a vocabulary the name is about, of yes/no.
+_NAMED_MIN = 0.25
+_ANSWERS_MIN = 0.6
+_YES_NO = "yes_no_unknown"
 # Arrays nested deeper than this are described, not exploded further.
 _MAX_DEPTH = 3
 _YEAR_RANGE = (1900, 2100)
@@ -152,6 +167,72 @@ def vocabulary_match(values: pl.Series, cdm: CDM) -> tuple[str | None, float]:
     return best if best[1] >= _MATCH_MIN else (None, best[1])
 
 
+def subject_words() -> dict[str, frozenset[str]]:
+    """Per vocabulary, the words of a column name saying it is about its subject (data:
+    ``vocabulary_words.yaml``)."""
+    global _SUBJECT_WORDS
+    if _SUBJECT_WORDS is None:
+        raw = load_yaml(_SUBJECT_WORDS_FILE)
+        _SUBJECT_WORDS = {str(k): frozenset(str(w) for w in v) for k, v in raw.items()}
+    return _SUBJECT_WORDS
+
+
+def name_words(column: str) -> set[str]:
+    """Lower-case ASCII words of a column name (``CD19-Phänotyp`` -> cd19, phanotyp;
+    ``bestResponse`` -> best, response)."""
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", column)
+    text = unicodedata.normalize("NFKD", spaced).encode("ascii", "ignore").decode("ascii")
+    return {w for w in re.split(r"[^a-z0-9]+", text.lower()) if w}
+
+
+def _names_subject(words: set[str], subject: frozenset[str]) -> bool:
+    return any(
+        w == s or (len(s) >= _PREFIX_MIN and w.startswith(s)) for w in words for s in subject
+    )
+
+
+def suggest_vocabulary(column: str, values: pl.Series, cdm: CDM) -> tuple[str | None, float]:
+    """The vocabulary a coordinator should map ``column`` with, and the share of its distinct
+    values that are terms, or ``(None, 0.0)`` when the evidence does not agree.
+
+    Name and values must agree: the column's name holds a word of the vocabulary's subject (in
+    any of the consortium's languages) and at least a quarter of its distinct values are terms,
+    including every value another vocabulary named by the column knows (else they point two
+    ways). Values alone only ever suggest ``yes_no_unknown`` (it says what the values are, not
+    what they are about).
+    Nothing is better than a wrong suggestion: ``positif`` is an MRD, a Ph and a CD19 term.
+    """
+    distinct = [v for v in values.drop_nulls().unique().to_list() if normalize_key(v)]
+    if not distinct:
+        return None, 0.0
+    words = name_words(column)
+    named = {
+        name: _terms(cdm.vocabularies[name], distinct)
+        for name, subject in subject_words().items()
+        if name in cdm.vocabularies and _names_subject(words, subject)
+    }
+    if named:
+        name = max(named, key=lambda n: len(named[n]))
+        share = len(named[name]) / len(distinct)
+        if share >= _NAMED_MIN:
+            others = [terms for n, terms in named.items() if n != name]
+            # Values another named vocabulary knows and this one does not, or the same values
+            # known by two: they point two ways.
+            if any(not terms < named[name] for terms in others if terms):
+                return None, 0.0
+            return name, share
+    answers = cdm.vocabularies[_YES_NO]
+    codes = {answers.code_for(v) for v in distinct}
+    share = len(_terms(answers, distinct)) / len(distinct)
+    if share >= _ANSWERS_MIN and codes & {"Y", "N"}:
+        return _YES_NO, share
+    return None, 0.0
+
+
+def _terms(vocabulary: Vocabulary, distinct: list[str]) -> set[str]:
+    return {v for v in distinct if vocabulary.code_for(v) is not None}
+
+
 def _infer_type(values: pl.Series, formats: list[str], vocabulary: str | None) -> str:
     present = pl.DataFrame({"v": values}).drop_nulls()
     if present.height == 0:
@@ -213,10 +294,15 @@ def profile_frame(source: SourceFrame, cdm: CDM) -> pl.DataFrame:
             if values.null_count() < n
             else []
         )
-        vocabulary, share = vocabulary_match(values, cdm)
+        vocabulary, share = suggest_vocabulary(column, values, cdm)
         counts = values.drop_nulls().value_counts(sort=True).head(_TOP)
         hidden = column in identifiers
-        top = "; ".join(f"{MASK if hidden else v} ({c})" for v, c in counts.iter_rows())
+        # Dates are what a coordinator profiles for: only a birth-named column hides them, and
+        # that column is an identifier already when it holds full dates.
+        top = "; ".join(
+            f"{MASK if hidden else redact_value(v, date_column=True)} ({c})"
+            for v, c in counts.iter_rows()
+        )
         rows.append(
             {
                 "source": source.label,

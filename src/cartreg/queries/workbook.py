@@ -23,6 +23,7 @@ from cartreg.errors import InputError
 from cartreg.exprs import format_text
 from cartreg.queries.lifecycle import OPEN, RESPONSES, mask_identifiers, site_queries
 from cartreg.registry.store import Registry
+from cartreg.spreadsheet import neutralize_text, new_workbook
 
 FORMAT = "cartreg-queries 1"
 SHEET, ABOUT = "queries", "about"
@@ -44,16 +45,6 @@ COLUMNS: tuple[tuple[str, int, str], ...] = (
     (RESPONSE, 34, ""),
     (COMMENT, 50, ""),
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralize(text: str) -> str:
-    """Prefix text a spreadsheet would run as a formula with an apostrophe (OWASP).
-
-    A local guard until the shared CSV/XLSX guard exists; the writer never writes formula
-    cells either (``strings_to_formulas=False``).
-    """
-    return f"'{text}" if text.startswith(_FORMULA_START) else text
 
 
 def registry_id(registry: Registry) -> str:
@@ -100,14 +91,8 @@ def write_workbook(
     when: dt.datetime,
 ) -> int:
     """Write the open queries of ``site`` to ``path``; returns the number of queries."""
-    import xlsxwriter
-
     frame = export_frame(registry, site, guidance, identifiers)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    workbook = xlsxwriter.Workbook(
-        str(path), {"strings_to_formulas": False, "strings_to_urls": False}
-    )
+    workbook = new_workbook(Path(path))
     try:
         header = workbook.add_format({"bold": True, "bg_color": "#E8E8E8", "locked": True})
         locked = workbook.add_format({"locked": True, "text_wrap": True, "valign": "top"})
@@ -123,7 +108,7 @@ def write_workbook(
         for i, row in enumerate(frame.select(sources).iter_rows(), start=1):
             for j, value in enumerate(row):  # writing cells is per cell by nature
                 if value is not None:
-                    sheet.write_string(i, j, neutralize(str(value)), locked)
+                    sheet.write_string(i, j, neutralize_text(str(value)), locked)
             sheet.write_blank(i, len(sources), None, answer)
             sheet.write_blank(i, len(sources) + 1, None, answer)
         last = max(frame.height, 1)
@@ -161,7 +146,7 @@ def write_workbook(
         about.set_column(1, 1, 90)
         for i, (key, value) in enumerate(facts):
             about.write_string(i, 0, key, header)
-            about.write_string(i, 1, neutralize(value), locked)
+            about.write_string(i, 1, neutralize_text(value), locked)
         about.protect("")
     finally:
         workbook.close()

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from cartreg import __version__
+from cartreg import __version__, spreadsheet
 from cartreg.errors import CartregError, InputError
 from cartreg.findings import empty_findings, sort_findings
+from cartreg.redact import redact_findings
 from cartreg.registry import duplicates as dup
 from cartreg.registry import linkage_store
 from cartreg.registry.links import check_links
@@ -335,11 +336,12 @@ def merge_registry(
                     "sha256": sha256_file(target),
                 }
             )
-        shown.select(*dup.CANDIDATE_SCHEMA, *dup.LINK_COLUMNS[2:]).write_csv(
-            work / "duplicates.csv"
+        spreadsheet.write_csv(
+            shown.select(*dup.CANDIDATE_SCHEMA, *dup.LINK_COLUMNS[2:]), work / "duplicates.csv"
         )
         (work / "findings.json").write_text(
-            json.dumps(findings.to_dicts(), indent=2, default=str) + "\n", encoding="utf-8"
+            json.dumps(redact_findings(findings).to_dicts(), indent=2, default=str) + "\n",
+            encoding="utf-8",
         )
         site_entries = []
         for row in sites.iter_rows(named=True):

@@ -75,6 +75,17 @@ def text_dtype(dtype: Any) -> pl.DataType:
     return pl.String()
 
 
+def category_values(values: pl.Series) -> pl.Series:
+    """The text of each code of a Categorical column, in code order (position = code).
+
+    Built by polars from the codes 0..max present (``Categories.to_series`` walks the
+    categories in Python: 20 ms per 100,000 of them).
+    """
+    top = values.to_physical().max()
+    codes = pl.Series(values.name, range(0 if top is None else int(top) + 1), dtype=pl.UInt32)  # type: ignore[arg-type]
+    return codes.cat.to(values.dtype).cast(pl.String)
+
+
 def to_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Cast every column, nested or not, to text."""
     exprs = []
