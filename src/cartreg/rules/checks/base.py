@@ -114,8 +114,11 @@ def validate_params(check_type: str, params: Mapping[str, Any], path: Path) -> N
                 key=f"check.{key}",
             )
     for key in spec.conditions:
-        if key in params:
-            check_condition(params[key], path, f"check.{key}")
+        # "unless.where": a condition inside a mapping parameter
+        holder, _, inner = key.rpartition(".")
+        scope = params.get(holder) if holder else params
+        if isinstance(scope, Mapping) and inner in scope:
+            check_condition(scope[inner], path, f"check.{key}")
     if check_type == "sql":
         from cartreg.rules.checks.sql import check_select
 
