@@ -35,9 +35,10 @@ def check(
 ) -> None:
     """Ingest a site submission and validate the result (the everyday command).
 
+    OUT_DIR/findings.json then holds every finding of the check (ingest, schema, rules).
     Exit code 0 when no finding reaches --fail-on, 1 when one does, 2 for unusable input.
     """
-    from cartreg.validation import validate_output
+    from cartreg.validation import validate_output, write_findings
 
     cdm = cdm_from_context(ctx)
     waiver_list, override_list = load_policies(waivers, overrides)
@@ -55,5 +56,6 @@ def check(
         overrides=override_list,
         generated_at=now_utc(),
     )
+    write_findings(out_dir, report)
     emit(report, fmt, report_path)
     ctx.exit(exit_code_for(report.findings, fail_on))
