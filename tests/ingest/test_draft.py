@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cartreg.cdm import CDM, load_cdm
@@ -63,9 +63,9 @@ def test_redcap_dictionary_is_metadata_and_instruments_become_wheres(
     infusions = tables["car_t_infusions"][0]["columns"]
     assert infusions["trial_id"] == {"from": "inf_nct"}  # values match the NCT pattern
     assert infusions["pre_bm_blast_pct"] == {"from": "inf_blasts"}  # "Marrow blasts before …"
-    # a required column: the best candidate of the instrument's rows, else a note saying so
+    # a required column: the best candidate of the instrument's rows, else a constant to review
     assert tables["progression_events"][0]["columns"]["event_type"] == {"from": "prog_type"}
-    assert "# hct_type: {value: one of ALLOGENEIC, AUTOLOGOUS}" in text
+    assert tables["transplants"][0]["columns"]["hct_type"] == {"value": "ALLOGENEIC"}
     # nothing is left out unseen
     assert "not proposed for any CDM column" in text and "inf_emd (Extramedullary" in text
 
@@ -142,3 +142,89 @@ def test_dmy_and_mdy_are_never_proposed_together(dates: list[tuple[int, int, int
 def test_month_first_values_give_mdy() -> None:
     values = pl.Series(["03/25/2021", "04/02/2021"])
     assert _formats([("DMY", "MDY")], [values]) == (["MDY"], "")
+
+
+# -- every draft passes `mapping check` -------------------------------------------------------
+
+_SITES = sorted(p for p in SAMPLE.iterdir() if (p / "mapping.yaml").is_file())
+
+
+def _export_files(folder: Path) -> list[Path]:
+    suffixes = {".csv", ".xlsx", ".json", ".ndjson"}
+    return [f for f in sorted(folder.iterdir()) if f.suffix in suffixes]
+
+
+def _passes_mapping_check(files: list[Path], folder: Path, draft: Path) -> None:
+    from click.testing import CliRunner
+
+    from cartreg.cli.main import cli
+
+    made = CliRunner().invoke(
+        cli, ["mapping", "init", *map(str, files), "--out", str(draft), "--force"]
+    )
+    assert made.exit_code == 0, made.output
+    checked = CliRunner().invoke(cli, ["mapping", "check", str(draft), "--submission", str(folder)])
+    assert checked.exit_code == 0, checked.output + draft.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("site", _SITES, ids=[p.name for p in _SITES])
+def test_draft_of_every_sample_site_passes_mapping_check(site: Path, tmp_path: Path) -> None:
+    _passes_mapping_check(_export_files(site), site, tmp_path / "draft.yaml")
+
+
+def test_required_code_without_a_column_is_a_constant_named_by_the_event_kind(
+    tmp_path: Path, cdm: CDM
+) -> None:
+    text, draft = _draft(tmp_path, cdm, SAMPLE / "classeur_b" / "registre_CAR-T.xlsx")
+    follow = draft["tables"]["follow_up"][0]
+    assert follow["where"] == [{"column": "Type", "equals": "Décès"}]
+    assert follow["columns"]["vital_status"] == {"value": "DEAD"}  # "Décès" rows
+    registry = draft_mapping(sorted((SAMPLE / "registry_a").glob("*.csv")), cdm)
+    assert 'hct_type: {value: "ALLOGENEIC"}  # REVIEW: required and no column found' in registry
+
+
+_KINDS = ["Évaluation", "Rechute", "Décès", "Greffe", "Rattrapage", "Dernières nouvelles"]
+_LAYOUT_NAMES = {
+    "id": ["N° patient", "Pat.-Nr.", "subject_id", "codice paziente"],
+    "kind": ["Type", "Ereignis", "event_type", "Tipo"],
+    "date": ["Date", "Datum", "event_date", "Data"],
+}
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    names=st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _LAYOUT_NAMES.items()}),
+    kinds=st.lists(st.sampled_from(_KINDS), min_size=2, max_size=6, unique=True),
+    extra=st.sampled_from(["Produit", "Réponse", "Cause du décès", "Sexe", "Bemerkung"]),
+    day_first=st.booleans(),
+)
+def test_draft_of_a_synthesized_long_layout_passes_mapping_check(
+    tmp_path: Path, names: dict[str, str], kinds: list[str], extra: str, day_first: bool
+) -> None:
+    """A long sheet (one row per event, a type column) in other languages and spellings."""
+    folder = tmp_path / f"site_{abs(hash((tuple(names.values()), tuple(kinds), extra)))}"
+    folder.mkdir()
+    values = {
+        "Produit": "tisagenlecleucel",
+        "Réponse": "RC",
+        "Cause du décès": "leucémie",
+        "Sexe": "F",
+        "Bemerkung": "x",
+    }
+    rows = []
+    for p in range(6):
+        for k, kind in enumerate(kinds):
+            day, month = 13 + p, 1 + k
+            date = f"{day:02d}/{month:02d}/2024" if day_first else f"{month:02d}/{day:02d}/2024"
+            rows.append(
+                {
+                    names["id"]: f"P{p:03d}",
+                    names["kind"]: kind,
+                    names["date"]: date,
+                    extra: values[extra] if k % 2 == 0 else None,
+                }
+            )
+    pl.DataFrame(rows).write_csv(folder / "visits.csv")
+    _passes_mapping_check([folder / "visits.csv"], folder, folder / "draft.yaml")

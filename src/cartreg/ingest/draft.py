@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from cartreg.cdm import CDM
 from cartreg.ingest.harmonize import DERIVED_COLUMNS
@@ -122,6 +123,7 @@ class Proposal:
     contains: tuple[str, ...] = ()
     checkbox: str | None = None  # REDCap checkbox field exploded to rows
     map: str = ""  # rendered YAML mapping of site values to codes
+    value: str | None = None  # a constant instead of a source column
 
 
 @dataclass
@@ -698,7 +700,8 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
                 where = _rows_of(source, children, explode, chosen)
             chosen += _event_day(cdm, table, explode, children, chosen)
             chosen += _status_date(chosen)
-            chosen += _required(cdm, table, chosen, _rule_rows(source, children, explode, where))
+            rows = _rule_rows(source, children, explode, where)
+            chosen += _required(cdm, table, chosen, rows, where)
             rules.setdefault(table, []).append((source, explode, where, checkbox, chosen))
         placed = [p for rs in rules.values() for r in rs if r[0] is source for p in r[4]]
         notes += _unplaced(source, placed, children)
@@ -764,6 +767,8 @@ def _column_line(p: Proposal, seen: set[str], site_formats: list[str]) -> str:
         return f"        # {p.source_column}: ({name})  # REVIEW: {p.evidence}"
     prefix = "# " if p.column in seen else ""
     seen.add(p.column)
+    if p.value is not None:
+        return f"        {prefix}{p.column}: {{value: {_q(p.value)}}}  # REVIEW: {p.evidence}"
     extra = ", part: year" if p.column == "birth_year" else ""
     if p.contains:
         extra += f", contains: {_q(p.contains[0])}"
@@ -824,19 +829,57 @@ def _status_date(chosen: list[Proposal]) -> list[Proposal]:
 def _rule_rows(
     source: DraftSource, children: list[SourceFrame], explode: tuple[str, ...], where: str
 ) -> pl.DataFrame:
-    """The rows a drafted rule reads (its instrument's rows for a REDCap source)."""
+    """The rows a drafted rule reads: those its ``where`` selects (an instrument's rows for a
+    REDCap source, an event type's rows of a long sheet)."""
     frame = next((c.frame for c in children if c.explode == explode), source.base.frame)
-    form = re.search(r'redcap_repeat_instrument, equals: "([^"]+)"', where)
-    if form and "redcap_repeat_instrument" in frame.columns:
-        return frame.filter(pl.col("redcap_repeat_instrument") == form.group(1))
-    if "redcap_repeat_instrument" in frame.columns and "is_null: true" in where:
-        return frame.filter(pl.col("redcap_repeat_instrument").is_null())
+    for cond in yaml.safe_load(where) if where else []:
+        column = str(cond.get("column"))
+        if column not in frame.columns:
+            continue
+        values = frame.get_column(column).cast(pl.String)
+        if "equals" in cond:
+            frame = frame.filter(values == str(cond["equals"]))
+        elif "in" in cond:
+            frame = frame.filter(values.is_in([str(v) for v in cond["in"]]))
+        elif cond.get("is_null"):
+            frame = frame.filter(values.is_null())
     return frame
 
 
-def _required(cdm: CDM, table: str, chosen: list[Proposal], rows: pl.DataFrame) -> list[Proposal]:
+# Event kinds (a long sheet's ``Type``) whose rows fix a required code: a death row is DEAD.
+_KIND_CODES: dict[str, tuple[str, str]] = {
+    word: ("vital_status", "DEAD")
+    for word in ("deces", "death", "died", "dead", "tod", "todesfall", "exitus", "decesso")
+}
+
+
+def _constant(cdm: CDM, vocabulary: str, kinds: list[str]) -> tuple[str, str]:
+    """A constant for a required coded column no column fills, and why: the code the rows'
+    event kind names ("Décès" rows are DEAD), else UNKNOWN, else the first term."""
+    vocab = cdm.vocabularies[vocabulary]
+
+    def named(kind: str) -> str | None:
+        said = [c for w, (v, c) in _KIND_CODES.items() if v == vocabulary and w in _words(kind)]
+        return vocab.code_for(kind) or (said[0] if said else None)
+
+    # every kind must name the same code ("DEATH, LAST_CONTACT" rows name none)
+    codes = {named(k) for k in kinds}
+    named_codes = codes if kinds and None not in codes else set()
+    if len(named_codes) == 1:
+        code = str(named_codes.pop())
+        return code, f"the rows are '{', '.join(kinds)}' rows"
+    # UNKNOWN or an "other" term: a constant left unreviewed then shows in the findings
+    fallback = [c for c in vocab.codes if c == "UNKNOWN" or "other" in c.lower()]
+    code = (fallback or list(vocab.codes))[0]
+    return code, f"a constant so that the draft runs: set it (one of {', '.join(vocab.codes[:6])})"
+
+
+def _required(
+    cdm: CDM, table: str, chosen: list[Proposal], rows: pl.DataFrame, where: str
+) -> list[Proposal]:
     """The table's required columns that no proposal fills (ingest quarantines a row without
-    them): the column of the rule's rows whose values best match the vocabulary, else a note."""
+    them): the column of the rule's rows whose values are mostly the vocabulary's terms, else
+    a constant (so that every draft passes ``mapping check``), else a note."""
     have = {p.column for p in chosen}
     out: list[Proposal] = []
     for col in cdm.tables[table].columns:
@@ -851,7 +894,7 @@ def _required(cdm: CDM, table: str, chosen: list[Proposal], rows: pl.DataFrame) 
                 if values.dtype != pl.String or values.null_count() == len(values):
                     continue
                 share = _value_share(values, cdm, col.vocabulary)
-                if share > 0:
+                if share >= _VALUE_EVIDENCE:
                     candidates.append((share, name))
         explode = chosen[0].explode if chosen else ()
         if candidates:
@@ -859,12 +902,26 @@ def _required(cdm: CDM, table: str, chosen: list[Proposal], rows: pl.DataFrame) 
             evidence = f"required; {share:.0%} of its values are terms of '{col.vocabulary}'"
             out.append(Proposal(table, col.name, name, evidence, explode=explode))
             continue
-        terms = cdm.vocabularies[col.vocabulary].codes if col.vocabulary else ()
-        hint = f"{{value: one of {', '.join(terms[:6])}}}" if terms else "{from: <column>}"
+        if col.vocabulary is not None:
+            code, why = _constant(cdm, col.vocabulary, _where_values(where))
+            evidence = f"required and no column found; {why}"
+            out.append(Proposal(table, col.name, "", evidence, explode=explode, value=code))
+            continue
+        hint = "{from: <column>}"
         out.append(
             Proposal(table, f"# ({col.name})", hint, f"required and no column found: {hint}")
         )
     return out
+
+
+def _where_values(where: str) -> list[str]:
+    """The values a drafted ``where`` selects rows by (the event kinds of a long sheet)."""
+    values: list[str] = []
+    for cond in yaml.safe_load(where) if where else []:
+        if "equals" in cond:
+            values.append(str(cond["equals"]))
+        values += [str(v) for v in cond.get("in", [])]
+    return values
 
 
 _DAY_FIELDS = ("day", "days", "day_offset", "days_since_infusion")
