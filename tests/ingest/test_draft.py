@@ -175,7 +175,7 @@ def test_draft_of_every_sample_site_passes_mapping_check(site: Path, tmp_path: P
 def test_required_code_without_a_column_is_a_constant_named_by_the_event_kind(
     tmp_path: Path, cdm: CDM
 ) -> None:
-    text, draft = _draft(tmp_path, cdm, SAMPLE / "classeur_b" / "registre_CAR-T.xlsx")
+    _, draft = _draft(tmp_path, cdm, SAMPLE / "classeur_b" / "registre_CAR-T.xlsx")
     follow = draft["tables"]["follow_up"][0]
     assert follow["where"] == [{"column": "Type", "equals": "Décès"}]
     assert follow["columns"]["vital_status"] == {"value": "DEAD"}  # "Décès" rows
@@ -228,3 +228,15 @@ def test_draft_of_a_synthesized_long_layout_passes_mapping_check(
             )
     pl.DataFrame(rows).write_csv(folder / "visits.csv")
     _passes_mapping_check([folder / "visits.csv"], folder, folder / "draft.yaml")
+
+
+def test_comment_names_exactly_the_values_that_are_not_terms(tmp_path: Path, cdm: CDM) -> None:
+    text, _ = _draft(tmp_path, cdm, SAMPLE / "classeur_b" / "registre_CAR-T.xlsx")
+    (line,) = [x for x in text.splitlines() if x.strip().startswith("product:")]
+    products = pl.read_excel(SAMPLE / "classeur_b" / "registre_CAR-T.xlsx", sheet_name="Perfusions")
+    distinct = set(products["Produit"].drop_nulls().to_list())
+    left = {v for v in distinct if cdm.vocabularies["car_t_products"].code_for(v) is None}
+    assert 0 < len(left) < len(distinct)
+    assert f"{len(left)} of {len(distinct)} values are not terms of 'car_t_products'" in line
+    assert all(f'"{v}"' in line for v in left)
+    assert not any(f'"{v}"' in line for v in distinct - left)

@@ -292,6 +292,20 @@ def _by_pattern(
     return None
 
 
+def _not_terms(values: pl.Series, cdm: CDM, vocabulary: str, shown: int = 4) -> str:
+    """``; 2 of 5 values are not terms of 'v' ("a", "b"): map them`` (empty when all are)."""
+    distinct = sorted({str(v) for v in values.drop_nulls().to_list() if str(v).strip()})
+    vocab = cdm.vocabularies[vocabulary]
+    left = [v for v in distinct if vocab.code_for(v) is None]
+    if not left:
+        return ""
+    listed = ", ".join(_q(v) for v in left[:shown]) + (", …" if len(left) > shown else "")
+    return (
+        f"; {len(left)} of {len(distinct)} values are not terms of '{vocabulary}' ({listed}):"
+        " map them (vocabulary_overrides or map)"
+    )
+
+
 def _value_share(values: pl.Series, cdm: CDM, vocabulary: str) -> float:
     distinct = [v for v in values.drop_nulls().unique().to_list() if str(v).strip()]
     if not distinct:
@@ -356,17 +370,15 @@ def propose(
         vocab, share = vocabulary_match(values, cdm)
         if target is not None:
             spec = cdm.tables[target[0]].column(target[1])
-            if spec.vocabulary is not None and _value_share(values, cdm, spec.vocabulary) < (
-                _VALUE_EVIDENCE
+            if (
+                spec.vocabulary is not None
+                and _value_share(values, cdm, spec.vocabulary) < _VALUE_EVIDENCE
+                and vocab is not None
+                and vocab != spec.vocabulary
+                and vocab in vocab_targets
             ):
-                if vocab is not None and vocab != spec.vocabulary and vocab in vocab_targets:
-                    target = vocab_targets[vocab]
-                    evidence = f"{share:.0%} of distinct values are terms of vocabulary '{vocab}'"
-                else:
-                    evidence += (
-                        f"; values are not terms of vocabulary '{spec.vocabulary}': "
-                        "map them (vocabulary_overrides or map)"
-                    )
+                target = vocab_targets[vocab]
+                evidence = f"{share:.0%} of distinct values are terms of vocabulary '{vocab}'"
         elif (
             vocab is not None
             and vocab in vocab_targets
@@ -389,6 +401,8 @@ def propose(
         if column in identifiers and target[1] != "birth_year":
             continue
         spec = cdm.tables[target[0]].column(target[1])
+        if spec.vocabulary is not None and not mapped:
+            evidence += _not_terms(values, cdm, spec.vocabulary)
         formats = tuple(date_formats_for(column, values)) if spec.dtype == "date" else ()
         proposals.append(
             Proposal(target[0], target[1], column, evidence, formats, source.explode, map=mapped)
