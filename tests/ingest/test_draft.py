@@ -3,6 +3,7 @@ from values, one non-conflicting set of date formats, explode/contains/where pro
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -172,13 +173,17 @@ def test_draft_of_every_sample_site_passes_mapping_check(site: Path, tmp_path: P
     _passes_mapping_check(_export_files(site), site, tmp_path / "draft.yaml")
 
 
-def test_required_code_without_a_column_is_a_constant_named_by_the_event_kind(
+def test_required_code_without_a_column_is_named_by_the_event_kinds(
     tmp_path: Path, cdm: CDM
 ) -> None:
     _, draft = _draft(tmp_path, cdm, SAMPLE / "classeur_b" / "registre_CAR-T.xlsx")
     follow = draft["tables"]["follow_up"][0]
-    assert follow["where"] == [{"column": "Type", "equals": "Décès"}]
-    assert follow["columns"]["vital_status"] == {"value": "DEAD"}  # "Décès" rows
+    assert follow["where"] == [{"column": "Type", "in": ["Dernières nouvelles", "Décès"]}]
+    assert follow["columns"]["vital_status"] == {
+        "from": "Type",
+        "map": {"Décès": "DEAD", "Dernières nouvelles": "ALIVE"},
+        "otherwise": "UNKNOWN",
+    }
     registry = draft_mapping(sorted((SAMPLE / "registry_a").glob("*.csv")), cdm)
     assert 'hct_type: {value: "ALLOGENEIC"}  # REVIEW: required and no column found' in registry
 
@@ -204,8 +209,7 @@ def test_draft_of_a_synthesized_long_layout_passes_mapping_check(
     tmp_path: Path, names: dict[str, str], kinds: list[str], extra: str, day_first: bool
 ) -> None:
     """A long sheet (one row per event, a type column) in other languages and spellings."""
-    folder = tmp_path / f"site_{abs(hash((tuple(names.values()), tuple(kinds), extra)))}"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))  # one folder per example
     values = {
         "Produit": "tisagenlecleucel",
         "Réponse": "RC",
@@ -240,3 +244,26 @@ def test_comment_names_exactly_the_values_that_are_not_terms(tmp_path: Path, cdm
     assert f"{len(left)} of {len(distinct)} values are not terms of 'car_t_products'" in line
     assert all(f'"{v}"' in line for v in left)
     assert not any(f'"{v}"' in line for v in distinct - left)
+
+
+def test_french_workbook_draft_maps_what_its_names_and_values_say(tmp_path: Path, cdm: CDM) -> None:
+    """What the trial-13 user had to add by hand: dates, counts and prior therapies named in
+    French, and the date of each event row of the long ``Visites`` sheet."""
+    _, draft = _draft(tmp_path, cdm, SAMPLE / "classeur_b" / "registre_CAR-T.xlsx")
+    tables = draft["tables"]
+    patients = tables["patients"][0]["columns"]
+    assert patients["birth_year"] == {"from": "Année de naissance", "part": "year"}
+    assert patients["diagnosis_date"] == {"from": "Date du diagnostic"}  # site formats only
+    assert patients["n_prior_lines"] == {"from": "Nombre de lignes antérieures"}
+    assert patients["prior_allohct"] == {"from": "Allogreffe antérieure"}
+    assert patients["cytogenetic_risk"] == {"from": "Risque cytogénétique"}
+    infusions = tables["car_t_infusions"][0]["columns"]
+    assert infusions["infusion_date"] == {"from": "Date de perfusion"}
+    assert infusions["infusion_number"] == {"from": "N° perfusion"}
+    assert infusions["pre_bm_blast_pct"] == {"from": "Blastes médullaires avant LD (%)"}
+    assert infusions["reinfusion_reason"] == {"from": "Motif de réinjection"}
+    assert tables["disease_assessments"][0]["columns"]["assessment_date"] == {"from": "Date"}
+    assert tables["progression_events"][0]["columns"]["progression_date"] == {"from": "Date"}
+    follow = tables["follow_up"][0]["columns"]
+    assert follow["last_contact_date"] == {"from": "Date"}
+    assert follow["disease_status"] == {"from": "Statut maladie"}

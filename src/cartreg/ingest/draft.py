@@ -124,6 +124,7 @@ class Proposal:
     checkbox: str | None = None  # REDCap checkbox field exploded to rows
     map: str = ""  # rendered YAML mapping of site values to codes
     value: str | None = None  # a constant instead of a source column
+    otherwise: str | None = None  # the code of values ``map`` does not name
 
 
 @dataclass
@@ -261,6 +262,34 @@ _EXPANSIONS = {
     "marrow": "bm",
     "before": "pre",
     "extramedullary": "emd",
+    # the words of the languages sites write column names in (accents are already dropped)
+    **dict.fromkeys(("perfusion", "infusione", "infusion"), "infusion"),
+    **dict.fromkeys(("diagnostic", "diagnose", "diagnosi", "diagnostico"), "diagnosis"),
+    **dict.fromkeys(("naissance", "geburt", "nascita", "nacimiento"), "birth"),
+    **dict.fromkeys(("annee", "jahr", "anno", "ano"), "year"),
+    **dict.fromkeys(("deces", "tod", "todes", "decesso", "muerte", "fallecimiento"), "death"),
+    **dict.fromkeys(("ursache", "causa"), "cause"),
+    **dict.fromkeys(("lignes", "linien", "linee", "lineas"), "lines"),
+    **dict.fromkeys(("ligne", "linie", "linea"), "line"),
+    **dict.fromkeys(
+        ("anterieur", "anterieure", "anterieures", "anterieurs", "vorherige", "precedenti"),
+        "prior",
+    ),
+    **dict.fromkeys(("nombre", "anzahl", "numero", "n", "nr"), "number"),
+    **dict.fromkeys(("blastes", "blasti", "blastos"), "blast"),
+    **dict.fromkeys(("medullaire", "medullaires", "moelle", "midollo", "knochenmark"), "bm"),
+    **dict.fromkeys(("avant", "vor", "prima", "antes"), "pre"),
+    **dict.fromkeys(("reponse", "risposta", "respuesta", "ansprechen"), "response"),
+    **dict.fromkeys(("allogreffe", "allogreffes", "allo"), "allohct"),
+    **dict.fromkeys(("risque", "rischio", "riesgo", "risiko"), "risk"),
+    **dict.fromkeys(("cytogenetique", "citogenetico", "zytogenetisch"), "cytogenetic"),
+    **dict.fromkeys(("rearrangement", "riarrangiamento", "rearreglo"), "rearranged"),
+    **dict.fromkeys(("unite", "einheit", "unita", "unidad"), "unit"),
+    **dict.fromkeys(("motif", "grund", "motivo"), "reason"),
+    **dict.fromkeys(("reinjection", "reinfusione"), "reinfusion"),
+    **dict.fromkeys(("methode", "methodik", "metodo"), "method"),
+    **dict.fromkeys(("statut", "stato", "estado"), "status"),
+    **dict.fromkeys(("maladie", "krankheit", "malattia", "enfermedad"), "disease"),
 }
 
 
@@ -269,6 +298,8 @@ def _expanded(words: set[str]) -> set[str]:
     for word in words:
         if word in _EXPANSIONS:
             out.add(_EXPANSIONS[word])
+        if word == "nombre" or word == "anzahl":
+            out.add("n")  # "Nombre de lignes antérieures": n_prior_lines
         if word == "marrow":
             out.add("assessment")  # "Date of the day-28 marrow": a disease assessment
     return out
@@ -712,9 +743,10 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
             ]
             if where == "" and not source.forms:
                 where = _rows_of(source, children, explode, chosen)
-            chosen += _event_day(cdm, table, explode, children, chosen)
-            chosen += _status_date(chosen)
             rows = _rule_rows(source, children, explode, where)
+            chosen += _event_day(cdm, table, explode, children, chosen)
+            chosen += _event_date(table, chosen, rows, where)
+            chosen += _status_date(chosen)
             chosen += _required(cdm, table, chosen, rows, where)
             rules.setdefault(table, []).append((source, explode, where, checkbox, chosen))
         placed = [p for rs in rules.values() for r in rs if r[0] is source for p in r[4]]
@@ -742,7 +774,11 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
             )
         else:
             lines.append('    patient_id: ""  # REVIEW: no id column recognised; name it here')
-    lines.append("tables:")
+    lines.append(
+        "tables:"
+        if rules
+        else "tables: {}  # REVIEW: no column was recognised: map them by hand (docs/mapping.md)"
+    )
     for table in cdm.tables:
         if table not in rules:
             continue
@@ -788,7 +824,11 @@ def _column_line(p: Proposal, seen: set[str], site_formats: list[str]) -> str:
         extra += f", contains: {_q(p.contains[0])}"
     if p.map:
         extra += f", map: {{{p.map}}}"
-    own = [f for f in p.formats if f != "Y"]
+    if p.otherwise:
+        extra += f", otherwise: {p.otherwise}"
+    # never DMY beside the site's MDY (or the reverse): the site's choice decides
+    chosen_order = {"DMY", "MDY"} & set(site_formats)
+    own = [f for f in p.formats if f != "Y" and not (f in ("DMY", "MDY") and chosen_order - {f})]
     fmt = f", formats: [{', '.join(own)}]" if own and not set(own) <= set(site_formats) else ""
     return (
         f"        {prefix}{p.column}: {{from: {_q(p.source_column)}{extra}{fmt}}}"
@@ -860,32 +900,53 @@ def _rule_rows(
     return frame
 
 
-# Event kinds (a long sheet's ``Type``) whose rows fix a required code: a death row is DEAD.
+# Event kinds (a long sheet's ``Type``) whose rows fix a required code: death rows are DEAD,
+# last-news rows ALIVE (a later death has a row of its own).
 _KIND_CODES: dict[str, tuple[str, str]] = {
-    word: ("vital_status", "DEAD")
-    for word in ("deces", "death", "died", "dead", "tod", "todesfall", "exitus", "decesso")
+    **{
+        word: ("vital_status", "DEAD")
+        for word in ("deces", "death", "died", "dead", "tod", "todesfall", "exitus", "decesso")
+    },
+    **{
+        word: ("vital_status", "ALIVE")
+        for word in ("nouvelles", "contact", "kontakt", "contatto", "contacto", "suivi")
+    },
 }
 
 
-def _constant(cdm: CDM, vocabulary: str, kinds: list[str]) -> tuple[str, str]:
-    """A constant for a required coded column no column fills, and why: the code the rows'
-    event kind names ("Décès" rows are DEAD), else UNKNOWN, else the first term."""
-    vocab = cdm.vocabularies[vocabulary]
+def _fallback(cdm: CDM, vocabulary: str) -> str:
+    """UNKNOWN or an "other" term: a constant left unreviewed then shows in the findings."""
+    codes = list(cdm.vocabularies[vocabulary].codes)
+    for wanted in ("UNKNOWN", "other"):
+        if wanted in codes:
+            return wanted
+    return next((c for c in codes if "other" in c.lower()), codes[0])
 
-    def named(kind: str) -> str | None:
-        said = [c for w, (v, c) in _KIND_CODES.items() if v == vocabulary and w in _words(kind)]
-        return vocab.code_for(kind) or (said[0] if said else None)
 
-    # every kind must name the same code ("DEATH, LAST_CONTACT" rows name none)
-    codes = {named(k) for k in kinds}
-    named_codes = codes if kinds and None not in codes else set()
-    if len(named_codes) == 1:
-        code = str(named_codes.pop())
-        return code, f"the rows are '{', '.join(kinds)}' rows"
-    # UNKNOWN or an "other" term: a constant left unreviewed then shows in the findings
-    fallback = [c for c in vocab.codes if c == "UNKNOWN" or "other" in c.lower()]
-    code = (fallback or list(vocab.codes))[0]
-    return code, f"a constant so that the draft runs: set it (one of {', '.join(vocab.codes[:6])})"
+def _kind_code(cdm: CDM, vocabulary: str, kind: str) -> str | None:
+    """The code of ``vocabulary`` an event kind names ("Décès" -> DEAD), if any."""
+    said = [c for w, (v, c) in _KIND_CODES.items() if v == vocabulary and w in _words(kind)]
+    return cdm.vocabularies[vocabulary].code_for(kind) or (said[0] if said else None)
+
+
+def _from_kinds(cdm: CDM, table: str, column: str, vocabulary: str, where: str) -> Proposal:
+    """A required coded column no source column fills: the code the rows' event kinds name
+    (a constant, or a ``map`` of the kind column), else a constant to set by hand."""
+    kind_column, kinds = _where_values(where)
+    codes = {k: _kind_code(cdm, vocabulary, k) for k in kinds}
+    named = {k: c for k, c in codes.items() if c is not None}
+    terms = ", ".join(cdm.vocabularies[vocabulary].codes[:6])
+    if named and len(set(codes.values())) == 1:
+        code = next(iter(named.values()))
+        evidence = f"required and no column found; the rows are '{', '.join(kinds)}' rows"
+        return Proposal(table, column, "", evidence, value=code)
+    if named and kind_column:
+        pairs = ", ".join(f"{_q(k)}: {c}" for k, c in sorted(named.items()))
+        evidence = f"required and no column found; the code each event kind names (one of {terms})"
+        other = _fallback(cdm, vocabulary)
+        return Proposal(table, column, kind_column, evidence, map=pairs, otherwise=other)
+    evidence = f"required and no column found; a constant so that the draft runs: set it ({terms})"
+    return Proposal(table, column, "", evidence, value=_fallback(cdm, vocabulary))
 
 
 def _required(
@@ -917,9 +978,8 @@ def _required(
             out.append(Proposal(table, col.name, name, evidence, explode=explode))
             continue
         if col.vocabulary is not None:
-            code, why = _constant(cdm, col.vocabulary, _where_values(where))
-            evidence = f"required and no column found; {why}"
-            out.append(Proposal(table, col.name, "", evidence, explode=explode, value=code))
+            proposal = _from_kinds(cdm, table, col.name, col.vocabulary, where)
+            out.append(replace(proposal, explode=explode))
             continue
         hint = "{from: <column>}"
         out.append(
@@ -928,14 +988,16 @@ def _required(
     return out
 
 
-def _where_values(where: str) -> list[str]:
-    """The values a drafted ``where`` selects rows by (the event kinds of a long sheet)."""
+def _where_values(where: str) -> tuple[str | None, list[str]]:
+    """The column and values a drafted ``where`` selects rows by (a long sheet's event kinds)."""
+    column: str | None = None
     values: list[str] = []
     for cond in yaml.safe_load(where) if where else []:
-        if "equals" in cond:
-            values.append(str(cond["equals"]))
-        values += [str(v) for v in cond.get("in", [])]
-    return values
+        picked = [cond["equals"]] if "equals" in cond else list(cond.get("in", []))
+        if picked:
+            column = str(cond.get("column"))
+            values += [str(v) for v in picked]
+    return column, values
 
 
 _DAY_FIELDS = ("day", "days", "day_offset", "days_since_infusion")
@@ -963,6 +1025,42 @@ def _event_day(
             if f"{array}.{name}" in frame.columns:
                 evidence = f"the day offset of each '{array}' element"
                 return [Proposal(table, target, f"{array}.{name}", evidence, explode=explode)]
+    return []
+
+
+# The date of the event each table records (a follow-up row's is its contact).
+_EVENT_DATES = {
+    "car_t_infusions": "infusion_date",
+    "disease_assessments": "assessment_date",
+    "progression_events": "progression_date",
+    "salvage_treatments": "start_date",
+    "transplants": "hct_date",
+    "follow_up": "last_contact_date",
+}
+_DATE_WORDS = {"date", "datum", "data", "fecha", "dt"}
+_EVENT_WORDS = {"event", "visit", "visite", "ereignis", "evento", "evenement"}
+
+
+def _event_date(
+    table: str, chosen: list[Proposal], rows: pl.DataFrame, where: str
+) -> list[Proposal]:
+    """The date of a long sheet's event rows (a ``Date`` column every row fills) as the date of
+    the event the rule's table records (``Date`` of the ``Rechute`` rows -> progression_date)."""
+    target = _EVENT_DATES.get(table)
+    if not where or target is None or any(p.column == target for p in chosen) or rows.is_empty():
+        return []
+    for column in rows.columns:
+        words = _words(column.rsplit(".", 1)[-1]) - _EVENT_WORDS
+        if not words or not words <= _DATE_WORDS:
+            continue
+        values = rows.get_column(column).cast(pl.String, strict=False)
+        if values.null_count() > 0.1 * len(values):
+            continue
+        kinds = ", ".join(_where_values(where)[1])
+        evidence = f"the date of each '{kinds}' row"
+        formats = tuple(date_formats_for(column, values.drop_nulls()))
+        explode = chosen[0].explode if chosen else ()
+        return [Proposal(table, target, column, evidence, formats, explode)]
     return []
 
 
