@@ -267,3 +267,17 @@ def test_french_workbook_draft_maps_what_its_names_and_values_say(tmp_path: Path
     follow = tables["follow_up"][0]["columns"]
     assert follow["last_contact_date"] == {"from": "Date"}
     assert follow["disease_status"] == {"from": "Statut maladie"}
+
+
+def test_local_spellings_that_translate_to_a_code_become_vocabulary_overrides(
+    tmp_path: Path, cdm: CDM
+) -> None:
+    text, draft = _draft(tmp_path, cdm, SAMPLE / "classeur_b" / "registre_CAR-T.xlsx")
+    overrides = draft["vocabulary_overrides"]
+    assert overrides["sex"] == {"H": "M"}  # homme
+    assert overrides["cytogenetic_risk"] == {"haut risque": "HIGH", "inconnu": "UNKNOWN"}
+    assert overrides["response"] == {"non évaluée": "NOT_EVALUATED"}
+    assert overrides["cause_of_death"] == {"leucémie": "PRIMARY_DISEASE"}
+    assert "vocabulary_overrides:  # REVIEW" in text
+    german = draft_mapping([SAMPLE / "excel_b" / "CAR-T_Register_Export.xlsx"], cdm)
+    assert 'yes_no_unknown: {"unbekannt": UNKNOWN}' in german

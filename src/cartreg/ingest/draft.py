@@ -125,6 +125,7 @@ class Proposal:
     map: str = ""  # rendered YAML mapping of site values to codes
     value: str | None = None  # a constant instead of a source column
     otherwise: str | None = None  # the code of values ``map`` does not name
+    overrides: tuple[tuple[str, str], ...] = ()  # (site value, code) for vocabulary_overrides
 
 
 @dataclass
@@ -323,6 +324,52 @@ def _by_pattern(
     return None
 
 
+# Words of coded values in the languages sites write -> English, whose spellings the
+# vocabularies know ("négatif" -> negative, "H" (homme) -> male).
+_VALUE_WORDS = {
+    **dict.fromkeys(("inconnu", "inconnue", "unbekannt", "sconosciuto", "desconocido"), "unknown"),
+    **dict.fromkeys(("autre", "autres", "andere", "anderes", "altro", "otro"), "other"),
+    **dict.fromkeys(("positif", "positive", "positiv", "positivo", "positiva"), "positive"),
+    **dict.fromkeys(("negatif", "negative", "negativ", "negativo", "negativa"), "negative"),
+    **dict.fromkeys(("oui", "ja", "si"), "yes"),
+    **dict.fromkeys(("nein",), "no"),
+    **dict.fromkeys(("h", "homme", "mann", "maennlich", "mannlich", "maschio", "hombre"), "male"),
+    **dict.fromkeys(("femme", "frau", "weiblich", "femmina", "mujer"), "female"),
+    **dict.fromkeys(("leucemie", "leukamie", "leukaemie", "leucemia"), "leukemia"),
+    **dict.fromkeys(("haut", "hoch", "alto"), "high"),
+    **dict.fromkeys(("bas", "niedrig", "basso", "bajo"), "low"),
+    **dict.fromkeys(("risque", "risiko", "rischio", "riesgo"), "risk"),
+    **dict.fromkeys(
+        ("evaluee", "evalue", "evaluiert", "valutata", "valutato", "evaluada"), "evaluated"
+    ),
+    **dict.fromkeys(("faible", "schwach", "debole", "debil"), "dim"),
+}
+
+
+def _translated_code(value: str, cdm: CDM, vocabulary: str) -> str | None:
+    """The code of a local-language spelling, read word by word in English ("non évaluée")."""
+    words = re.split(r"[^a-z0-9]+", _ascii(value).lower())
+    words = [w for w in words if w]
+    if not words:
+        return None
+    english = [
+        ("not" if len(words) > 1 else "no") if w == "non" else _VALUE_WORDS.get(w, w) for w in words
+    ]
+    if english == words:
+        return None
+    return cdm.vocabularies[vocabulary].code_for(" ".join(english))
+
+
+def _overrides(values: pl.Series, cdm: CDM, vocabulary: str) -> tuple[tuple[str, str], ...]:
+    """(value, code) for the values that are not terms but whose translation is."""
+    distinct = sorted({str(v) for v in values.drop_nulls().to_list() if str(v).strip()})
+    vocab = cdm.vocabularies[vocabulary]
+    pairs = (
+        (v, _translated_code(v, cdm, vocabulary)) for v in distinct if vocab.code_for(v) is None
+    )
+    return tuple((v, c) for v, c in pairs if c is not None)
+
+
 def _not_terms(values: pl.Series, cdm: CDM, vocabulary: str, shown: int = 4) -> str:
     """``; 2 of 5 values are not terms of 'v' ("a", "b"): map them`` (empty when all are)."""
     distinct = sorted({str(v) for v in values.drop_nulls().to_list() if str(v).strip()})
@@ -432,11 +479,22 @@ def propose(
         if column in identifiers and target[1] != "birth_year":
             continue
         spec = cdm.tables[target[0]].column(target[1])
+        overrides: tuple[tuple[str, str], ...] = ()
         if spec.vocabulary is not None and not mapped:
             evidence += _not_terms(values, cdm, spec.vocabulary)
+            overrides = _overrides(values, cdm, spec.vocabulary)
         formats = tuple(date_formats_for(column, values)) if spec.dtype == "date" else ()
         proposals.append(
-            Proposal(target[0], target[1], column, evidence, formats, source.explode, map=mapped)
+            Proposal(
+                target[0],
+                target[1],
+                column,
+                evidence,
+                formats,
+                source.explode,
+                map=mapped,
+                overrides=overrides,
+            )
         )
     return proposals
 
@@ -761,6 +819,7 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
         "defaults:",
         f"  date_formats: [{', '.join(formats)}]  # REVIEW: formats seen in the date columns"
         + (f"; {format_note}" if format_note else ""),
+        *_override_lines(cdm, [p for rs in rules.values() for r in rs for p in r[4]]),
         "sources:",
     ]
     for source in sources:
@@ -807,6 +866,25 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
         )
     lines += notes
     return "\n".join(lines) + "\n"
+
+
+def _override_lines(cdm: CDM, proposals: list[Proposal]) -> list[str]:
+    """``vocabulary_overrides`` for the local spellings of the drafted columns' values that
+    translate to a code ("inconnu" -> UNKNOWN, "H" (homme) -> M), each to review."""
+    found: dict[str, dict[str, str]] = {}
+    for p in proposals:
+        if not p.overrides:
+            continue
+        vocabulary = cdm.tables[p.table].column(p.column).vocabulary
+        for value, code in p.overrides if vocabulary else ():
+            found.setdefault(str(vocabulary), {}).setdefault(value, code)
+    if not found:
+        return []
+    lines = ["vocabulary_overrides:  # REVIEW: local spellings read as these codes; check each"]
+    for vocabulary, pairs in sorted(found.items()):
+        inner = ", ".join(f"{_q(v)}: {c}" for v, c in sorted(pairs.items()))
+        lines.append(f"  {vocabulary}: {{{inner}}}")
+    return lines
 
 
 def _column_line(p: Proposal, seen: set[str], site_formats: list[str]) -> str:
