@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from cartreg.errors import ConfigError, did_you_mean
+from cartreg.exprs import format_text
 from cartreg.rules.conditions import check_condition, compile_condition
 
 VIOLATION_COLUMNS: tuple[str, ...] = (
@@ -179,12 +180,12 @@ def describe(
     by its date when ``schema`` shows the date (``progression_day=-124 (2024-01-12)``)."""
     parts = []
     for c in dict.fromkeys(columns):
-        part = pl.format(
+        part = format_text(
             "{}={}", pl.lit(c), shown(ctx, table, c.rpartition(".")[2], pl.col(c)).fill_null("null")
         )
         date = typed_date(c, schema or {})
         if date is not None:
-            part = pl.concat_str([part, pl.format(" ({})", date).fill_null("")])
+            part = pl.concat_str([part, format_text(" ({})", date).fill_null("")])
         parts.append(part)
     if not parts:
         return pl.lit(None, dtype=pl.String)
