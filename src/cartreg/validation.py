@@ -304,7 +304,24 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
+# Rule ids of the findings ingest writes; the other stages' findings are computed again from
+# the tables whenever an output folder is validated.
+INGEST_RULE_PREFIX = "ING-"
+
+
+def write_findings(out_dir: Path, report: Report) -> Path:
+    """Write the report's findings (ingest, schema, rules) as ``out_dir/findings.json``: the
+    output of ``cartreg check`` holds every finding of the check, not only ingest's."""
+    from cartreg.ingest.pipeline import _findings_json
+
+    path = Path(out_dir) / "findings.json"
+    path.write_text(_findings_json(report.findings.select(FINDING_FIELDS)), encoding="utf-8")
+    return path
+
+
 def _read_ingest_findings(path: Path) -> pl.DataFrame:
+    """The ingest findings of an output folder (a check output's findings.json holds the
+    schema and rule findings too: those are computed again, never counted twice)."""
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -317,6 +334,7 @@ def _read_ingest_findings(path: Path) -> pl.DataFrame:
         schema=schema,
         strict=False,
     )
+    frame = frame.filter(pl.col("rule_id").str.starts_with(INGEST_RULE_PREFIX))
     with_ids = frame.filter(pl.col("finding_id").is_not_null())
     without = frame.filter(pl.col("finding_id").is_null())
     if without.height:

@@ -147,3 +147,14 @@ def test_check_ingests_and_validates(tmp_path: Path) -> None:
     doc = json.loads(report.read_text(encoding="utf-8"))
     rows = {(f["source_file"], f["source_row"], f["rule_id"]) for f in doc["findings"]}
     assert ("cohort.ndjson", 15, "PT-008") in rows
+    # OUT/findings.json holds every finding of the check (ingest, schema, rules), as the report
+    written = json.loads((out / "findings.json").read_text(encoding="utf-8"))
+    assert sorted(f["finding_id"] for f in written) == sorted(
+        f["finding_id"] for f in doc["findings"]
+    )
+    assert "PT-008" in {f["rule_id"] for f in written}
+    # validating the check output again reports each finding once
+    again = tmp_path / "again.json"
+    _run("validate", str(out), "--format", "json", "--report", str(again))
+    twice = json.loads(again.read_text(encoding="utf-8"))["findings"]
+    assert sorted(f["finding_id"] for f in twice) == sorted(f["finding_id"] for f in written)

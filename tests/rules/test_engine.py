@@ -190,3 +190,44 @@ def test_birth_date_never_shown(cdm: CDM, tmp_path: Path) -> None:
     assert run.findings["value"].item() == "***"
     text = run.findings.write_csv() + run.results.write_csv()
     assert "1975" not in text
+
+
+def _messages(catalog: tuple[Rule, ...], cdm: CDM, rule_id: str, tables: Any) -> list[str]:
+    run = run_rules(example_tables(tables, cdm), rules=[find_rule(catalog, rule_id)], cdm=cdm)
+    return run.findings["message"].to_list()
+
+
+def test_messages_give_the_date_the_site_typed_beside_the_day(
+    catalog: tuple[Rule, ...], cdm: CDM
+) -> None:
+    relapse = {
+        "progression_id": "S-1-P1",
+        "patient_key": "S-1",
+        "event_seq": 1,
+        "event_type": "RELAPSE_AFTER_CR",
+        "progression_day": -124,
+    }
+    dated = {**relapse, "progression_date": "2023-09-01", "progression_date_precision": "DAY"}
+    month = {**dated, "progression_date_precision": "MONTH"}
+    # a conditional rule (PT-002) and an sql rule (PT-006): the date as typed, to its precision
+    (pt002,) = _messages(catalog, cdm, "PT-002", {"progression_events": [dated]})
+    assert "progression_day=-124 (2023-09-01)" in pt002
+    (by_month,) = _messages(catalog, cdm, "PT-002", {"progression_events": [month]})
+    assert "progression_day=-124 (2023-09)" in by_month
+    (pt006,) = _messages(catalog, cdm, "PT-006", {"progression_events": [dated]})
+    assert "relapse on day -124 (2023-09-01)" in pt006
+    # a de-identified site has day offsets only: the message says just the day
+    (bare,) = _messages(catalog, cdm, "PT-002", {"progression_events": [relapse]})
+    assert bare.endswith("progression_day=-124")
+    free = {
+        "patient_key": "S-1",
+        "vital_status": "ALIVE",
+        "disease_status": "PROGRESSION_FREE",
+        "disease_status_day": 400,
+        "disease_status_date": "2025-02-10",
+    }
+    later = {**dated, "progression_day": 200, "progression_date": "2024-07-20"}
+    (pt027,) = _messages(
+        catalog, cdm, "PT-027", {"follow_up": [free], "progression_events": [later]}
+    )
+    assert "as of day 400 (2025-02-10)" in pt027 and "on day 200 (2024-07-20)" in pt027

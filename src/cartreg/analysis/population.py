@@ -194,7 +194,8 @@ def read_review_inputs(
     """Findings and candidate duplicates for the tables of ``data_dir`` (or of the output whose
     ``tables/`` folder was given): a merge output's ``findings.json`` (the CDM checks and every
     rule on the merged tables) and ``duplicates.csv``; otherwise the folder's own
-    ``findings.json`` (a check output's holds only the ingest findings) plus the CDM checks and
+    ``findings.json`` (an ingest output's ingest findings, a check output's all of them; a finding
+    id counts once) plus the CDM checks and
     rules run here, and the candidate duplicates searched here."""
     if data_dir.name == "tables" and not (data_dir / "findings.json").is_file():
         data_dir = data_dir.parent

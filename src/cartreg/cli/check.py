@@ -36,9 +36,10 @@ def check(
 ) -> None:
     """Ingest a site submission and validate the result (the everyday command).
 
+    OUT_DIR/findings.json then holds every finding of the check (ingest, schema, rules).
     Exit code 0 when no finding reaches --fail-on, 1 when one does, 2 for unusable input.
     """
-    from cartreg.validation import validate_output
+    from cartreg.validation import validate_output, write_findings
 
     cdm = cdm_from_context(ctx)
     waiver_list, override_list = load_policies(waivers, overrides)
@@ -58,5 +59,6 @@ def check(
             generated_at=now_utc(),
             on_step=on_step,
         )
+    write_findings(out_dir, report)
     emit(report, fmt, report_path)
     ctx.exit(exit_code_for(report.findings, fail_on))

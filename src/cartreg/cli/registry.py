@@ -188,14 +188,20 @@ def store(
     fmt: str,
 ) -> None:
     """Validate and store an existing ingest output folder (from `cartreg ingest`)."""
-    from cartreg.registry.submit import load_output_findings, validate_and_submit
+    import polars as pl
 
+    from cartreg.registry.submit import load_output_findings, validate_and_submit
+    from cartreg.validation import INGEST_RULE_PREFIX
+
+    # A `cartreg check` output's findings.json also holds schema and rule findings: those are
+    # computed again here.
+    ingest = load_output_findings(out_dir)
     result = validate_and_submit(
         registry_path,
         out_dir,
         site=site.upper(),
         mapping_path=mapping_path,
-        ingest_findings=load_output_findings(out_dir),
+        ingest_findings=ingest.filter(pl.col("rule_id").str.starts_with(INGEST_RULE_PREFIX)),
         fail_on=fail_on,
         accept_reason=accept_reason,
         who=who,

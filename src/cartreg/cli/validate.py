@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -94,20 +94,12 @@ def emit(report: Report, fmt: str, report_path: Path | None) -> None:
 
         write_xlsx(report, report_path)
     elif fmt == "text":
-        from cartreg.reports.terminal import report_renderables
-
         if report_path is None:
-            out = console()
-            for item in report_renderables(report):
-                out.print(item)
+            _print_text(report, None)
             return
         report_path.parent.mkdir(parents=True, exist_ok=True)
         with report_path.open("w", encoding="utf-8") as handle:
-            from rich.console import Console
-
-            out = Console(file=handle, width=160, highlight=False)
-            for item in report_renderables(report):
-                out.print(item)
+            _print_text(report, handle)
     else:
         text = _render_text(report, fmt)
         if report_path is None:
@@ -121,6 +113,20 @@ def emit(report: Report, fmt: str, report_path: Path | None) -> None:
             f"wrote {report_path} ({summary['error']} errors, {summary['warning']} warnings, "
             f"{summary['info']} info)"
         )
+
+
+def _print_text(report: Report, file: IO[str] | None) -> None:
+    """The text report: fitted to a terminal, never folded in a file or a pipe."""
+    from rich.console import Console
+
+    from cartreg.reports.terminal import report_renderables, unwrapped_width
+
+    items = report_renderables(report)
+    out = Console(file=file, highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        out = Console(file=file, width=unwrapped_width(items), highlight=False, soft_wrap=False)
+    for item in items:
+        out.print(item)
 
 
 def _render_text(report: Report, fmt: str) -> str:

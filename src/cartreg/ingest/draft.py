@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from cartreg.cdm import CDM
 from cartreg.ingest.harmonize import DERIVED_COLUMNS
@@ -123,6 +124,9 @@ class Proposal:
     contains: tuple[str, ...] = ()
     checkbox: str | None = None  # REDCap checkbox field exploded to rows
     map: str = ""  # rendered YAML mapping of site values to codes
+    value: str | None = None  # a constant instead of a source column
+    otherwise: str | None = None  # the code of values ``map`` does not name
+    overrides: tuple[tuple[str, str], ...] = ()  # (site value, code) for vocabulary_overrides
 
 
 @dataclass
@@ -260,6 +264,34 @@ _EXPANSIONS = {
     "marrow": "bm",
     "before": "pre",
     "extramedullary": "emd",
+    # the words of the languages sites write column names in (accents are already dropped)
+    **dict.fromkeys(("perfusion", "infusione", "infusion"), "infusion"),
+    **dict.fromkeys(("diagnostic", "diagnose", "diagnosi", "diagnostico"), "diagnosis"),
+    **dict.fromkeys(("naissance", "geburt", "nascita", "nacimiento"), "birth"),
+    **dict.fromkeys(("annee", "jahr", "anno", "ano"), "year"),
+    **dict.fromkeys(("deces", "tod", "todes", "decesso", "muerte", "fallecimiento"), "death"),
+    **dict.fromkeys(("ursache", "causa"), "cause"),
+    **dict.fromkeys(("lignes", "linien", "linee", "lineas"), "lines"),
+    **dict.fromkeys(("ligne", "linie", "linea"), "line"),
+    **dict.fromkeys(
+        ("anterieur", "anterieure", "anterieures", "anterieurs", "vorherige", "precedenti"),
+        "prior",
+    ),
+    **dict.fromkeys(("nombre", "anzahl", "numero", "n", "nr"), "number"),
+    **dict.fromkeys(("blastes", "blasti", "blastos"), "blast"),
+    **dict.fromkeys(("medullaire", "medullaires", "moelle", "midollo", "knochenmark"), "bm"),
+    **dict.fromkeys(("avant", "vor", "prima", "antes"), "pre"),
+    **dict.fromkeys(("reponse", "risposta", "respuesta", "ansprechen"), "response"),
+    **dict.fromkeys(("allogreffe", "allogreffes", "allo"), "allohct"),
+    **dict.fromkeys(("risque", "rischio", "riesgo", "risiko"), "risk"),
+    **dict.fromkeys(("cytogenetique", "citogenetico", "zytogenetisch"), "cytogenetic"),
+    **dict.fromkeys(("rearrangement", "riarrangiamento", "rearreglo"), "rearranged"),
+    **dict.fromkeys(("unite", "einheit", "unita", "unidad"), "unit"),
+    **dict.fromkeys(("motif", "grund", "motivo"), "reason"),
+    **dict.fromkeys(("reinjection", "reinfusione"), "reinfusion"),
+    **dict.fromkeys(("methode", "methodik", "metodo"), "method"),
+    **dict.fromkeys(("statut", "stato", "estado"), "status"),
+    **dict.fromkeys(("maladie", "krankheit", "malattia", "enfermedad"), "disease"),
 }
 
 
@@ -268,6 +300,8 @@ def _expanded(words: set[str]) -> set[str]:
     for word in words:
         if word in _EXPANSIONS:
             out.add(_EXPANSIONS[word])
+        if word == "nombre" or word == "anzahl":
+            out.add("n")  # "Nombre de lignes antérieures": n_prior_lines
         if word == "marrow":
             out.add("assessment")  # "Date of the day-28 marrow": a disease assessment
     return out
@@ -289,6 +323,66 @@ def _by_pattern(
         ):
             return (table, column), f"every value matches the pattern of '{name}'"
     return None
+
+
+# Words of coded values in the languages sites write -> English, whose spellings the
+# vocabularies know ("négatif" -> negative, "H" (homme) -> male).
+_VALUE_WORDS = {
+    **dict.fromkeys(("inconnu", "inconnue", "unbekannt", "sconosciuto", "desconocido"), "unknown"),
+    **dict.fromkeys(("autre", "autres", "andere", "anderes", "altro", "otro"), "other"),
+    **dict.fromkeys(("positif", "positive", "positiv", "positivo", "positiva"), "positive"),
+    **dict.fromkeys(("negatif", "negative", "negativ", "negativo", "negativa"), "negative"),
+    **dict.fromkeys(("oui", "ja", "si"), "yes"),
+    **dict.fromkeys(("nein",), "no"),
+    **dict.fromkeys(("h", "homme", "mann", "maennlich", "mannlich", "maschio", "hombre"), "male"),
+    **dict.fromkeys(("femme", "frau", "weiblich", "femmina", "mujer"), "female"),
+    **dict.fromkeys(("leucemie", "leukamie", "leukaemie", "leucemia"), "leukemia"),
+    **dict.fromkeys(("haut", "hoch", "alto"), "high"),
+    **dict.fromkeys(("bas", "niedrig", "basso", "bajo"), "low"),
+    **dict.fromkeys(("risque", "risiko", "rischio", "riesgo"), "risk"),
+    **dict.fromkeys(
+        ("evaluee", "evalue", "evaluiert", "valutata", "valutato", "evaluada"), "evaluated"
+    ),
+    **dict.fromkeys(("faible", "schwach", "debole", "debil"), "dim"),
+}
+
+
+def _translated_code(value: str, cdm: CDM, vocabulary: str) -> str | None:
+    """The code of a local-language spelling, read word by word in English ("non évaluée")."""
+    words = re.split(r"[^a-z0-9]+", _ascii(value).lower())
+    words = [w for w in words if w]
+    if not words:
+        return None
+    english = [
+        ("not" if len(words) > 1 else "no") if w == "non" else _VALUE_WORDS.get(w, w) for w in words
+    ]
+    if english == words:
+        return None
+    return cdm.vocabularies[vocabulary].code_for(" ".join(english))
+
+
+def _overrides(values: pl.Series, cdm: CDM, vocabulary: str) -> tuple[tuple[str, str], ...]:
+    """(value, code) for the values that are not terms but whose translation is."""
+    distinct = sorted({str(v) for v in values.drop_nulls().to_list() if str(v).strip()})
+    vocab = cdm.vocabularies[vocabulary]
+    pairs = (
+        (v, _translated_code(v, cdm, vocabulary)) for v in distinct if vocab.code_for(v) is None
+    )
+    return tuple((v, c) for v, c in pairs if c is not None)
+
+
+def _not_terms(values: pl.Series, cdm: CDM, vocabulary: str, shown: int = 4) -> str:
+    """``; 2 of 5 values are not terms of 'v' ("a", "b"): map them`` (empty when all are)."""
+    distinct = sorted({str(v) for v in values.drop_nulls().to_list() if str(v).strip()})
+    vocab = cdm.vocabularies[vocabulary]
+    left = [v for v in distinct if vocab.code_for(v) is None]
+    if not left:
+        return ""
+    listed = ", ".join(_q(v) for v in left[:shown]) + (", …" if len(left) > shown else "")
+    return (
+        f"; {len(left)} of {len(distinct)} values are not terms of '{vocabulary}' ({listed}):"
+        " map them (vocabulary_overrides or map)"
+    )
 
 
 def _value_share(values: pl.Series, cdm: CDM, vocabulary: str) -> float:
@@ -355,17 +449,15 @@ def propose(
         vocab, share = vocabulary_match(values, cdm)
         if target is not None:
             spec = cdm.tables[target[0]].column(target[1])
-            if spec.vocabulary is not None and _value_share(values, cdm, spec.vocabulary) < (
-                _VALUE_EVIDENCE
+            if (
+                spec.vocabulary is not None
+                and _value_share(values, cdm, spec.vocabulary) < _VALUE_EVIDENCE
+                and vocab is not None
+                and vocab != spec.vocabulary
+                and vocab in vocab_targets
             ):
-                if vocab is not None and vocab != spec.vocabulary and vocab in vocab_targets:
-                    target = vocab_targets[vocab]
-                    evidence = f"{share:.0%} of distinct values are terms of vocabulary '{vocab}'"
-                else:
-                    evidence += (
-                        f"; values are not terms of vocabulary '{spec.vocabulary}': "
-                        "map them (vocabulary_overrides or map)"
-                    )
+                target = vocab_targets[vocab]
+                evidence = f"{share:.0%} of distinct values are terms of vocabulary '{vocab}'"
         elif (
             vocab is not None
             and vocab in vocab_targets
@@ -388,9 +480,22 @@ def propose(
         if column in identifiers and target[1] != "birth_year":
             continue
         spec = cdm.tables[target[0]].column(target[1])
+        overrides: tuple[tuple[str, str], ...] = ()
+        if spec.vocabulary is not None and not mapped:
+            evidence += _not_terms(values, cdm, spec.vocabulary)
+            overrides = _overrides(values, cdm, spec.vocabulary)
         formats = tuple(date_formats_for(column, values)) if spec.dtype == "date" else ()
         proposals.append(
-            Proposal(target[0], target[1], column, evidence, formats, source.explode, map=mapped)
+            Proposal(
+                target[0],
+                target[1],
+                column,
+                evidence,
+                formats,
+                source.explode,
+                map=mapped,
+                overrides=overrides,
+            )
         )
     return proposals
 
@@ -699,9 +804,11 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
             ]
             if where == "" and not source.forms:
                 where = _rows_of(source, children, explode, chosen)
+            rows = _rule_rows(source, children, explode, where)
             chosen += _event_day(cdm, table, explode, children, chosen)
+            chosen += _event_date(table, chosen, rows, where)
             chosen += _status_date(chosen)
-            chosen += _required(cdm, table, chosen, _rule_rows(source, children, explode, where))
+            chosen += _required(cdm, table, chosen, rows, where)
             rules.setdefault(table, []).append((source, explode, where, checkbox, chosen))
         placed = [p for rs in rules.values() for r in rs if r[0] is source for p in r[4]]
         notes += _unplaced(source, placed, children)
@@ -716,6 +823,7 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
         f"  date_formats: [{', '.join(formats)}]  # REVIEW: formats seen in the date columns"
         + (f"; {format_note}" if format_note else ""),
         *_decimal_line(decimal_marks),
+        *_override_lines(cdm, [p for rs in rules.values() for r in rs for p in r[4]]),
         "sources:",
     ]
     for source in sources:
@@ -729,7 +837,11 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
             )
         else:
             lines.append('    patient_id: ""  # REVIEW: no id column recognised; name it here')
-    lines.append("tables:")
+    lines.append(
+        "tables:"
+        if rules
+        else "tables: {}  # REVIEW: no column was recognised: map them by hand (docs/mapping.md)"
+    )
     for table in cdm.tables:
         if table not in rules:
             continue
@@ -786,6 +898,25 @@ def _decimal_line(marks: list[tuple[str, str]]) -> list[str]:
     return [f'  decimal: ","  # REVIEW: decimal commas, e.g. in {_q(commas[0])}{also}']
 
 
+def _override_lines(cdm: CDM, proposals: list[Proposal]) -> list[str]:
+    """``vocabulary_overrides`` for the local spellings of the drafted columns' values that
+    translate to a code ("inconnu" -> UNKNOWN, "H" (homme) -> M), each to review."""
+    found: dict[str, dict[str, str]] = {}
+    for p in proposals:
+        if not p.overrides:
+            continue
+        vocabulary = cdm.tables[p.table].column(p.column).vocabulary
+        for value, code in p.overrides if vocabulary else ():
+            found.setdefault(str(vocabulary), {}).setdefault(value, code)
+    if not found:
+        return []
+    lines = ["vocabulary_overrides:  # REVIEW: local spellings read as these codes; check each"]
+    for vocabulary, pairs in sorted(found.items()):
+        inner = ", ".join(f"{_q(v)}: {c}" for v, c in sorted(pairs.items()))
+        lines.append(f"  {vocabulary}: {{{inner}}}")
+    return lines
+
+
 def _column_line(p: Proposal, seen: set[str], site_formats: list[str]) -> str:
     if p.column.startswith("# ("):
         name = p.column[3:-1]
@@ -794,12 +925,18 @@ def _column_line(p: Proposal, seen: set[str], site_formats: list[str]) -> str:
         return f"        # {p.source_column}: ({name})  # REVIEW: {p.evidence}"
     prefix = "# " if p.column in seen else ""
     seen.add(p.column)
+    if p.value is not None:
+        return f"        {prefix}{p.column}: {{value: {_q(p.value)}}}  # REVIEW: {p.evidence}"
     extra = ", part: year" if p.column == "birth_year" else ""
     if p.contains:
         extra += f", contains: {_q(p.contains[0])}"
     if p.map:
         extra += f", map: {{{p.map}}}"
-    own = [f for f in p.formats if f != "Y"]
+    if p.otherwise:
+        extra += f", otherwise: {p.otherwise}"
+    # never DMY beside the site's MDY (or the reverse): the site's choice decides
+    chosen_order = {"DMY", "MDY"} & set(site_formats)
+    own = [f for f in p.formats if f != "Y" and not (f in ("DMY", "MDY") and chosen_order - {f})]
     fmt = f", formats: [{', '.join(own)}]" if own and not set(own) <= set(site_formats) else ""
     return (
         f"        {prefix}{p.column}: {{from: {_q(p.source_column)}{extra}{fmt}}}"
@@ -854,19 +991,78 @@ def _status_date(chosen: list[Proposal]) -> list[Proposal]:
 def _rule_rows(
     source: DraftSource, children: list[SourceFrame], explode: tuple[str, ...], where: str
 ) -> pl.DataFrame:
-    """The rows a drafted rule reads (its instrument's rows for a REDCap source)."""
+    """The rows a drafted rule reads: those its ``where`` selects (an instrument's rows for a
+    REDCap source, an event type's rows of a long sheet)."""
     frame = next((c.frame for c in children if c.explode == explode), source.base.frame)
-    form = re.search(r'redcap_repeat_instrument, equals: "([^"]+)"', where)
-    if form and "redcap_repeat_instrument" in frame.columns:
-        return frame.filter(pl.col("redcap_repeat_instrument") == form.group(1))
-    if "redcap_repeat_instrument" in frame.columns and "is_null: true" in where:
-        return frame.filter(pl.col("redcap_repeat_instrument").is_null())
+    for cond in yaml.safe_load(where) if where else []:
+        column = str(cond.get("column"))
+        if column not in frame.columns:
+            continue
+        values = frame.get_column(column).cast(pl.String)
+        if "equals" in cond:
+            frame = frame.filter(values == str(cond["equals"]))
+        elif "in" in cond:
+            frame = frame.filter(values.is_in([str(v) for v in cond["in"]]))
+        elif cond.get("is_null"):
+            frame = frame.filter(values.is_null())
     return frame
 
 
-def _required(cdm: CDM, table: str, chosen: list[Proposal], rows: pl.DataFrame) -> list[Proposal]:
+# Event kinds (a long sheet's ``Type``) whose rows fix a required code: death rows are DEAD,
+# last-news rows ALIVE (a later death has a row of its own).
+_KIND_CODES: dict[str, tuple[str, str]] = {
+    **{
+        word: ("vital_status", "DEAD")
+        for word in ("deces", "death", "died", "dead", "tod", "todesfall", "exitus", "decesso")
+    },
+    **{
+        word: ("vital_status", "ALIVE")
+        for word in ("nouvelles", "contact", "kontakt", "contatto", "contacto", "suivi")
+    },
+}
+
+
+def _fallback(cdm: CDM, vocabulary: str) -> str:
+    """UNKNOWN or an "other" term: a constant left unreviewed then shows in the findings."""
+    codes = list(cdm.vocabularies[vocabulary].codes)
+    for wanted in ("UNKNOWN", "other"):
+        if wanted in codes:
+            return wanted
+    return next((c for c in codes if "other" in c.lower()), codes[0])
+
+
+def _kind_code(cdm: CDM, vocabulary: str, kind: str) -> str | None:
+    """The code of ``vocabulary`` an event kind names ("Décès" -> DEAD), if any."""
+    said = [c for w, (v, c) in _KIND_CODES.items() if v == vocabulary and w in _words(kind)]
+    return cdm.vocabularies[vocabulary].code_for(kind) or (said[0] if said else None)
+
+
+def _from_kinds(cdm: CDM, table: str, column: str, vocabulary: str, where: str) -> Proposal:
+    """A required coded column no source column fills: the code the rows' event kinds name
+    (a constant, or a ``map`` of the kind column), else a constant to set by hand."""
+    kind_column, kinds = _where_values(where)
+    codes = {k: _kind_code(cdm, vocabulary, k) for k in kinds}
+    named = {k: c for k, c in codes.items() if c is not None}
+    terms = ", ".join(cdm.vocabularies[vocabulary].codes[:6])
+    if named and len(set(codes.values())) == 1:
+        code = next(iter(named.values()))
+        evidence = f"required and no column found; the rows are '{', '.join(kinds)}' rows"
+        return Proposal(table, column, "", evidence, value=code)
+    if named and kind_column:
+        pairs = ", ".join(f"{_q(k)}: {c}" for k, c in sorted(named.items()))
+        evidence = f"required and no column found; the code each event kind names (one of {terms})"
+        other = _fallback(cdm, vocabulary)
+        return Proposal(table, column, kind_column, evidence, map=pairs, otherwise=other)
+    evidence = f"required and no column found; a constant so that the draft runs: set it ({terms})"
+    return Proposal(table, column, "", evidence, value=_fallback(cdm, vocabulary))
+
+
+def _required(
+    cdm: CDM, table: str, chosen: list[Proposal], rows: pl.DataFrame, where: str
+) -> list[Proposal]:
     """The table's required columns that no proposal fills (ingest quarantines a row without
-    them): the column of the rule's rows whose values best match the vocabulary, else a note."""
+    them): the column of the rule's rows whose values are mostly the vocabulary's terms, else
+    a constant (so that every draft passes ``mapping check``), else a note."""
     have = {p.column for p in chosen}
     out: list[Proposal] = []
     for col in cdm.tables[table].columns:
@@ -881,7 +1077,7 @@ def _required(cdm: CDM, table: str, chosen: list[Proposal], rows: pl.DataFrame) 
                 if values.dtype != pl.String or values.null_count() == len(values):
                     continue
                 share = _value_share(values, cdm, col.vocabulary)
-                if share > 0:
+                if share >= _VALUE_EVIDENCE:
                     candidates.append((share, name))
         explode = chosen[0].explode if chosen else ()
         if candidates:
@@ -889,12 +1085,27 @@ def _required(cdm: CDM, table: str, chosen: list[Proposal], rows: pl.DataFrame) 
             evidence = f"required; {share:.0%} of its values are terms of '{col.vocabulary}'"
             out.append(Proposal(table, col.name, name, evidence, explode=explode))
             continue
-        terms = cdm.vocabularies[col.vocabulary].codes if col.vocabulary else ()
-        hint = f"{{value: one of {', '.join(terms[:6])}}}" if terms else "{from: <column>}"
+        if col.vocabulary is not None:
+            proposal = _from_kinds(cdm, table, col.name, col.vocabulary, where)
+            out.append(replace(proposal, explode=explode))
+            continue
+        hint = "{from: <column>}"
         out.append(
             Proposal(table, f"# ({col.name})", hint, f"required and no column found: {hint}")
         )
     return out
+
+
+def _where_values(where: str) -> tuple[str | None, list[str]]:
+    """The column and values a drafted ``where`` selects rows by (a long sheet's event kinds)."""
+    column: str | None = None
+    values: list[str] = []
+    for cond in yaml.safe_load(where) if where else []:
+        picked = [cond["equals"]] if "equals" in cond else list(cond.get("in", []))
+        if picked:
+            column = str(cond.get("column"))
+            values += [str(v) for v in picked]
+    return column, values
 
 
 _DAY_FIELDS = ("day", "days", "day_offset", "days_since_infusion")
@@ -922,6 +1133,42 @@ def _event_day(
             if f"{array}.{name}" in frame.columns:
                 evidence = f"the day offset of each '{array}' element"
                 return [Proposal(table, target, f"{array}.{name}", evidence, explode=explode)]
+    return []
+
+
+# The date of the event each table records (a follow-up row's is its contact).
+_EVENT_DATES = {
+    "car_t_infusions": "infusion_date",
+    "disease_assessments": "assessment_date",
+    "progression_events": "progression_date",
+    "salvage_treatments": "start_date",
+    "transplants": "hct_date",
+    "follow_up": "last_contact_date",
+}
+_DATE_WORDS = {"date", "datum", "data", "fecha", "dt"}
+_EVENT_WORDS = {"event", "visit", "visite", "ereignis", "evento", "evenement"}
+
+
+def _event_date(
+    table: str, chosen: list[Proposal], rows: pl.DataFrame, where: str
+) -> list[Proposal]:
+    """The date of a long sheet's event rows (a ``Date`` column every row fills) as the date of
+    the event the rule's table records (``Date`` of the ``Rechute`` rows -> progression_date)."""
+    target = _EVENT_DATES.get(table)
+    if not where or target is None or any(p.column == target for p in chosen) or rows.is_empty():
+        return []
+    for column in rows.columns:
+        words = _words(column.rsplit(".", 1)[-1]) - _EVENT_WORDS
+        if not words or not words <= _DATE_WORDS:
+            continue
+        values = rows.get_column(column).cast(pl.String, strict=False)
+        if values.null_count() > 0.1 * len(values):
+            continue
+        kinds = ", ".join(_where_values(where)[1])
+        evidence = f"the date of each '{kinds}' row"
+        formats = tuple(date_formats_for(column, values.drop_nulls()))
+        explode = chosen[0].explode if chosen else ()
+        return [Proposal(table, target, column, evidence, formats, explode)]
     return []
 
 

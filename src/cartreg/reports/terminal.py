@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -12,6 +15,15 @@ if TYPE_CHECKING:
     from cartreg.validation import Report
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+# Narrowest text report written to a file or a pipe (wider when a table needs it).
+FILE_WIDTH = 160
+
+
+def unwrapped_width(renderables: Sequence[Any], minimum: int = FILE_WIDTH) -> int:
+    """The width at which no table of ``renderables`` folds a cell: a report written to a file
+    or a pipe is read whole (and searched), not squeezed to a terminal's 80 columns."""
+    probe = Console(file=io.StringIO(), width=1_000_000)
+    return max([minimum, *(probe.measure(item).maximum for item in renderables)])
 
 
 def findings_summary(findings: pl.DataFrame) -> Table:

@@ -115,8 +115,11 @@ def validate_params(check_type: str, params: Mapping[str, Any], path: Path) -> N
                 key=f"check.{key}",
             )
     for key in spec.conditions:
-        if key in params:
-            check_condition(params[key], path, f"check.{key}")
+        # "unless.where": a condition inside a mapping parameter
+        holder, _, inner = key.rpartition(".")
+        scope = params.get(holder) if holder else params
+        if isinstance(scope, Mapping) and inner in scope:
+            check_condition(scope[inner], path, f"check.{key}")
     if check_type == "sql":
         from cartreg.rules.checks.sql import check_select
 
@@ -145,14 +148,45 @@ def shown(ctx: CheckContext, table: str, column: str, expr: pl.Expr) -> pl.Expr:
     return expr.cast(pl.String)
 
 
-def describe(ctx: CheckContext, table: str, columns: list[str]) -> pl.Expr:
-    """``"a=1, b=null"`` for the given columns (identifiers masked)."""
-    parts = [
-        format_text(
+def typed_date(column: str, schema: Mapping[str, pl.DataType]) -> pl.Expr | None:
+    """The date behind a day offset (``progression_date`` of ``progression_day``) as text, to
+    its precision (``2024-03`` for a month), when the frame has it: a site finds the row by the
+    date it typed, not by the offset cartreg computed."""
+    if not column.endswith("_day"):
+        return None
+    date = f"{column[: -len('_day')]}_date"
+    if date not in schema:
+        return None
+    precision = f"{date}_precision"
+    text = pl.col(date).cast(pl.Date, strict=False).dt.strftime("%Y-%m-%d")
+    if precision in schema:
+        text = (
+            pl.when(pl.col(precision) == "YEAR")
+            .then(text.str.slice(0, 4))
+            .when(pl.col(precision) == "MONTH")
+            .then(text.str.slice(0, 7))
+            .otherwise(text)
+        )
+    return text
+
+
+def describe(
+    ctx: CheckContext,
+    table: str,
+    columns: list[str],
+    schema: Mapping[str, pl.DataType] | None = None,
+) -> pl.Expr:
+    """``"a=1, b=null"`` for the given columns (identifiers masked); a day offset is followed
+    by its date when ``schema`` shows the date (``progression_day=-124 (2024-01-12)``)."""
+    parts = []
+    for c in dict.fromkeys(columns):
+        part = format_text(
             "{}={}", pl.lit(c), shown(ctx, table, c.rpartition(".")[2], pl.col(c)).fill_null("null")
         )
-        for c in dict.fromkeys(columns)
-    ]
+        date = typed_date(c, schema or {})
+        if date is not None:
+            part = pl.concat_str([part, format_text(" ({})", date).fill_null("")])
+        parts.append(part)
     if not parts:
         return pl.lit(None, dtype=pl.String)
     return pl.concat_str(parts, separator=", ")

@@ -57,17 +57,23 @@ def foreign_key(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
 @register(
     "count_per_key",
     required=("table", "key", "child_table"),
-    optional=("child_key", "child_where", "where", "match", "min", "max", "what"),
-    conditions=("where", "child_where", "match"),
+    optional=("child_key", "child_where", "where", "match", "min", "max", "what", "unless"),
+    conditions=("where", "child_where", "match", "unless.where"),
 )
 def count_per_key(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     """Rows of ``table`` whose number of related ``child_table`` rows (same key, matching
-    ``child_where`` and ``match``) is outside [``min``, ``max``]."""
+    ``child_where`` and ``match``) is outside [``min``, ``max``]; ``unless`` (``table``,
+    ``where``) leaves out the rows with a related row there that matches (a death before the
+    window of an expected assessment; nothing is left out when that table is not provided)."""
     table, child = str(p["table"]), str(p["child_table"])
     keys = [str(k) for k in p["key"]]
     child_keys = [str(k) for k in p.get("child_key", keys)]
     low, high = p.get("min"), p.get("max")
-    scope = where(ctx.table(table), p.get("where")).with_row_index("__pid")
+    scope = where(ctx.table(table), p.get("where"))
+    if p.get("unless") and str(p["unless"]["table"]) in ctx.tables:
+        exempt = where(ctx.table(str(p["unless"]["table"])), p["unless"].get("where"))
+        scope = scope.join(exempt.select(keys).unique(), on=keys, how="anti", nulls_equal=False)
+    scope = scope.with_row_index("__pid")
     kids = where(ctx.table(child), p.get("child_where")).select(pl.all().name.prefix(f"{child}."))
     pairs = scope.join(
         kids,

@@ -46,7 +46,8 @@ def not_null(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     detail_cols = sorted(condition_columns(p.get("where")))
     detail = format_text("{} is empty", pl.lit(column))
     if detail_cols:
-        detail = format_text("{} is empty ({})", pl.lit(column), describe(ctx, table, detail_cols))
+        described = describe(ctx, table, detail_cols, ctx.schema(table))
+        detail = format_text("{} is empty ({})", pl.lit(column), described)
     violations = located(
         scope.filter(pl.col(column).is_null()),
         table=table,
@@ -252,7 +253,7 @@ def conditional_output(
         table=table,
         column=value_col,
         value=shown(ctx, table, value_col, pl.col(value_col)),
-        detail=describe(ctx, table, detail_columns),
+        detail=describe(ctx, table, detail_columns, schema),
     )
     return CheckOutput(violations, per_site(scope))
 
