@@ -23,6 +23,7 @@ from cartreg.cdm import CDM
 from cartreg.ingest.derive import derive_tables
 from cartreg.ingest.harmonize import is_reshaped
 from cartreg.ingest.identifiers import SAMPLE_ROWS
+from cartreg.ingest.linking import SourceAccess
 from cartreg.ingest.mapping import SiteMapping, SourceSpec, check_source_columns
 from cartreg.ingest.pipeline import (
     Collected,
@@ -31,9 +32,9 @@ from cartreg.ingest.pipeline import (
     Progress,
     build_manifest,
     harmonize_source,
-    quarantine_repeated_keys,
     read_findings,
     read_source,
+    settle,
     sorted_findings,
     source_identifiers,
     source_label,
@@ -77,6 +78,11 @@ def patient_columns(mapping: SiteMapping) -> dict[str, str] | str:
             columns = {spec.patient_id}
         if len(columns) != 1:
             return f"the rules of source '{name}' do not read one patient id column"
+        extracts = {r.patient_id_extract for rules in mapping.tables.values() for r in rules} | {
+            spec.patient_id_extract
+        }
+        if extracts != {None}:
+            return f"the patient id of source '{name}' is extracted from a column"
         found[name] = columns.pop()
     return found
 
@@ -318,18 +324,27 @@ def harmonize_in_parts(
                     progress(f"part {part + 1}/{plan.n_parts}: {message}")
 
             collected = Collected(table_parts={name: [] for name in cdm.tables})
+            reads: dict[str, ReadResult] = {}
             for name, spec in mapping.sources.items():
                 if name in plan.large:
                     big = plan.large[name]
                     frame = read_part(scratch / name, part, big.header, source_label(spec))
-                    read = ReadResult(frame=frame, sha256=big.scan.sha256)
+                    reads[name] = ReadResult(frame=frame, sha256=big.scan.sha256)
                 else:
                     small = plan.small[name]
                     frame = small_parts[name].filter(pl.col(PART) == part).drop(PART)
-                    read = ReadResult(frame=frame, choices=small.choices, sha256=small.sha256)
+                    reads[name] = ReadResult(
+                        frame=frame, choices=small.choices, sha256=small.sha256
+                    )
+            access = SourceAccess(
+                frame_of=lambda name, reads=reads: reads[name].frame,  # type: ignore[misc]
+                reader_of=lambda name: mapping.sources[name].reader,
+                identifiers_of=lambda name: identifiers[name],
+            )
+            for name, spec in mapping.sources.items():
                 harmonize_source(
                     spec,
-                    read,
+                    reads[name],
                     identifiers[name],
                     root,
                     mapping,
@@ -338,8 +353,9 @@ def harmonize_in_parts(
                     workers,
                     note,
                     collected,
+                    access,
                 )
-            quarantine_repeated_keys(collected, cdm, site)
+            settle(collected, cdm, mapping, rules, root)
             note("deriving ids and day offsets")
 
             def keep(name: str, table: pl.DataFrame, part: int = part) -> None:
