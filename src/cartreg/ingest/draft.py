@@ -35,6 +35,7 @@ import polars as pl
 from cartreg.cdm import CDM
 from cartreg.ingest.harmonize import DERIVED_COLUMNS
 from cartreg.ingest.identifiers import identifier_columns
+from cartreg.ingest.mapping import is_per_patient
 from cartreg.ingest.profile import (
     SourceFrame,
     array_sources,
@@ -730,8 +731,17 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
         if table not in rules:
             continue
         lines.append(f"  {table}:")
+        # A patient found by two rules (or by two elements of an array) of a table with one
+        # row per patient is one row: the rules combine by patient.
+        combine = is_per_patient(cdm.tables[table]) and (
+            len(rules[table]) > 1 or any(r[1] or r[3] for r in rules[table])
+        )
         for source, explode, where, checkbox, proposals in rules[table]:
             lines.append(f"    - source: {source.name}")
+            if combine:
+                lines.append(
+                    "      key: [patient_key]  # REVIEW: the rows of a patient are one row"
+                )
             if explode:
                 path = explode[0] if len(explode) == 1 else f"[{', '.join(explode)}]"
                 lines.append(f"      explode: {path}  # REVIEW: one row per array element")
