@@ -197,6 +197,11 @@ def _merge(
         pl.col("source_file").alias(_MEMBER_FILES),
         pl.col("source_row").alias(_MEMBER_ROWS),
     ]
+    # A key's precision and raw text are no key: they follow the key's first row.
+    key_siblings = [
+        s for k in key for s in (f"{k}_raw", f"{k}_precision") if s in rows.columns and s not in key
+    ]
+    aggregations += [pl.col(s).first() for s in key_siblings]
     for column, siblings in values.items():
         given = pl.col(column).is_not_null()
         aggregations.append(pl.col(column).filter(given).first())
