@@ -658,7 +658,7 @@ def _extract(raw: Any, path: Path, key: str) -> str:
     pattern = _str(raw, path, key)
     problem = regex_problem(pattern)
     if problem:
-        raise _fail(path, key, f"invalid regular expression: {problem}", "docs/mapping.md, Cells")
+        raise _fail(path, key, f"invalid regular expression: {problem}", "docs/mapping.md, \"Split, extract, single cells\"")
     return pattern
 
 
@@ -669,7 +669,10 @@ def regex_problem(pattern: str) -> str | None:
     try:
         groups = pl.Series([""], dtype=pl.String).str.extract_groups(pattern).struct.fields
     except pl.exceptions.PolarsError as exc:
-        return str(exc).splitlines()[0][:120]
+        # The regex crate's message spans lines; its "error: …" line says what is wrong.
+        lines = [line.strip() for line in str(exc).splitlines()]
+        why = next((line for line in lines if line.startswith("error:")), lines[0] if lines else "")
+        return why.removeprefix("error:").strip()[:120]
     if not groups:
         return "it needs a group in parentheses: the group is the value, e.g. \\((\\d+)%\\)"
     return None
