@@ -658,7 +658,12 @@ def _extract(raw: Any, path: Path, key: str) -> str:
     pattern = _str(raw, path, key)
     problem = regex_problem(pattern)
     if problem:
-        raise _fail(path, key, f"invalid regular expression: {problem}", "docs/mapping.md, \"Split, extract, single cells\"")
+        raise _fail(
+            path,
+            key,
+            f"invalid regular expression: {problem}",
+            'docs/mapping.md, "Split, extract, single cells"',
+        )
     return pattern
 
 
