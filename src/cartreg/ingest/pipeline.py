@@ -23,6 +23,7 @@ import polars as pl
 
 from cartreg.cdm import CDM, load_cdm
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 from cartreg.findings import empty_findings, findings_frame, sort_findings
 from cartreg.ingest.cells import cell_values, with_cells
 from cartreg.ingest.combine import combine_keyed, drop_before_index
@@ -191,7 +192,7 @@ def _quarantine_records(
     frame: pl.DataFrame, reasons: pl.DataFrame, identifiers: list[str]
 ) -> pl.DataFrame:
     summary = (
-        reasons.with_columns(pl.format("{}({})", "rule_id", "column").alias("reason"))
+        reasons.with_columns(format_text("{}({})", "rule_id", "column").alias("reason"))
         .group_by("source_row", maintain_order=True)
         .agg(
             pl.col("reason").unique(maintain_order=True).str.join("; ").alias("quarantine_reasons")
@@ -427,7 +428,7 @@ def quarantine_repeated_keys(collected: Collected, cdm: CDM, site_id: str) -> No
                 "source_file",
                 "source_row",
                 "value",
-                pl.format(
+                format_text(
                     "{}.{} '{}' repeats the record of {} row {}, which is kept; this record is "
                     "quarantined: remove or merge the repeated record at the site",
                     "table",
