@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from cartreg.cdm.model import CDM, TableSpec
+from cartreg.exprs import format_text
 from cartreg.findings import findings_frame
 from cartreg.ingest.derive import INDEX_DATE, derive_index_infusion, ensure_columns, event_order
 from cartreg.ingest.harmonize import COMBINE, DERIVED_COLUMNS, ORDER, qualifier_column
@@ -262,7 +263,7 @@ def _conflicts(
         "source_file",
         "source_row",
         pl.col(raw).cast(pl.String).alias("value"),
-        pl.format(
+        format_text(
             "{}.{} '{}' differs from '{}' of {} row {}, for the same {}; the value is left "
             "empty: correct the row that is wrong",
             pl.lit(spec.name),
@@ -319,7 +320,7 @@ def _required(
                     "source_file",
                     "source_row",
                     pl.lit(None, dtype=pl.String).alias("value"),
-                    pl.format(
+                    format_text(
                         "required {}.{} missing or unreadable in the rows combined with this "
                         "one; rows quarantined",
                         pl.lit(spec.name),

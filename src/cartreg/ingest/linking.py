@@ -25,6 +25,7 @@ import polars as pl
 
 from cartreg.cdm.model import TableSpec
 from cartreg.errors import ConfigError, did_you_mean
+from cartreg.exprs import format_text
 from cartreg.findings import MASK, findings_frame
 from cartreg.ingest.mapping import ColumnRule, Condition, Join, Lookup, SiteMapping, TableRule
 from cartreg.ingest.readers.fhir import resource_reference
@@ -202,8 +203,8 @@ def _join_one(
             pl.when(pl.col("__several"))
             .then(pl.lit("holds several references"))
             .when(pl.col("__on").is_in(ambiguous))
-            .then(pl.format("'{}' matches several rows of {}", "__on", pl.lit(file)))
-            .otherwise(pl.format("'{}' matches no row of {}", "__on", pl.lit(file)))
+            .then(format_text("'{}' matches several rows of {}", "__on", pl.lit(file)))
+            .otherwise(format_text("'{}' matches no row of {}", "__on", pl.lit(file)))
         )
         linked.findings.append(
             _finding(
@@ -216,7 +217,7 @@ def _join_one(
                 category="conformance",
                 subcategory="relational",
                 value=pl.col("__on"),
-                message=pl.format(
+                message=format_text(
                     "{}: {} ({}); its columns are empty for this row",
                     pl.lit(join.key),
                     why,
@@ -553,7 +554,7 @@ def _clash_findings(
         column=target,
         site_id=mapping.site_id,
         value=pl.col("__v"),
-        message=pl.format(
+        message=format_text(
             "{}.{}: '{}' and '{}' ({} row {}) are both the related row of {} ({}); no value taken",
             pl.lit(rule.table),
             pl.lit(target),
