@@ -451,3 +451,21 @@ def test_extract_reads_a_number_inside_text_and_split_makes_a_row_per_agent(
     ]
     assert result.findings.select("rule_id", "source_row").rows() == [("ING-EXTRACT", 3)]
     _reconciles(result)
+
+
+def test_a_draft_for_a_fhir_bundle_reads_each_resource_type_and_ingests(tmp_path: Path) -> None:
+    from cartreg.ingest.draft import draft_mapping
+    from cartreg.ingest.mapping import load_mapping
+
+    bundle = tmp_path / "bundle.json"
+    bundle.write_bytes((FIXTURES / "fhir_site" / "bundle.json").read_bytes())
+    text = draft_mapping([bundle], load_cdm(), site_id="DRAFT_F")
+    assert 'resource: "Observation"' in text and 'reader: "fhir"' in text
+    assert 'patient_id: {from: "subject.reference", extract: "^Patient/(.+)$"}' in text
+    assert "records:" not in text and "sheet:" not in text
+    (tmp_path / "mapping.yaml").write_text(text, encoding="utf-8")
+    mapping = load_mapping(tmp_path / "mapping.yaml", load_cdm())
+    assert {s.resource for s in mapping.sources.values()} >= {"Patient", "Procedure"}
+    result = _ingest(tmp_path)
+    assert set(result.tables["patients"]["patient_key"]) == {"DRAFT_F-f1", "DRAFT_F-f2"}
+    _reconciles(result)

@@ -43,6 +43,7 @@ from cartreg.ingest.profile import (
     read_any,
     vocabulary_match,
 )
+from cartreg.ingest.readers.fhir import is_fhir_document
 from cartreg.ingest.readers.redcap import REDCAP_COLUMNS, dictionary_choices, read_redcap
 from cartreg.ingest.readers.redcap import read_dictionary as read_redcap_dictionary
 from cartreg.ingest.transforms.dates import parse_dates
@@ -139,6 +140,8 @@ class DraftSource:
     choices: dict[str, dict[str, str]] = field(default_factory=dict)
     checkboxes: set[str] = field(default_factory=set)
     labels: dict[str, str] = field(default_factory=dict)
+    # The pattern whose group is the id inside ``patient_id`` (a FHIR reference), if any.
+    patient_id_extract: str | None = None
 
 
 def _norm(name: str) -> str:
@@ -531,6 +534,9 @@ def _read_sources(paths: list[Path]) -> tuple[list[DraftSource], list[str]]:
         if is_redcap:
             out.append(_redcap_source(path, dictionaries[0] if dictionaries else None, len(out)))
             continue
+        if is_fhir_document(path):
+            out.extend(_fhir_sources(bases, len(out)))
+            continue
         sheets = [b.frame for b in bases]
         for base in bases:
             options: dict[str, str] = {}
@@ -550,6 +556,25 @@ def _read_sources(paths: list[Path]) -> tuple[list[DraftSource], list[str]]:
                 )
             )
     return out, notes
+
+
+_FHIR_SUBJECTS = ("subject.reference", "patient.reference", "beneficiary.reference")
+
+
+def _fhir_sources(bases: list[SourceFrame], numbered: int) -> list[DraftSource]:
+    """One ``reader: fhir`` source per resourceType; a Patient is its own ``id``, any other
+    resource names its patient by reference (``Patient/p-042``)."""
+    out: list[DraftSource] = []
+    for base in bases:
+        resource = base.sheet or ""
+        options = {"reader": "fhir", "resource": resource}
+        name = f"source_{numbered + len(out) + 1}"
+        if resource == "Patient":
+            out.append(DraftSource(base, name, "id", options))
+            continue
+        subject = next((c for c in _FHIR_SUBJECTS if c in base.frame.columns), None)
+        out.append(DraftSource(base, name, subject, options, patient_id_extract="^Patient/(.+)$"))
+    return out
 
 
 def _records_key(path: Path) -> str | None:
@@ -720,7 +745,12 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
         lines.append(f"    file: {_q(source.base.path.name)}")
         for option, value in source.options.items():
             lines.append(f"    {option}: {_q(value)}")
-        if source.patient_id:
+        if source.patient_id and source.patient_id_extract:
+            lines.append(
+                f"    patient_id: {{from: {_q(source.patient_id)}, extract: "
+                f"{_q(source.patient_id_extract)}}}  # REVIEW: reference to the patient"
+            )
+        elif source.patient_id:
             lines.append(
                 f"    patient_id: {_q(source.patient_id)}  # REVIEW: local study id column"
             )
