@@ -469,3 +469,32 @@ def test_a_draft_for_a_fhir_bundle_reads_each_resource_type_and_ingests(tmp_path
     result = _ingest(tmp_path)
     assert set(result.tables["patients"]["patient_key"]) == {"DRAFT_F-f1", "DRAFT_F-f2"}
     _reconciles(result)
+
+
+def test_the_docs_long_and_linked_examples_are_the_fixture_mappings(tmp_path: Path) -> None:
+    """Every YAML block of docs/mapping.md's "Long and linked exports" is part of the mapping
+    of its fixture (EAV blocks before "### FHIR bundles", FHIR blocks after)."""
+    import textwrap
+
+    from cartreg.yamlio import load_yaml
+
+    doc = (Path(__file__).parents[2] / "docs" / "mapping.md").read_text(encoding="utf-8")
+    section = doc.split("## Long and linked exports", 1)[1].split("## Worked examples", 1)[0]
+    eav_part, fhir_part = section.split("### FHIR bundles", 1)
+    checked = 0
+    for part, site in ((eav_part, "eav_site"), (fhir_part, "fhir_site")):
+        whole = load_yaml(FIXTURES / site / "mapping.yaml")
+        for block in part.split("```yaml\n")[1:]:
+            text = textwrap.dedent(block.split("```", 1)[0])
+            path = tmp_path / f"{site}-{checked}.yaml"
+            path.write_text(text, encoding="utf-8")
+            shown = load_yaml(path)
+            tables = shown.pop("tables", {}) | {
+                k: shown.pop(k) for k in list(shown) if k in whole["tables"]
+            }
+            for table, rules in tables.items():
+                assert rules == whole["tables"][table], (site, table)
+                checked += 1
+            for key, value in shown.items():
+                assert {k: whole[key][k] for k in value} == value, (site, key)
+    assert checked >= 10
