@@ -13,7 +13,16 @@ from cartreg.ingest import IngestResult, ingest_submission
 from cartreg.yamlio import load_yaml
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SITES = ("csv_site", "redcap_site", "excel_site", "json_site", "ndjson_site", "parquet_site")
+SITES = (
+    "csv_site",
+    "redcap_site",
+    "excel_site",
+    "json_site",
+    "ndjson_site",
+    "parquet_site",
+    "eav_site",
+    "fhir_site",
+)
 
 
 def _ingest(site: str) -> IngestResult:

@@ -53,14 +53,21 @@ def init(
 )
 @click.pass_context
 def check(ctx: click.Context, mapping_path: Path, submission: Path | None) -> None:
-    """Check MAPPING_PATH against the CDM (and against a submission's files)."""
+    """Check MAPPING_PATH against the CDM (and against a submission's files).
+
+    A mapping that can give a patient two rows of a table with one row per patient (patients,
+    follow_up) is refused: combine its rules with key: [patient_key].
+    """
     import polars as pl
 
-    from cartreg.ingest.mapping import load_mapping
+    from cartreg.ingest.mapping import duplicated_patients, load_mapping
     from cartreg.ingest.pipeline import harmonize_submission
 
     cdm = cdm_from_context(ctx)
     site = load_mapping(mapping_path, cdm)
+    problem = duplicated_patients(site, cdm)
+    if problem is not None:
+        raise problem
     out = console()
     if submission is not None:
         result = harmonize_submission(submission, site, cdm)

@@ -166,7 +166,10 @@ def derive_row_ids(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     if table not in ROW_IDS:
         return frame
     id_col, abbr, day_col = ROW_IDS[table]
-    frame = sort_rows(frame, ["patient_key", day_col, ORDER]).with_columns(
+    # Without an index infusion the day is empty: the date still orders the rows (so rows
+    # combined by key get the same ids whatever the order of the source rows).
+    dates = [d for d in (day_col.removesuffix("_day") + "_date",) if d in frame.columns]
+    frame = sort_rows(frame, ["patient_key", day_col, *dates, ORDER]).with_columns(
         _position_in_patient().alias("__k")
     )
     if table == "progression_events":

@@ -36,6 +36,7 @@ import yaml
 from cartreg.cdm import CDM
 from cartreg.ingest.harmonize import DERIVED_COLUMNS
 from cartreg.ingest.identifiers import identifier_columns
+from cartreg.ingest.mapping import is_per_patient
 from cartreg.ingest.profile import (
     SourceFrame,
     array_sources,
@@ -43,6 +44,7 @@ from cartreg.ingest.profile import (
     read_any,
     vocabulary_match,
 )
+from cartreg.ingest.readers.fhir import is_fhir_document
 from cartreg.ingest.readers.redcap import REDCAP_COLUMNS, dictionary_choices, read_redcap
 from cartreg.ingest.readers.redcap import read_dictionary as read_redcap_dictionary
 from cartreg.ingest.transforms.dates import parse_dates
@@ -143,6 +145,8 @@ class DraftSource:
     choices: dict[str, dict[str, str]] = field(default_factory=dict)
     checkboxes: set[str] = field(default_factory=set)
     labels: dict[str, str] = field(default_factory=dict)
+    # The pattern whose group is the id inside ``patient_id`` (a FHIR reference), if any.
+    patient_id_extract: str | None = None
 
 
 def _norm(name: str) -> str:
@@ -636,6 +640,9 @@ def _read_sources(paths: list[Path]) -> tuple[list[DraftSource], list[str]]:
         if is_redcap:
             out.append(_redcap_source(path, dictionaries[0] if dictionaries else None, len(out)))
             continue
+        if is_fhir_document(path):
+            out.extend(_fhir_sources(bases, len(out)))
+            continue
         sheets = [b.frame for b in bases]
         for base in bases:
             options: dict[str, str] = {}
@@ -655,6 +662,25 @@ def _read_sources(paths: list[Path]) -> tuple[list[DraftSource], list[str]]:
                 )
             )
     return out, notes
+
+
+_FHIR_SUBJECTS = ("subject.reference", "patient.reference", "beneficiary.reference")
+
+
+def _fhir_sources(bases: list[SourceFrame], numbered: int) -> list[DraftSource]:
+    """One ``reader: fhir`` source per resourceType; a Patient is its own ``id``, any other
+    resource names its patient by reference (``Patient/p-042``)."""
+    out: list[DraftSource] = []
+    for base in bases:
+        resource = base.sheet or ""
+        options = {"reader": "fhir", "resource": resource}
+        name = f"source_{numbered + len(out) + 1}"
+        if resource == "Patient":
+            out.append(DraftSource(base, name, "id", options))
+            continue
+        subject = next((c for c in _FHIR_SUBJECTS if c in base.frame.columns), None)
+        out.append(DraftSource(base, name, subject, options, patient_id_extract="^Patient/(.+)$"))
+    return out
 
 
 def _records_key(path: Path) -> str | None:
@@ -831,7 +857,12 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
         lines.append(f"    file: {_q(source.base.path.name)}")
         for option, value in source.options.items():
             lines.append(f"    {option}: {_q(value)}")
-        if source.patient_id:
+        if source.patient_id and source.patient_id_extract:
+            lines.append(
+                f"    patient_id: {{from: {_q(source.patient_id)}, extract: "
+                f"{_q(source.patient_id_extract)}}}  # REVIEW: reference to the patient"
+            )
+        elif source.patient_id:
             lines.append(
                 f"    patient_id: {_q(source.patient_id)}  # REVIEW: local study id column"
             )
@@ -846,8 +877,17 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
         if table not in rules:
             continue
         lines.append(f"  {table}:")
+        # A patient found by two rules (or by two elements of an array) of a table with one
+        # row per patient is one row: the rules combine by patient.
+        combine = is_per_patient(cdm.tables[table]) and (
+            len(rules[table]) > 1 or any(r[1] or r[3] for r in rules[table])
+        )
         for source, explode, where, checkbox, proposals in rules[table]:
             lines.append(f"    - source: {source.name}")
+            if combine:
+                lines.append(
+                    "      key: [patient_key]  # REVIEW: the rows of a patient are one row"
+                )
             if explode:
                 path = explode[0] if len(explode) == 1 else f"[{', '.join(explode)}]"
                 lines.append(f"      explode: {path}  # REVIEW: one row per array element")

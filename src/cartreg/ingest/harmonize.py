@@ -20,12 +20,28 @@ from cartreg.cdm.model import CDM, ColumnSpec, TableSpec
 from cartreg.errors import ConfigError, did_you_mean
 from cartreg.exprs import format_text
 from cartreg.findings import MASK, empty_findings, findings_frame
+from cartreg.ingest.linking import (
+    PID,
+    Linked,
+    SourceAccess,
+    apply_joins,
+    apply_lookups,
+    key_column,
+    lineage_columns,
+    patient_key,
+    pivot_rows,
+    single_value,
+    single_values,
+    split_rows,
+    take_joined_rows,
+)
 from cartreg.ingest.mapping import (
     ColumnRule,
     Condition,
     SiteMapping,
     TableRule,
     check_source_columns,
+    joined_columns,
     rule_input_columns,
 )
 from cartreg.ingest.readers.base import category_values
@@ -68,8 +84,8 @@ DERIVED_COLUMNS = frozenset(
         "line_number",
     }
 )
-PID = "__pid"
 ORDER = "__order"
+COMBINE = "__combine"  # marks rows of rules combined by key (see cartreg.ingest.combine)
 
 
 @dataclass
@@ -78,6 +94,8 @@ class RuleOutput:
     findings: pl.DataFrame
     selected: pl.Series  # source rows the rule's conditions select (repeats possible)
     quarantine: pl.DataFrame  # source_row, source_file, rule_id, column
+    # rows of other sources the rule read (joins, lookups): source -> source rows
+    used: dict[str, list[pl.Series]] = dataclasses.field(default_factory=dict)
 
 
 def _raw(name: str) -> str:
@@ -100,7 +118,7 @@ def _norm(name: str) -> str:
     return f"__norm::{name}"
 
 
-def _condition_expr(
+def condition_expr(
     conditions: Collection[Condition], schema: Mapping[str, pl.DataType] | None = None
 ) -> pl.Expr:
     """All ``conditions`` hold (``schema`` tells list columns, for ``contains``)."""
@@ -279,16 +297,22 @@ def _parse_column(
     The first list holds intermediate columns the second one reads (see ``_with_parsed``).
     """
     target = rule_col.target
-    raw = pl.col(_raw(target))
+    original = pl.col(_raw(target))
     sentinel_codes = _sentinel_codes(rule_col, mapping, reader)
-    sentinel = is_sentinel(raw, sentinel_codes)
+    sentinel = is_sentinel(original, sentinel_codes)
+    raw = original
+    no_match: pl.Expr | None = None
+    if rule_col.extract is not None:
+        # The pattern's group is the value; a cell it does not match has none (ING-EXTRACT).
+        raw = blank_to_null(original.str.extract(rule_col.extract, 1).str.strip_chars())
+        no_match = original.is_not_null() & ~sentinel & raw.is_null()
     staged: list[pl.Expr] = []
     out: list[pl.Expr] = []
     bad: Any
     if spec.vocabulary is not None or spec.dtype == "boolean":
         vocab_name = spec.vocabulary or "yes_no_unknown"
         vocab = mapping.vocabulary(cdm, vocab_name, rule_col)
-        values = frame.get_column(_raw(target))
+        values = frame.select(raw.alias(_raw(target))).to_series()
         if spec.dtype == "boolean":
             bool_map = boolean_mapping(values, vocab)
             typed = raw.replace_strict(bool_map, default=None, return_dtype=pl.Boolean)
@@ -320,7 +344,7 @@ def _parse_column(
         if spec.vocabulary is not None:
             # The source spelling is kept for review, unless it looks like an identifier (a
             # name shifted into the column): computed once per distinct value, like the rest.
-            out.append(redact_expr(raw).alias(f"{target}_raw"))
+            out.append(redact_expr(original).alias(f"{target}_raw"))
     elif spec.dtype == "date":
         formats = rule_col.formats or mapping.date_formats
         text = pl.when(sentinel).then(None).otherwise(raw)
@@ -370,7 +394,10 @@ def _parse_column(
     else:
         bad = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.String))
         out.append(raw.alias(target))
-    out.append(bad.otherwise(None).cast(pl.String).alias(_bad(target)))
+    bad = bad.otherwise(None).cast(pl.String)
+    if no_match is not None:
+        bad = pl.when(no_match).then(pl.lit(NO_MATCH)).otherwise(bad)
+    out.append(bad.alias(_bad(target)))
     out.append(sentinel.alias(_sentinel(target)))
     return staged, out
 
@@ -388,6 +415,7 @@ def _with_parsed(
 
 
 _MAX_EXACT_INT = float(2**53)
+NO_MATCH = "no_match"
 
 _PROBLEM_RULES = {
     "date": ("ING-DATE", "conformance"),
@@ -457,7 +485,11 @@ def _column_findings(
 ) -> list[pl.DataFrame]:
     target = rule_col.target
     value = pl.lit(MASK) if masked else pl.col(_raw(target))
-    source = rule_col.source or "constant"
+    source = (
+        rule_col.shown
+        or rule_col.source
+        or (f"cell {rule_col.cell}" if rule_col.cell else "constant")
+    )
     if spec.vocabulary is not None or spec.dtype == "boolean":
         rule_id, category = "ING-UNMAPPED", "conformance"
         vocab_name = spec.vocabulary or "yes_no_unknown"
@@ -468,8 +500,29 @@ def _column_findings(
     else:
         rule_id, category = _PROBLEM_RULES.get(spec.dtype, ("ING-NUMBER", "conformance"))
         detail = ""
-    problems = frame.filter(pl.col(_bad(target)).is_not_null())
     out: list[pl.DataFrame] = []
+    if rule_col.extract is not None:
+        unmatched = frame.filter(pl.col(_bad(target)) == NO_MATCH)
+        if unmatched.height:
+            out.append(
+                unmatched.select(
+                    pl.lit("ING-EXTRACT").alias("rule_id"),
+                    pl.lit("info").alias("severity"),
+                    pl.lit("conformance").alias("category"),
+                    pl.lit("value").alias("subcategory"),
+                    pl.lit(table.name).alias("table"),
+                    pl.lit(target).alias("column"),
+                    pl.lit(site_id).alias("site_id"),
+                    "source_file",
+                    "source_row",
+                    value.alias("value"),
+                    pl.lit(
+                        f"{table.name}.{target} from '{source}': the extract pattern finds no "
+                        "value in this cell; left empty"
+                    ).alias("message"),
+                )
+            )
+    problems = frame.filter(pl.col(_bad(target)).is_not_null() & (pl.col(_bad(target)) != NO_MATCH))
     if problems.height:
         if detail:
             message = pl.lit(f"{table.name}.{target} from '{source}': {detail}")
@@ -547,7 +600,16 @@ def parse_key(col: ColumnRule, table: TableSpec, rule: TableRule) -> ParseKey | 
     None for columns that are not parsed per distinct value, and for columns with their own
     ``map:`` (its overrides name the column's YAML key).
     """
-    if col.source is None or col.map or col.contains or col.target not in table.column_names:
+    if (
+        col.source is None
+        or col.map
+        or col.contains
+        or col.extract
+        or col.code
+        or col.split
+        or col.lookup
+        or col.target not in table.column_names
+    ):
         return None
     spec = table.column(col.target)
     if spec.vocabulary is None and spec.dtype == "string":
@@ -572,7 +634,18 @@ def parse_key(col: ColumnRule, table: TableSpec, rule: TableRule) -> ParseKey | 
 
 
 def is_reshaped(rule: TableRule) -> bool:
-    return bool(rule.explode) or rule.unpivot_pattern is not None or bool(rule.checkbox_field)
+    """Whether the rule's rows are not its source rows one for one, or read more than them
+    (joins, lookups, pivots, splits): such rules take the general path, without shared parses
+    or the reader's codes."""
+    return (
+        bool(rule.explode)
+        or rule.unpivot_pattern is not None
+        or bool(rule.checkbox_field)
+        or bool(rule.joins)
+        or rule.pivot_code is not None
+        or rule.splits is not None
+        or any(c.lookup is not None for c in rule.columns.values())
+    )
 
 
 def shared_parse_keys(rules: Iterable[TableRule], cdm: CDM) -> set[ParseKey]:
@@ -641,7 +714,7 @@ class SharedParses:
         for cond in conditions:
             domain, codes = self.codes(cond.column)
             meets.append(
-                domain.select(_condition_expr([cond], domain.schema)).to_series().gather(codes)
+                domain.select(condition_expr([cond], domain.schema)).to_series().gather(codes)
             )
         mask = meets[0]
         for more in meets[1:]:
@@ -684,8 +757,11 @@ def harmonize_rule(
     rule_index: int,
     shared: SharedParses | None = None,
     order_by: Sequence[str] = (),
+    access: SourceAccess | None = None,
 ) -> RuleOutput:
     """Apply one rule; see the module docstring.
+
+    ``access`` gives the other sources of the submission, for joins and lookups.
 
     ``shared`` holds the lookups shared with the other rules of ``source`` (built over it).
     Rows come out ordered by patient id, then the ``order_by`` targets the rule parses, then
@@ -703,6 +779,11 @@ def harmonize_rule(
         decoded = spec_source.decode and spec_source.dictionary is not None
         rule, unknown = _where_in_delivered_values(rule, choices, decoded=decoded)
         where_findings = _where_findings(unknown, rule, mapping, decoded)
+    linked = Linked()
+    if reader == "fhir" and source.is_empty():
+        # No resource of this type in this bundle: its fields are empty, not unknown.
+        absent = {c for c, _ in rule_input_columns(rule) if c not in source.columns}
+        source = source.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in sorted(absent))
     if rule.patient_id not in source.columns:
         raise ConfigError(
             f"source column '{rule.patient_id}' not found in {spec_source.label}",
@@ -733,7 +814,8 @@ def harmonize_rule(
     # reshaping creates (``events.type`` after ``explode: events``) filter the reshaped rows.
     before = [c for c in rule.where if c.column in source.columns]
     after = [c for c in rule.where if c.column not in source.columns]
-    reshaped = is_reshaped(rule)
+    reshaped = is_reshaped(rule) or reader == "fhir"
+    key_sources = {name for name, target in rule.key_items() if not target}
     if reshaped:
         # Reshaping stacks columns into one: their categories must be plain text first.
         source = source.with_columns(pl.col(pl.Categorical).cast(pl.String))
@@ -764,11 +846,12 @@ def harmonize_rule(
             for c in rule.columns.values()
             if c.source is not None
             and c.source != rule.patient_id
+            and c.source not in key_sources
             and c.contains is None
             and isinstance(source.schema[c.source], pl.Categorical)
         }
         if coded and mask is None and before:
-            mask = source.select(_condition_expr(before, source.schema)).to_series()
+            mask = source.select(condition_expr(before, source.schema)).to_series()
     full_source = source
 
     def whole_column(name: str) -> tuple[pl.DataFrame, pl.Series]:
@@ -782,17 +865,21 @@ def harmonize_rule(
         return domain, codes if mask is None else codes.filter(mask)
 
     selected = source.drop(coded).filter(
-        _condition_expr(before, source.schema) if mask is None else mask
+        condition_expr(before, source.schema) if mask is None else mask
     )
     # PID holds the patient key (site id + cleaned local id), null without a local id.
     if not reshaped and isinstance(source.schema[rule.patient_id], pl.Categorical):
         # Built once per distinct id and spread by the reader's codes.
         ids, id_codes = whole_column(rule.patient_id)
-        keys = ids.select(_patient_key(mapping.site_id, pl.first())).to_series()
+        keys = ids.select(
+            _patient_key(mapping.site_id, pl.first(), rule.patient_id_extract)
+        ).to_series()
         selected = selected.with_columns(keys.gather(id_codes).alias(PID))
     else:
         selected = selected.with_columns(
-            _patient_key(mapping.site_id, pl.col(rule.patient_id)).alias(PID)
+            _patient_key(mapping.site_id, pl.col(rule.patient_id), rule.patient_id_extract).alias(
+                PID
+            )
         )
     frame = _reshape(selected, rule, choices, mapping)
     if rule.explode and frame.is_empty():
@@ -805,10 +892,28 @@ def harmonize_rule(
             if c not in frame.columns and (c in rule.explode or c.startswith(under))
         }
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in sorted(missing))
+    if rule.joins:
+        if access is None:
+            raise ValueError("a rule with joins needs the other sources (access)")
+        frame = apply_joins(frame, rule, mapping, access, linked)
+        _check_joined_columns(mapping, rule, frame)
     check_source_columns(mapping, rule, [*frame.columns, *source.columns])
     lists = {c.source for c in rule.columns.values() if c.contains is not None and c.source}
+    if reader == "fhir" or rule.pivot_code is not None:
+        # FHIR lists are read as one value (single_values); a pivot's codes may be a list.
+        lists |= {c for c, t in frame.schema.items() if isinstance(t, pl.List)}
     _check_read_columns(mapping, rule, frame, {c.column for c in before} | coded | lists)
-    frame = frame.filter(_condition_expr(after, frame.schema))
+    frame = frame.filter(condition_expr(after, frame.schema))
+    if rule.pivot_code is not None:
+        frame, rule = pivot_rows(frame, rule)
+    frame, rule = single_values(frame, rule, mapping, linked)
+    frame = split_rows(frame, rule)
+    if any(c.lookup is not None for c in rule.columns.values()):
+        if access is None:
+            raise ValueError("a rule with lookups needs the other sources (access)")
+        frame, rule = apply_lookups(frame, rule, table, mapping, access, linked)
+    if rule.joins:
+        frame = take_joined_rows(frame, rule, linked)
     frame, rule = _with_contains_columns(frame, rule)
     frame = frame.with_row_index(ORDER).with_columns(
         (pl.col(ORDER).cast(pl.Int64) + rule_index * 1_000_000_000).alias(ORDER)
@@ -879,8 +984,19 @@ def harmonize_rule(
     # Raw text and problem markers of parsed columns are only spread to the rows with a problem
     # or a sentinel (the rows that get a finding); the typed values go to every row.
     flagged: dict[str, pl.DataFrame] = {}
-    lineage = frame.select("source_file", "source_row")
+
+    def lineage_of(target: str) -> pl.DataFrame:
+        """The rows findings about ``target`` name: a looked-up value's own row."""
+        file_column, row_column = lineage_columns(target)
+        if row_column in frame.columns:
+            return frame.select(
+                pl.coalesce(file_column, "source_file").alias("source_file"),
+                pl.coalesce(row_column, "source_row").alias("source_row"),
+            )
+        return frame.select("source_file", "source_row")
+
     for col, lookup, codes in zip(parsed, computed, positions, strict=True):
+        lineage = lineage_of(col.target)
         markers = [_raw(col.target), _bad(col.target), _sentinel(col.target)]
         spread = lookup.drop(markers).select(pl.all().gather(codes))
         # Targets replace same-named source columns (source values were captured above).
@@ -907,12 +1023,19 @@ def harmonize_rule(
     frame = frame.with_columns(staged).with_columns(e for _, then in direct for e in then)
     frame = frame.drop([e.meta.output_name() for e in staged])
 
-    findings: list[pl.DataFrame] = []
+    findings: list[pl.DataFrame] = list(linked.findings)
     for col in rule.columns.values():
         spec = table.column(col.target)
         masked = spec.identifier or (col.source is not None and col.source in identifiers)
+        per_row_frame = flagged.get(col.target)
+        if per_row_frame is None:
+            per_row_frame = frame
+            if lineage_columns(col.target)[1] in frame.columns:
+                per_row_frame = frame.drop("source_file", "source_row").hstack(
+                    lineage_of(col.target).get_columns()
+                )
         findings += _column_findings(
-            flagged.get(col.target, frame),
+            per_row_frame,
             col,
             spec,
             table,
@@ -933,10 +1056,14 @@ def harmonize_rule(
                 pl.lit(rule.patient_id).alias("column"),
             )
         )
+    # Rows combined by key are checked once combined (cartreg.ingest.combine).
     required = [
         c
         for c in table.columns
-        if c.required and c.role == "declared" and c.name not in DERIVED_COLUMNS
+        if c.required
+        and c.role == "declared"
+        and c.name not in DERIVED_COLUMNS
+        and rule.combine_key is None
     ]
     for spec in required:
         if spec.name not in rule.columns:
@@ -1011,6 +1138,7 @@ def harmonize_rule(
         pl.col(PID).alias("patient_key"),
         *[c for c in targets if c not in ("site_id", "source_file", "source_row", "patient_key")],
         ORDER,
+        *_combine_columns(rule, frame.schema),
     ).collect()
     # A source column passed through under its CDM name still holds the reader's categories.
     rows = rows.with_columns(pl.col(pl.Categorical).cast(pl.String))
@@ -1022,7 +1150,38 @@ def harmonize_rule(
         findings=pl.concat(all_findings, how="vertical") if all_findings else empty_findings(),
         selected=selected.get_column("source_row"),
         quarantine=quarantine,
+        used=linked.used,
     )
+
+
+def _combine_columns(rule: TableRule, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
+    """For a rule combined by key: the marker and the key items read from source columns."""
+    if rule.combine_key is None:
+        return []
+    out = [pl.lit(True).alias(COMBINE)]
+    for position, (name, target) in enumerate(rule.key_items()):
+        if target:
+            continue
+        value = single_value(name)[0] if isinstance(schema.get(name), pl.List) else pl.col(name)
+        out.append(
+            blank_to_null(value.cast(pl.String).str.strip_chars()).alias(key_column(position))
+        )
+    return out
+
+
+def _check_joined_columns(mapping: SiteMapping, rule: TableRule, frame: pl.DataFrame) -> None:
+    for column, key in joined_columns(rule):
+        if column not in frame.columns:
+            name = column.split(".", 1)[0]
+            join = next(j for j in rule.joins if j.name == name)
+            brought = [c.split(".", 1)[1] for c in frame.columns if c.startswith(f"{name}.")]
+            raise ConfigError(
+                f"source column '{column.split('.', 1)[1]}' not found in "
+                f"{mapping.sources[join.source].file} (joined as '{name}')",
+                path=mapping.path,
+                key=key,
+                hint=did_you_mean(column.split(".", 1)[1], brought),
+            )
 
 
 def _with_contains_columns(frame: pl.DataFrame, rule: TableRule) -> tuple[pl.DataFrame, TableRule]:
@@ -1041,9 +1200,9 @@ def _with_contains_columns(frame: pl.DataFrame, rule: TableRule) -> tuple[pl.Dat
     return frame.with_columns(added), dataclasses.replace(rule, columns=columns)
 
 
-def _patient_key(site_id: str, local_id: pl.Expr) -> pl.Expr:
+def _patient_key(site_id: str, local_id: pl.Expr, extract: str | None = None) -> pl.Expr:
     """``<site id>-<local id>``; null when the local id is blank."""
-    return pl.concat_str(pl.lit(f"{site_id}-"), blank_to_null(local_id.cast(pl.String)))
+    return patient_key(site_id, local_id, extract)
 
 
 def _row_order(

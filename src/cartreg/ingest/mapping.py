@@ -11,6 +11,7 @@ Source column names are checked later, against the files, by :func:`check_source
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import math
 import re
@@ -32,7 +33,7 @@ from cartreg.ingest.transforms.sentinels import DEFAULT_SENTINELS
 from cartreg.vocab import Vocabulary
 from cartreg.yamlio import load_yaml
 
-READERS = ("csv", "tsv", "excel", "json", "ndjson", "parquet", "redcap")
+READERS = ("csv", "tsv", "excel", "json", "ndjson", "parquet", "redcap", "fhir")
 _EXTENSION_READERS = {
     ".csv": "csv",
     ".txt": "csv",
@@ -49,6 +50,8 @@ SITE_ID_PATTERN = r"^[A-Z][A-Z0-9_]{1,15}$"
 # Ranges of numeric options: a scale of 0 would turn every number into 0 (birth year 0).
 SCALE_RANGE = (1e-12, 1e12)
 MAX_HEADER_ROW = 1_048_576
+MAX_WINDOW_DAYS = 36_500
+RELATIONS = ("last_before", "first_after", "nearest")
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 _FORMATS = {
@@ -79,6 +82,51 @@ _CONDITION = {
             ),
         },
     },
+}
+_PATIENT_ID = {
+    "anyOf": [
+        {"type": "string", "description": "Column with the local patient id."},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["from", "extract"],
+            "properties": {
+                "from": {"type": "string"},
+                "extract": {
+                    "type": "string",
+                    "description": "Regular expression whose first group is the id "
+                    "(Patient/(.+) for a FHIR reference).",
+                },
+            },
+        },
+    ]
+}
+_LOOKUP = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["value", "date"],
+    "description": (
+        "The value of a related row of the same patient, found by date: the last one before, "
+        "the first one after, or the nearest one to a date of this rule's row."
+    ),
+    "properties": {
+        "source": {"type": "string", "description": "Source of the related rows (default: own)."},
+        "patient_id": _PATIENT_ID,
+        "where": {"type": "array", "items": _CONDITION},
+        "value": {"type": "string", "description": "Column of the related row giving the value."},
+        "date": {"type": "string", "description": "Column of the related row with its date."},
+        "formats": _FORMATS,
+        "last_before": {"type": "string", "description": "A date column of this rule."},
+        "first_after": {"type": "string", "description": "A date column of this rule."},
+        "nearest": {"type": "string", "description": "A date column of this rule."},
+        "within_days": {"type": "integer", "minimum": 0, "maximum": MAX_WINDOW_DAYS},
+    },
+}
+_SEPARATORS = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+    ]
 }
 _COLUMN: dict[str, Any] = {
     "anyOf": [
@@ -122,6 +170,30 @@ _COLUMN: dict[str, Any] = {
                     "description": "Unit of numbers without a % sign.",
                 },
                 "part": {"enum": ["year"], "description": "Keep only the year of a date."},
+                "code": {
+                    "anyOf": [{"type": "string"}, _STRINGS],
+                    "description": (
+                        "Pivot: take the value only from rows whose pivot code is one of these."
+                    ),
+                },
+                "extract": {
+                    "type": "string",
+                    "description": (
+                        "Regular expression (polars syntax) whose first group is the value."
+                    ),
+                },
+                "split": {
+                    **_SEPARATORS,
+                    "description": "Literal separator(s): one row per part of the cell.",
+                },
+                "cell": {
+                    "type": "string",
+                    "description": (
+                        "A single cell outside the table: A1 for a CSV or sheet title row, "
+                        "a dotted path for a JSON document."
+                    ),
+                },
+                "lookup": _LOOKUP,
                 "scale": {
                     "type": "number",
                     "minimum": SCALE_RANGE[0],
@@ -195,10 +267,11 @@ MAPPING_SCHEMA: dict[str, Any] = {
                         "type": "string",
                         "description": "JSON key holding the record array.",
                     },
-                    "patient_id": {
+                    "resource": {
                         "type": "string",
-                        "description": "Column with the local patient id.",
+                        "description": "FHIR: the resourceType read from the bundle.",
                     },
+                    "patient_id": _PATIENT_ID,
                     "allow_identifiers": {
                         **_STRINGS,
                         "description": "Identifier-like columns the site allows to be copied.",
@@ -219,8 +292,62 @@ MAPPING_SCHEMA: dict[str, Any] = {
                     "required": ["source", "columns"],
                     "properties": {
                         "source": {"type": "string"},
-                        "patient_id": {"type": "string"},
+                        "patient_id": _PATIENT_ID,
                         "where": {"type": "array", "items": _CONDITION},
+                        "key": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "minItems": 1,
+                            "description": (
+                                "Rows with equal values of these CDM columns (or source columns) "
+                                "of one patient are one CDM row, across every rule of the table "
+                                "declaring a key. patient_key alone for patients and follow_up."
+                            ),
+                        },
+                        "pivot": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["code"],
+                            "properties": {
+                                "code": {"type": "string", "description": "Column of codes."},
+                                "value": {
+                                    "type": "string",
+                                    "description": "Column of values (default for code: columns).",
+                                },
+                            },
+                        },
+                        "join": {
+                            "type": "object",
+                            "description": (
+                                "name -> the row of another source this row refers to; its "
+                                "columns are read as <name>.<column>."
+                            ),
+                            "additionalProperties": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["source", "from"],
+                                "properties": {
+                                    "source": {"type": "string"},
+                                    "from": {
+                                        "type": "string",
+                                        "description": "Column of this row (a FHIR reference).",
+                                    },
+                                    "to": {
+                                        "type": "string",
+                                        "description": (
+                                            "Column of the other source (default for FHIR: "
+                                            "the resource's Type/id)."
+                                        ),
+                                    },
+                                },
+                            },
+                        },
+                        "after_index_infusion": {
+                            "type": "boolean",
+                            "description": (
+                                "Keep only rows dated on or after the index CAR T infusion."
+                            ),
+                        },
                         "explode": {
                             "anyOf": [
                                 {"type": "string", "minLength": 1},
@@ -273,6 +400,11 @@ _RULE_SCHEMA: dict[str, Any] = MAPPING_SCHEMA["properties"]["tables"]["additiona
 _RULE_KEYS = _keys(_RULE_SCHEMA)
 _CONDITION_KEYS = _keys(_CONDITION)
 _COLUMN_KEYS = _keys(_COLUMN["anyOf"][1])
+# Where a column's value comes from: exactly one of these (or a pivot code alone).
+_VALUE_SOURCES = ("from", "value", "cell", "lookup")
+_LOOKUP_KEYS = _keys(_LOOKUP)
+_JOIN_KEYS = _keys(_RULE_SCHEMA["properties"]["join"]["additionalProperties"])
+_PIVOT_KEYS = _keys(_RULE_SCHEMA["properties"]["pivot"])
 
 
 @dataclass(frozen=True)
@@ -295,6 +427,14 @@ class ColumnRule:
     has_otherwise: bool = False
     otherwise: str | None = None
     contains: tuple[str, ...] | None = None
+    # pivot: the value only from rows whose pivot code is one of these
+    code: tuple[str, ...] | None = None
+    extract: str | None = None
+    split: tuple[str, ...] | None = None
+    cell: str | None = None
+    lookup: Lookup | None = None
+    # what messages call the value's origin when ``source`` is an internal column
+    shown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -316,6 +456,34 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """A column's value taken from a related row of the same patient (``lookup:``)."""
+
+    key: str
+    source: str
+    patient_id: str
+    patient_id_extract: str | None
+    value: str
+    date: str
+    relation: str  # one of RELATIONS
+    anchor: str  # a date (or day offset) target of the rule
+    within_days: int | None = None
+    where: tuple[Condition, ...] = ()
+    formats: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Join:
+    """The row of another source a row refers to (``join:``); read as ``<name>.<column>``."""
+
+    name: str
+    key: str
+    source: str
+    column: str  # ``from``: the column of this row holding the reference or key
+    to: str | None = None  # None: the FHIR resource's own reference (Type/id)
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     name: str
     file: str
@@ -329,11 +497,16 @@ class SourceSpec:
     decode: bool = True
     records: str | None = None
     patient_id: str | None = None
+    patient_id_extract: str | None = None
     allow_identifiers: tuple[str, ...] = ()
+    resource: str | None = None  # FHIR resourceType
 
     @property
     def label(self) -> str:
-        """How findings and messages name the source: ``file#sheet`` for a workbook sheet."""
+        """How findings and messages name the source: ``file#sheet`` for a workbook sheet,
+        ``file#Resource`` for the resources of a FHIR bundle."""
+        if self.reader == "fhir":
+            return f"{self.file}#{self.resource}"
         return f"{self.file}#{self.sheet}" if self.reader == "excel" and self.sheet else self.file
 
 
@@ -350,6 +523,22 @@ class TableRule:
     unpivot_index: str = "index"
     checkbox_field: str | None = None
     checkbox_into: str | None = None
+    patient_id_extract: str | None = None
+    # ``key:``: rows of every rule of the table with a key and equal key values are one CDM row.
+    combine_key: tuple[str, ...] | None = None
+    pivot_code: str | None = None
+    pivot_value: str | None = None
+    joins: tuple[Join, ...] = ()
+    after_index_infusion: bool = False
+
+    @property
+    def splits(self) -> ColumnRule | None:
+        """The column whose cells are split into one row per part, if any."""
+        return next((c for c in self.columns.values() if c.split), None)
+
+    def key_items(self) -> list[tuple[str, bool]]:
+        """(name, is_target) per key item: a CDM column the rule maps, or a source column."""
+        return [(k, k in self.columns or k == "patient_key") for k in self.combine_key or ()]
 
 
 @dataclass(frozen=True)
@@ -515,7 +704,7 @@ def _load_source(name: str, raw: Any, path: Path) -> SourceSpec:
         raise _fail(path, f"{key}.decode", "decoding REDCap choices needs 'dictionary'")
     opt = {
         k: _str(data[k], path, f"{key}.{k}")
-        for k in ("sheet", "delimiter", "encoding", "dictionary", "records", "patient_id")
+        for k in ("sheet", "delimiter", "encoding", "dictionary", "records", "resource")
         if k in data
     }
     delimiter = opt.get("delimiter")
@@ -536,6 +725,20 @@ def _load_source(name: str, raw: Any, path: Path) -> SourceSpec:
                 f"unknown encoding {_shown(opt['encoding'])}",
                 "e.g. utf-8, cp1252, latin-1; leave it out to detect it",
             ) from None
+    if reader == "fhir" and "resource" not in opt:
+        raise _fail(
+            path,
+            f"{key}.resource",
+            "a fhir source reads one resourceType of the bundle",
+            "e.g. resource: Observation",
+        )
+    if "resource" in opt and reader != "fhir":
+        raise _fail(path, f"{key}.resource", "'resource' selects resources of a FHIR bundle")
+    patient_id, patient_extract = (
+        _patient_id(data["patient_id"], path, f"{key}.patient_id")
+        if "patient_id" in data
+        else (None, None)
+    )
     return SourceSpec(
         name=name,
         file=file,
@@ -543,12 +746,54 @@ def _load_source(name: str, raw: Any, path: Path) -> SourceSpec:
         key=key,
         header_row=header_row,
         decode=decode,
+        patient_id=patient_id,
+        patient_id_extract=patient_extract,
         allow_identifiers=_str_list(
             data.get("allow_identifiers", []), path, f"{key}.allow_identifiers"
         ),
         delimiter="\t" if reader == "tsv" and "delimiter" not in opt else opt.get("delimiter"),
         **{k: v for k, v in opt.items() if k != "delimiter"},
     )
+
+
+def _patient_id(raw: Any, path: Path, key: str) -> tuple[str, str | None]:
+    """``patient_id: column`` or ``{from: column, extract: regex}``."""
+    if not isinstance(raw, dict):
+        return _str(raw, path, key), None
+    _check_keys(raw, {"from", "extract"}, path, key)
+    if set(raw) != {"from", "extract"}:
+        raise _fail(path, key, "give 'from' (a column) and 'extract' (a regular expression)")
+    return _str(raw["from"], path, f"{key}.from"), _extract(raw["extract"], path, f"{key}.extract")
+
+
+def _extract(raw: Any, path: Path, key: str) -> str:
+    """A regular expression polars can run, with a group giving the value."""
+    pattern = _str(raw, path, key)
+    problem = regex_problem(pattern)
+    if problem:
+        raise _fail(
+            path,
+            key,
+            f"invalid regular expression: {problem}",
+            'docs/mapping.md, "Split, extract, single cells"',
+        )
+    return pattern
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why polars cannot extract a value with ``pattern`` (None when it can)."""
+    import polars as pl
+
+    try:
+        groups = pl.Series([""], dtype=pl.String).str.extract_groups(pattern).struct.fields
+    except pl.exceptions.PolarsError as exc:
+        # The regex crate's message spans lines; its "error: …" line says what is wrong.
+        lines = [line.strip() for line in str(exc).splitlines()]
+        why = next((line for line in lines if line.startswith("error:")), lines[0] if lines else "")
+        return why.removeprefix("error:").strip()[:120]
+    if not groups:
+        return "it needs a group in parentheses: the group is the value, e.g. \\((\\d+)%\\)"
+    return None
 
 
 def _target_columns(table: TableSpec) -> dict[str, str]:
@@ -569,9 +814,14 @@ def _load_column(
         return ColumnRule(target=target, key=key, source=raw)
     data = _mapping(raw, path, key)
     _check_keys(data, _COLUMN_KEYS, path, key)
-    if ("from" in data) == ("value" in data):
+    given = [k for k in _VALUE_SOURCES if k in data]
+    if len(given) > 1 or (not given and "code" not in data):
         raise _fail(
-            path, key, "give exactly one of 'from' (a source column) or 'value' (a constant)"
+            path,
+            key,
+            "give exactly one of 'from' (a source column), 'value' (a constant), 'cell' "
+            "(a cell outside the table) or 'lookup' (a related row)"
+            + (f"; got {' and '.join(given)}" if given else ""),
         )
     spec = table.column(target)
     vocab_name = spec.vocabulary or "yes_no_unknown"
@@ -640,10 +890,20 @@ def _load_column(
                 f"must be between {SCALE_RANGE[0]:g} and {SCALE_RANGE[1]:g}, got {scale:g}",
                 "e.g. 1000000 for doses exported in millions",
             )
+    split = None
+    if "split" in data:
+        split = _str_values(data["split"], path, f"{key}.split")
+        if any(not part for part in split):
+            raise _fail(path, f"{key}.split", "a separator cannot be empty")
     return ColumnRule(
         target=target,
         key=key,
         source=_str(data["from"], path, f"{key}.from") if "from" in data else None,
+        code=_str_values(data["code"], path, f"{key}.code") if "code" in data else None,
+        extract=_extract(data["extract"], path, f"{key}.extract") if "extract" in data else None,
+        split=split,
+        cell=_str(data["cell"], path, f"{key}.cell") if "cell" in data else None,
+        lookup=_load_lookup(data["lookup"], path, f"{key}.lookup") if "lookup" in data else None,
         value=None
         if value is None
         else (str(value).lower() if isinstance(value, bool) else str(value)),
@@ -700,7 +960,10 @@ def _load_rule(
         hint = did_you_mean(source_name, list(sources)) or f"sources: {', '.join(sources)}"
         raise _fail(path, f"{key}.source", f"unknown source '{source_name}'", hint)
     source = sources[source_name]
-    patient_id = data.get("patient_id", source.patient_id)
+    patient_id: str | None = source.patient_id
+    patient_extract = source.patient_id_extract
+    if "patient_id" in data:
+        patient_id, patient_extract = _patient_id(data["patient_id"], path, f"{key}.patient_id")
     if patient_id is None:
         raise _fail(
             path,
@@ -708,39 +971,44 @@ def _load_rule(
             "no patient id column",
             f"set patient_id here or on {source.key}",
         )
-    conditions: list[Condition] = []
-    for j, cond in enumerate(_optional(data, "where", list, path, key)):
-        ckey = f"{key}.where[{j}]"
-        cdata = _mapping(cond, path, ckey)
-        _check_keys(cdata, _CONDITION_KEYS, path, ckey)
-        if "column" not in cdata or len(cdata) != 2:
-            raise _fail(
-                path,
-                ckey,
-                "a condition has 'column' and one of equals, in, not_in, is_null, contains",
-            )
-        conditions.append(
-            Condition(
-                column=_str(cdata["column"], path, f"{ckey}.column"),
-                key=ckey,
-                equals=_str(cdata["equals"], path, f"{ckey}.equals") if "equals" in cdata else None,
-                any_of=_str_list(cdata["in"], path, f"{ckey}.in") if "in" in cdata else None,
-                none_of=_str_list(cdata["not_in"], path, f"{ckey}.not_in")
-                if "not_in" in cdata
-                else None,
-                is_null=_bool(cdata["is_null"], path, f"{ckey}.is_null")
-                if "is_null" in cdata
-                else None,
-                contains=_str_values(cdata["contains"], path, f"{ckey}.contains")
-                if "contains" in cdata
-                else None,
-            )
-        )
+    conditions = _conditions(data.get("where"), path, f"{key}.where")
     columns_raw = _mapping(data.get("columns"), path, f"{key}.columns")
     columns = {
         str(t): _load_column(str(t), v, table, cdm, path, f"{key}.columns.{t}")
         for t, v in columns_raw.items()
     }
+    pivot_code, pivot_value = _load_pivot(data.get("pivot"), path, f"{key}.pivot")
+    columns = _resolve_columns(
+        columns, table, cdm, sources, source, patient_id, patient_extract, pivot_value, path
+    )
+    if pivot_code is None and any(c.code for c in columns.values()):
+        name = next(t for t, c in columns.items() if c.code)
+        raise _fail(
+            path,
+            f"{key}.columns.{name}.code",
+            "'code' takes the value of the rows with that code: declare the rule's pivot",
+            "e.g. pivot: {code: <column of codes>, value: <column of values>}",
+        )
+    if pivot_code is not None and not any(c.code for c in columns.values()):
+        raise _fail(
+            path, f"{key}.pivot", "no column of this rule names a code", "e.g. {code: BM_BLAST}"
+        )
+    splits = [t for t, c in columns.items() if c.split]
+    if len(splits) > 1:
+        raise _fail(
+            path, f"{key}.columns.{splits[1]}.split", "split one column per rule (rows multiply)"
+        )
+    rule_key = _load_key(data.get("key"), table, columns, pivot_code, path, f"{key}.key")
+    joins = _load_joins(data.get("join"), sources, path, f"{key}.join")
+    after_index = data.get("after_index_infusion", False)
+    if not isinstance(after_index, bool):
+        raise _fail(path, f"{key}.after_index_infusion", "must be true or false (unquoted)")
+    if after_index and not _event_dates(table):
+        raise _fail(
+            path,
+            f"{key}.after_index_infusion",
+            f"{table.name} has no event date to compare with the index infusion",
+        )
     unpivot = data.get("unpivot")
     pattern: str | None = None
     unpivot_index = "index"
@@ -780,7 +1048,13 @@ def _load_rule(
         table=table.name,
         key=key,
         source=source_name,
-        patient_id=_str(patient_id, path, f"{key}.patient_id"),
+        patient_id=patient_id,
+        patient_id_extract=patient_extract,
+        combine_key=rule_key,
+        pivot_code=pivot_code,
+        pivot_value=pivot_value,
+        joins=joins,
+        after_index_infusion=after_index,
         columns=columns,
         where=tuple(conditions),
         explode=explode,
@@ -789,6 +1063,309 @@ def _load_rule(
         checkbox_field=cb_field,
         checkbox_into=cb_into,
     )
+
+
+def _conditions(raw: Any, path: Path, key: str) -> tuple[Condition, ...]:
+    """A ``where`` list."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _fail(path, key, "must be a list of conditions")
+    conditions: list[Condition] = []
+    for j, cond in enumerate(raw):
+        ckey = f"{key}[{j}]"
+        cdata = _mapping(cond, path, ckey)
+        _check_keys(cdata, _CONDITION_KEYS, path, ckey)
+        if "column" not in cdata or len(cdata) != 2:
+            raise _fail(
+                path,
+                ckey,
+                "a condition has 'column' and one of equals, in, not_in, is_null, contains",
+            )
+        conditions.append(
+            Condition(
+                column=_str(cdata["column"], path, f"{ckey}.column"),
+                key=ckey,
+                equals=_str(cdata["equals"], path, f"{ckey}.equals") if "equals" in cdata else None,
+                any_of=_str_list(cdata["in"], path, f"{ckey}.in") if "in" in cdata else None,
+                none_of=_str_list(cdata["not_in"], path, f"{ckey}.not_in")
+                if "not_in" in cdata
+                else None,
+                is_null=_bool(cdata["is_null"], path, f"{ckey}.is_null")
+                if "is_null" in cdata
+                else None,
+                contains=_str_values(cdata["contains"], path, f"{ckey}.contains")
+                if "contains" in cdata
+                else None,
+            )
+        )
+    return tuple(conditions)
+
+
+def _load_pivot(raw: Any, path: Path, key: str) -> tuple[str | None, str | None]:
+    if raw is None:
+        return None, None
+    data = _mapping(raw, path, key)
+    _check_keys(data, _PIVOT_KEYS, path, key)
+    if "code" not in data:
+        raise _fail(path, f"{key}.code", "name the column holding each row's code")
+    value = _str(data["value"], path, f"{key}.value") if "value" in data else None
+    return _str(data["code"], path, f"{key}.code"), value
+
+
+def _load_lookup(raw: Any, path: Path, key: str) -> Lookup:
+    """A ``lookup:`` as written; its source and patient id are resolved by the rule."""
+    data = _mapping(raw, path, key)
+    _check_keys(data, _LOOKUP_KEYS, path, key)
+    relations = [r for r in RELATIONS if r in data]
+    if len(relations) != 1:
+        raise _fail(
+            path,
+            key,
+            "give one of last_before, first_after or nearest: a date column of this rule",
+            "e.g. last_before: infusion_date",
+        )
+    for needed in ("value", "date"):
+        if needed not in data:
+            raise _fail(path, f"{key}.{needed}", f"name the related row's {needed} column")
+    within = data.get("within_days")
+    if within is not None and (
+        isinstance(within, bool)
+        or not isinstance(within, int)
+        or not 0 <= within <= MAX_WINDOW_DAYS
+    ):
+        raise _fail(
+            path, f"{key}.within_days", f"must be a whole number of days (0-{MAX_WINDOW_DAYS})"
+        )
+    relation = relations[0]
+    if relation == "nearest" and within is None:
+        raise _fail(path, f"{key}.within_days", "'nearest' needs a window", "e.g. within_days: 14")
+    patient_id, extract = (
+        _patient_id(data["patient_id"], path, f"{key}.patient_id")
+        if "patient_id" in data
+        else ("", None)
+    )
+    return Lookup(
+        key=key,
+        source=_str(data["source"], path, f"{key}.source") if "source" in data else "",
+        patient_id=patient_id,
+        patient_id_extract=extract,
+        value=_str(data["value"], path, f"{key}.value"),
+        date=_str(data["date"], path, f"{key}.date"),
+        relation=relation,
+        anchor=_str(data[relation], path, f"{key}.{relation}"),
+        within_days=within,
+        where=_conditions(data.get("where"), path, f"{key}.where"),
+        formats=_formats(data["formats"], path, f"{key}.formats") if "formats" in data else None,
+    )
+
+
+def _resolve_columns(
+    columns: dict[str, ColumnRule],
+    table: TableSpec,
+    cdm: CDM,
+    sources: Mapping[str, SourceSpec],
+    source: SourceSpec,
+    patient_id: str,
+    patient_extract: str | None,
+    pivot_value: str | None,
+    path: Path,
+) -> dict[str, ColumnRule]:
+    """Column rules completed with what the rule knows: the pivot's value column for
+    ``{code: X}``, a lookup's source, patient id and anchor; cells checked against the reader."""
+    out: dict[str, ColumnRule] = {}
+    for target, col in columns.items():
+        if col.code and col.source is None and col.value is None and col.cell is None:
+            if col.lookup is not None:
+                raise _fail(path, f"{col.key}.code", "a lookup finds its own row: drop 'code'")
+            if pivot_value is None:
+                raise _fail(
+                    path,
+                    col.key,
+                    "say which column holds the value: 'from' here, or 'value' in the pivot",
+                )
+            col = dataclasses.replace(col, source=pivot_value)
+        if col.cell is not None:
+            _check_cell(col.cell, source, path, f"{col.key}.cell")
+        if col.lookup is not None:
+            lookup = _resolve_lookup(col.lookup, columns, table, sources, source, path)
+            if not lookup.patient_id:  # the rule's own source: its patient id
+                lookup = dataclasses.replace(
+                    lookup, patient_id=patient_id, patient_id_extract=patient_extract
+                )
+            col = dataclasses.replace(col, lookup=lookup)
+        out[target] = col
+    return out
+
+
+def _resolve_lookup(
+    lookup: Lookup,
+    columns: Mapping[str, ColumnRule],
+    table: TableSpec,
+    sources: Mapping[str, SourceSpec],
+    source: SourceSpec,
+    path: Path,
+) -> Lookup:
+    name = lookup.source or source.name
+    if name not in sources:
+        hint = did_you_mean(name, list(sources)) or f"sources: {', '.join(sources)}"
+        raise _fail(path, f"{lookup.key}.source", f"unknown source '{name}'", hint)
+    other = sources[name]
+    anchor_key = f"{lookup.key}.{lookup.relation}"
+    anchor = columns.get(lookup.anchor)
+    spec = table.column(lookup.anchor) if lookup.anchor in table.column_names else None
+    if anchor is None or spec is None:
+        raise _fail(
+            path,
+            anchor_key,
+            f"'{lookup.anchor}' is not a column this rule maps",
+            "name a date column of this rule, e.g. infusion_date",
+        )
+    if not (spec.dtype == "date" or spec.role == "day_offset"):
+        raise _fail(path, anchor_key, f"'{lookup.anchor}' is not a date or a day offset")
+    if anchor.source is None or anchor.lookup is not None or anchor.code:
+        raise _fail(
+            path,
+            anchor_key,
+            f"'{lookup.anchor}' must be read directly from a source column ('from')",
+        )
+    if name != source.name and (lookup.patient_id or other.patient_id) is None:
+        raise _fail(path, f"{lookup.key}.patient_id", f"no patient id column for source '{name}'")
+    if name != source.name and not lookup.patient_id:
+        return dataclasses.replace(
+            lookup,
+            source=name,
+            patient_id=other.patient_id or "",
+            patient_id_extract=other.patient_id_extract,
+        )
+    return dataclasses.replace(lookup, source=name)
+
+
+_A1 = re.compile(r"^([A-Z]{1,3})([1-9][0-9]{0,6})$")
+
+
+def cell_position(ref: str) -> tuple[int, int] | None:
+    """(row, column), 1-based, of an ``A1``-style reference; None if it is not one."""
+    match = _A1.fullmatch(ref.strip().upper())
+    if match is None:
+        return None
+    column = 0
+    for letter in match.group(1):
+        column = column * 26 + ord(letter) - ord("A") + 1
+    return int(match.group(2)), column
+
+
+def _check_cell(ref: str, source: SourceSpec, path: Path, key: str) -> None:
+    if source.reader in ("csv", "tsv", "excel"):
+        position = cell_position(ref)
+        if position is None:
+            raise _fail(path, key, f"'{ref}' is not a cell like A1", "column letters, row number")
+        if position[0] >= source.header_row:
+            raise _fail(
+                path,
+                key,
+                f"cell {ref} is not above the table (its header is on row {source.header_row})",
+                "set header_row on the source, or map the column with 'from'",
+            )
+    elif source.reader in ("json", "fhir"):
+        if not all(ref.split(".")):
+            raise _fail(path, key, f"'{ref}' is not a path like export.data_cut")
+    else:
+        raise _fail(path, key, f"a {source.reader} source has no cells outside its table")
+
+
+def _load_key(
+    raw: Any,
+    table: TableSpec,
+    columns: Mapping[str, ColumnRule],
+    pivot_code: str | None,
+    path: Path,
+    key: str,
+) -> tuple[str, ...] | None:
+    """The combine key: CDM columns the rule maps (or source columns), patient_key first.
+
+    A pivot feeding a table of one row per patient combines by patient without saying so;
+    a pivot feeding an event table must say which rows are one event.
+    """
+    per_patient = is_per_patient(table)
+    if raw is None:
+        if pivot_code is None:
+            return None
+        if per_patient:
+            return ("patient_key",)
+        raise _fail(
+            path,
+            key,
+            f"a pivot on {table.name} needs a key: which rows of a patient are one "
+            f"{table.name.removesuffix('s').replace('_', ' ')}",
+            f"e.g. key: [{_event_dates(table)[0] if _event_dates(table) else 'a date column'}]",
+        )
+    items = _str_list(raw, path, key)
+    if not items:
+        raise _fail(path, key, "name at least one column (patient_key for one row per patient)")
+    if len(set(items)) != len(items):
+        raise _fail(path, key, "a column is listed twice")
+    names = set(table.column_names)
+    for i, item in enumerate(items):
+        if item == "patient_key":
+            continue
+        if item in names and item not in columns:
+            raise _fail(path, f"{key}[{i}]", f"'{item}' is a CDM column this rule does not map")
+        if item in columns and (columns[item].code or columns[item].split):
+            raise _fail(
+                path,
+                f"{key}[{i}]",
+                f"'{item}' cannot be a key: its value depends on the row's code or part",
+            )
+    if per_patient and [i for i in items if i != "patient_key"]:
+        raise _fail(path, key, f"{table.name} has one row per patient: key: [patient_key]")
+    rest = tuple(i for i in items if i != "patient_key")
+    return ("patient_key", *rest)
+
+
+def _load_joins(
+    raw: Any, sources: Mapping[str, SourceSpec], path: Path, key: str
+) -> tuple[Join, ...]:
+    if raw is None:
+        return ()
+    data = _mapping(raw, path, key)
+    joins: list[Join] = []
+    for name, spec in data.items():
+        jkey = f"{key}.{name}"
+        name = str(name)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise _fail(path, jkey, f"'{name}' must be a simple name (letters, digits, _)")
+        jdata = _mapping(spec, path, jkey)
+        _check_keys(jdata, _JOIN_KEYS, path, jkey)
+        for needed in ("source", "from"):
+            if needed not in jdata:
+                raise _fail(path, f"{jkey}.{needed}", f"a join needs '{needed}'")
+        other = _str(jdata["source"], path, f"{jkey}.source")
+        if other not in sources:
+            hint = did_you_mean(other, list(sources)) or f"sources: {', '.join(sources)}"
+            raise _fail(path, f"{jkey}.source", f"unknown source '{other}'", hint)
+        to = _str(jdata["to"], path, f"{jkey}.to") if "to" in jdata else None
+        if to is None and sources[other].reader != "fhir":
+            raise _fail(
+                path,
+                f"{jkey}.to",
+                f"name the column of {other} that '{jdata['from']}' refers to",
+                "only FHIR resources are found by their reference (Type/id) without 'to'",
+            )
+        joins.append(Join(name, jkey, other, _str(jdata["from"], path, f"{jkey}.from"), to))
+    return tuple(joins)
+
+
+def is_per_patient(table: TableSpec) -> bool:
+    """Whether the table has one row per patient (its primary key is the patient)."""
+    return tuple(table.primary_key) == ("patient_key",)
+
+
+def _event_dates(table: TableSpec) -> list[str]:
+    """The event date (then day offset) ordering a table's rows; [] for per-patient tables."""
+    from cartreg.ingest.derive import event_order
+
+    return event_order(table)
 
 
 def _check_cdm_version(written_for: str, cdm: CDM, path: Path) -> None:
@@ -902,6 +1479,7 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
         tables[str(table_name)] = tuple(
             _load_rule(table, i, r, sources, cdm, path) for i, r in enumerate(rules)
         )
+        _check_combined(table, tables[str(table_name)], path)
     if not tables:
         raise _fail(
             path, "tables", "map at least one CDM table", "e.g. tables: {patients: [{source: …}]}"
@@ -926,12 +1504,101 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
     )
 
 
+def _check_combined(table: TableSpec, rules: tuple[TableRule, ...], path: Path) -> None:
+    """Rules combined by key compare the same things, and together fill the required columns."""
+    from cartreg.ingest.harmonize import DERIVED_COLUMNS
+
+    keyed = [r for r in rules if r.combine_key is not None]
+    if not keyed:
+        return
+    first = keyed[0]
+    for rule in keyed[1:]:
+        assert rule.combine_key is not None and first.combine_key is not None
+        same_length = len(rule.combine_key) == len(first.combine_key)
+        mine = [(i, n) for i, (n, t) in enumerate(rule.key_items()) if t]
+        theirs = [(i, n) for i, (n, t) in enumerate(first.key_items()) if t]
+        if not same_length or mine != theirs:
+            raise _fail(
+                path,
+                f"{rule.key}.key",
+                f"rules combined into {table.name} must declare the same key: "
+                f"[{', '.join(first.combine_key)}] in {first.key}",
+                "CDM columns at the same positions; source columns may differ by name",
+            )
+    for col in table.columns:
+        if not col.required or col.role != "declared" or col.name in DERIVED_COLUMNS:
+            continue
+        if not any(col.name in r.columns for r in keyed):
+            raise _fail(
+                path,
+                f"{first.key}.columns",
+                f"required CDM column '{col.name}' of {table.name} is not mapped by any rule "
+                "combined by key",
+                f"add {col.name}: {{from: <source column>}} to one of them",
+            )
+
+
+def duplicated_patients(mapping: SiteMapping, cdm: CDM) -> ConfigError | None:
+    """Why the mapping can give one patient two rows of a per-patient table (None: it cannot).
+
+    Two rules feeding ``patients`` or ``follow_up`` give a patient selected by both two rows,
+    unless both declare ``key: [patient_key]`` (they are then combined); a rule that
+    multiplies its rows (explode, unpivot, checkbox, split) does the same. Ingest keeps the
+    first of such rows (ING-DUPLICATE); ``mapping check`` refuses the mapping.
+    """
+    for name, rules in mapping.tables.items():
+        table = cdm.tables[name]
+        if not is_per_patient(table):
+            continue
+        loose = [r for r in rules if r.combine_key is None]
+        for rule in loose:
+            if is_multiplying(rule):
+                return ConfigError(
+                    f"{name} has one row per patient, and this rule can give a patient several "
+                    "(it makes rows of array elements, column groups, ticks or parts)",
+                    path=mapping.path,
+                    key=rule.key,
+                    hint="select one row per patient, or pivot/combine with key: [patient_key]",
+                )
+        if len(rules) > 1 and loose:
+            other = next(r for r in rules if r is not loose[0])
+            return ConfigError(
+                f"{name} has one row per patient and {other.key} feeds it too: a patient "
+                "selected by both rules gets two rows",
+                path=mapping.path,
+                key=loose[0].key,
+                hint="add key: [patient_key] to every rule of the table to combine their rows",
+            )
+    return None
+
+
+def is_multiplying(rule: TableRule) -> bool:
+    """Whether a rule can make several rows of one source row."""
+    return bool(rule.explode or rule.unpivot_pattern or rule.checkbox_field or rule.splits)
+
+
 def rule_input_columns(rule: TableRule) -> list[tuple[str, str]]:
-    """(source column, YAML key) pairs a rule reads from its (reshaped) source."""
+    """(source column, YAML key) pairs a rule reads from its (reshaped) source; columns of
+    joined rows (``<join>.<column>``) are listed by :func:`joined_columns` instead."""
     used = [(rule.patient_id, f"{rule.key}.patient_id")]
     used += [(c.column, f"{c.key}.column") for c in rule.where]
     used += [(c.source, f"{c.key}.from") for c in rule.columns.values() if c.source is not None]
-    return used
+    if rule.pivot_code is not None:
+        used.append((rule.pivot_code, f"{rule.key}.pivot.code"))
+    used += [(n, f"{rule.key}.key") for n, target in rule.key_items() if not target]
+    used += [(j.column, f"{j.key}.from") for j in rule.joins]
+    prefixes = tuple(f"{j.name}." for j in rule.joins)
+    return [(c, k) for c, k in used if not (prefixes and c.startswith(prefixes))]
+
+
+def joined_columns(rule: TableRule) -> list[tuple[str, str]]:
+    """(``<join>.<column>``, YAML key) pairs a rule reads from the rows it joins."""
+    used = [(c.column, f"{c.key}.column") for c in rule.where]
+    used += [(c.source, f"{c.key}.from") for c in rule.columns.values() if c.source is not None]
+    if rule.pivot_code is not None:
+        used.append((rule.pivot_code, f"{rule.key}.pivot.code"))
+    prefixes = tuple(f"{j.name}." for j in rule.joins)
+    return [(c, k) for c, k in used if prefixes and c.startswith(prefixes)]
 
 
 def check_source_columns(mapping: SiteMapping, rule: TableRule, available: Iterable[str]) -> None:

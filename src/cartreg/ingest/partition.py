@@ -29,6 +29,7 @@ from cartreg.ingest.identifiers import (
     named_identifiers,
     top_level,
 )
+from cartreg.ingest.linking import SourceAccess
 from cartreg.ingest.mapping import SiteMapping, SourceSpec, check_source_columns
 from cartreg.ingest.pipeline import (
     Collected,
@@ -43,10 +44,10 @@ from cartreg.ingest.pipeline import (
     harmonize_source,
     identifier_findings,
     no_rows_finding,
-    quarantine_repeated_keys,
     read_findings,
     read_source,
     rejected_findings,
+    settle,
     sorted_findings,
     source_identifiers,
     write_table,
@@ -96,6 +97,11 @@ def patient_columns(mapping: SiteMapping) -> dict[str, str] | str:
             columns = {spec.patient_id}
         if len(columns) != 1:
             return f"the rules of source '{name}' do not read one patient id column"
+        extracts = {r.patient_id_extract for rules in mapping.tables.values() for r in rules} | {
+            spec.patient_id_extract
+        }
+        if extracts != {None}:
+            return f"the patient id of source '{name}' is extracted from a column"
         found[name] = columns.pop()
     return found
 
@@ -352,6 +358,7 @@ def harmonize_in_parts(
                     progress(f"part {part + 1}/{plan.n_parts}: {message}")
 
             collected = Collected(table_parts={name: [] for name in cdm.tables})
+            reads: dict[str, ReadResult] = {}
             for name, spec in mapping.sources.items():
                 if name in plan.large:
                     big = plan.large[name]
@@ -363,19 +370,26 @@ def harmonize_in_parts(
                     merged = evidence[name]
                     for column, found in seen.items():
                         merged[column] = merged[column].merge(found) if column in merged else found
+                    reads[name] = read
                 else:
                     small = plan.small[name]
                     frame = small_parts[name].filter(pl.col(PART) == part).drop(PART)
                     # The rows the reader rejected are counted once, with the first part.
-                    read = ReadResult(
+                    reads[name] = ReadResult(
                         frame=frame,
                         choices=small.choices,
                         sha256=small.sha256,
                         rejected=small.rejected if part == 0 else no_rejected(),
                     )
+            access = SourceAccess(
+                frame_of=lambda name, reads=reads: reads[name].frame,  # type: ignore[misc]
+                reader_of=lambda name: mapping.sources[name].reader,
+                identifiers_of=lambda name: identifiers[name],
+            )
+            for name, spec in mapping.sources.items():
                 harmonize_source(
                     spec,
-                    read,
+                    reads[name],
                     identifiers[name],
                     root,
                     mapping,
@@ -384,8 +398,9 @@ def harmonize_in_parts(
                     workers,
                     note,
                     collected,
+                    access,
                 )
-            quarantine_repeated_keys(collected, cdm, site)
+            settle(collected, cdm, mapping, rules, root)
             note("deriving ids and day offsets")
 
             def keep(name: str, table: pl.DataFrame, part: int = part) -> None:

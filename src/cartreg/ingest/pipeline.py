@@ -27,9 +27,12 @@ from cartreg.cdm import CDM, load_cdm
 from cartreg.errors import ConfigError, InputError
 from cartreg.exprs import format_text
 from cartreg.findings import empty_findings, findings_frame, sort_findings
+from cartreg.ingest.cells import cell_values, with_cells
+from cartreg.ingest.combine import combine_keyed, drop_before_index
 from cartreg.ingest.derive import derive_tables, event_order
 from cartreg.ingest.harmonize import ORDER, SharedParses, harmonize_rule, shared_parse_keys
 from cartreg.ingest.identifiers import identifier_reasons, top_level
+from cartreg.ingest.linking import SourceAccess
 from cartreg.ingest.mapping import (
     SiteMapping,
     SourceSpec,
@@ -40,6 +43,7 @@ from cartreg.ingest.mapping import (
 from cartreg.ingest.readers.base import ReadResult, sha256_of
 from cartreg.ingest.readers.csv import read_csv_text
 from cartreg.ingest.readers.excel import read_excel_text
+from cartreg.ingest.readers.fhir import identifying_columns, read_fhir
 from cartreg.ingest.readers.json import read_json_text
 from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.readers.redcap import (
@@ -188,12 +192,46 @@ class Collected:
         before = self.rule_counts.get(rule.key, (0, 0))
         self.rule_counts[rule.key] = (before[0] + made, before[1] + source_rows)
 
+    # source name -> what the source is (for the manifest), until the rows are accounted for
+    reads: dict[str, tuple[SourceSpec, ReadResult]] = field(default_factory=dict)
+    # source name -> (source_row, rule) pairs: the rows each rule selected or read
+    selected: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
+    # source name -> (source_row, rule_id, column): why rows are quarantined
+    reasons: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
+
     def tables(self) -> dict[str, pl.DataFrame]:
         """Each table's rule outputs stacked, ready for the derivations."""
         return {
             name: pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
             for name, parts in self.table_parts.items()
         }
+
+    def select(self, source: str, rows: pl.Series, rule: int) -> None:
+        pairs = rows.cast(pl.Int64).alias("source_row").to_frame()
+        self.selected.setdefault(source, []).append(pairs.with_columns(pl.lit(rule).alias(RULE)))
+
+    def quarantine_rows(self, source: str, reasons: pl.DataFrame) -> None:
+        """``reasons`` (source_row, rule_id, column) for rows of ``source``."""
+        if reasons.height:
+            self.reasons.setdefault(source, []).append(
+                reasons.select("source_row", "rule_id", "column")
+            )
+
+    def source_of_rows(self, rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
+        """Rows given by lineage (source_file, source_row, …), split by the source they are of."""
+        out: dict[str, pl.DataFrame] = {}
+        for name, (frame, _) in self.frames.items():
+            mine = rows.join(
+                frame.select("source_file", "source_row"),
+                on=["source_file", "source_row"],
+                how="semi",
+            )
+            if mine.height:
+                out[name] = mine
+        return out
+
+
+RULE = "__rule"
 
 
 def sorted_findings(parts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -279,6 +317,9 @@ def read_source(spec: SourceSpec, root: Path) -> ReadResult:
         )
     if spec.reader == "parquet":
         return read_parquet_text(path, label=label)
+    if spec.reader == "fhir":
+        assert spec.resource is not None
+        return read_fhir(path, resource=spec.resource, label=f"{spec.file}#{spec.resource}")
     dictionary = root / spec.dictionary if spec.dictionary else None
     return read_redcap(path, dictionary=dictionary, decode=spec.decode, label=label)
 
@@ -379,8 +420,35 @@ def dictionary_identifiers(spec: SourceSpec, root: Path) -> set[str]:
 def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> dict[str, str]:
     """Columns of a source that look like direct identifiers and the mapping did not allow,
     each with the reason (``"phone number in row 501"``)."""
-    found = identifier_reasons(frame, dictionary_identifiers(spec, root))
+    extra = dictionary_identifiers(spec, root)
+    if spec.reader == "fhir":
+        extra = identifying_columns(frame.columns)
+    found = dict(identifier_reasons(frame, extra))
+    # A field inside an identifying element is one too (``name.family`` under ``name``).
+    prefixes = {f"{c}.": why for c, why in found.items()}
+    for column in frame.columns:
+        owner = next((p for p in prefixes if column.startswith(p)), None)
+        if owner is not None and column not in found:
+            found[column] = prefixes[owner]
     return {c: why for c, why in found.items() if c not in spec.allow_identifiers}
+
+
+def source_access(
+    mapping: SiteMapping, root: Path, read_of: Callable[[str], ReadResult]
+) -> SourceAccess:
+    """The sources of a submission as rules see them when they join or look up rows."""
+    identifiers: dict[str, Mapping[str, str]] = {}
+
+    def identifiers_of(name: str) -> Mapping[str, str]:
+        if name not in identifiers:
+            identifiers[name] = source_identifiers(mapping.sources[name], read_of(name).frame, root)
+        return identifiers[name]
+
+    return SourceAccess(
+        frame_of=lambda name: read_of(name).frame,
+        reader_of=lambda name: mapping.sources[name].reader,
+        identifiers_of=identifiers_of,
+    )
 
 
 def read_findings(
@@ -500,22 +568,23 @@ def harmonize_source(
     workers: ThreadPoolExecutor,
     progress: Progress | None,
     out: Collected,
+    access: SourceAccess | None = None,
 ) -> None:
-    """Run the rules of one source on its frame and collect rows, findings and quarantine."""
+    """Run the rules of one source on its frame and collect rows, findings and the rows they
+    select; the source's rows are accounted for by :func:`settle`, once every source ran."""
     frame = read.frame
-    label = spec.label
-    selected: list[pl.Series] = []
-    reasons: list[pl.DataFrame] = []
     own_rules = [rule for _table, _i, rule in rules if rule.source == spec.name]
     check_expected_columns(spec, frame.columns, own_rules, root)
     shared = SharedParses(frame, shared_parse_keys(own_rules, cdm))
+    cells = cell_values(spec, root, own_rules)
     pending = [
         (
+            n,
             rule,
             workers.submit(
                 harmonize_rule,
                 frame,
-                rule,
+                with_cells(rule, cells),
                 mapping,
                 cdm,
                 reader=spec.reader,
@@ -524,20 +593,27 @@ def harmonize_source(
                 rule_index=n,
                 shared=shared,
                 order_by=event_order(cdm.tables[rule.table]),
+                access=access,
             ),
         )
         for n, (_table, _i, rule) in enumerate(rules)
         if rule.source == spec.name
     ]
-    for rule, result in pending:
+    out.frames[spec.name] = (frame, identifiers)
+    out.reads[spec.name] = (spec, read)
+    out.selected.setdefault(spec.name, [])
+    for n, rule, result in pending:
         if progress:
             progress(f"mapping {spec.name} -> {rule.table}")
         rule_out = result.result()
         out.table_parts[rule.table].append(rule_out.rows)
         out.findings.append(rule_out.findings)
         out.count_rule(rule, rule_out.rows.height + rule_out.quarantine.height, frame.height)
-        selected.append(rule_out.selected)
-        reasons.append(rule_out.quarantine.select("source_row", "rule_id", "column"))
+        out.select(spec.name, rule_out.selected, n)
+        out.quarantine_rows(spec.name, rule_out.quarantine)
+        for other, used in rule_out.used.items():
+            for rows in used:
+                out.select(other, rows, n)
     out.where.tally(
         spec,
         own_rules,
@@ -545,38 +621,67 @@ def harmonize_source(
         lambda column: column_choices(column, read.choices) is not None,
         identifiers,
     )
-    # is_in hashes the values anyway: de-duplicating them first would cost a second hash pass.
-    used = pl.concat(selected) if selected else pl.Series("source_row", [], dtype=pl.Int64)
-    unused = (
-        frame.lazy()
-        .filter(~pl.col("source_row").is_in(used.implode()))
-        .select(
-            "source_row",
-            pl.lit(NOT_MAPPED).alias("rule_id"),
-            pl.lit("no table rule selects this row").alias("column"),
+
+
+def close_sources(collected: Collected, root: Path, site_id: str) -> None:
+    """Quarantine records and manifest counts of every source, once all rules ran.
+
+    A row is quarantined when a rule gave a reason (no patient id, a required value missing,
+    a repeated key), when no rule selected or read it (NOT-MAPPED, a warning per row), or
+    when its reader rejected it.
+    """
+    for name, (spec, read) in collected.reads.items():
+        frame, identifiers = collected.frames[name]
+        label = spec.label
+        parts = collected.selected.get(name, [])
+        used = (
+            pl.concat(parts).get_column("source_row")
+            if parts
+            else pl.Series("source_row", [], dtype=pl.Int64)
         )
-        .collect()
-    )
-    reasons.append(unused)
-    out.findings.append(not_mapped_findings(unused, mapping.site_id, label))
-    all_reasons = pl.concat(reasons, how="vertical")
-    records = _quarantine_records(frame, all_reasons, identifiers, read.rejected, label)
-    out.quarantine[spec.name] = records
-    out.frames[spec.name] = (frame, identifiers)
-    rows_quarantined = records.height
-    rows_read = frame.select(pl.col("source_row").n_unique()).item() if frame.height else 0
-    rows_read += read.rejected.height
-    out.sources_manifest.append(
-        {
-            "source": spec.name,
-            "file": label,
-            "sha256": read.sha256 or sha256_of(root / spec.file),
-            "rows_read": rows_read,
-            "rows_harmonized": rows_read - rows_quarantined,
-            "rows_quarantined": rows_quarantined,
-            "records_counted": read.records,
-        }
-    )
+        # is_in hashes the values anyway: de-duplicating them first would cost a second pass.
+        unused = (
+            frame.lazy()
+            .filter(~pl.col("source_row").is_in(used.implode()))
+            .select(
+                "source_row",
+                pl.lit(NOT_MAPPED).alias("rule_id"),
+                pl.lit("no table rule selects this row").alias("column"),
+            )
+            .collect()
+        )
+        collected.findings.append(not_mapped_findings(unused, site_id, label))
+        reasons = pl.concat([*collected.reasons.get(name, []), unused], how="vertical")
+        records = _quarantine_records(frame, reasons, identifiers, read.rejected, label)
+        collected.quarantine[name] = records
+        rows_read = frame.select(pl.col("source_row").n_unique()).item() if frame.height else 0
+        rows_read += read.rejected.height
+        collected.sources_manifest.append(
+            {
+                "source": name,
+                "file": label,
+                "sha256": read.sha256 or sha256_of(root / spec.file),
+                "rows_read": rows_read,
+                "rows_harmonized": rows_read - records.height,
+                "rows_quarantined": records.height,
+                "records_counted": read.records,
+            }
+        )
+
+
+def settle(
+    collected: Collected,
+    cdm: CDM,
+    mapping: SiteMapping,
+    rules: list[tuple[str, int, TableRule]],
+    root: Path,
+) -> None:
+    """What needs every rule's rows: rows before the index infusion left out where a rule asks,
+    rows combined by key, repeated keys quarantined, and every source row accounted for."""
+    drop_before_index(collected, cdm, [r for _, _, r in rules])
+    combine_keyed(collected, cdm, mapping)
+    quarantine_repeated_keys(collected, cdm, mapping.site_id)
+    close_sources(collected, root, mapping.site_id)
 
 
 def check_expected_columns(
@@ -703,28 +808,10 @@ def quarantine_repeated_keys(collected: Collected, cdm: CDM, site_id: str) -> No
             )
         )
     )
-    for entry in collected.sources_manifest:
-        frame, identifiers = collected.frames[entry["source"]]
-        mine = repeated.join(
-            frame.select("source_file", "source_row"), on=["source_file", "source_row"], how="semi"
+    for name, rows in collected.source_of_rows(repeated).items():
+        collected.quarantine_rows(
+            name, rows.select("source_row", pl.lit("ING-DUPLICATE").alias("rule_id"), "column")
         )
-        if mine.is_empty():
-            continue
-        reasons = mine.select("source_row", pl.lit("ING-DUPLICATE").alias("rule_id"), "column")
-        added = _quarantine_records(frame, reasons, identifiers)
-        before = collected.quarantine[entry["source"]]
-        merged = pl.concat([before, added], how="diagonal_relaxed")
-        collected.quarantine[entry["source"]] = (
-            merged.group_by("source_row", maintain_order=True)
-            .agg(
-                pl.all().exclude("quarantine_reasons").first(),
-                pl.col("quarantine_reasons").str.join("; "),
-            )
-            .sort("source_row")
-            .select(before.columns if before.width else added.columns)
-        )
-        entry["rows_quarantined"] = collected.quarantine[entry["source"]].height
-        entry["rows_harmonized"] = entry["rows_read"] - entry["rows_quarantined"]
 
 
 def harmonize_submission(
@@ -754,19 +841,30 @@ def harmonize_submission(
         reads = {
             name: reader.submit(read_source, spec, root) for name, spec in mapping.sources.items()
         }
+        access = source_access(mapping, root, lambda name: reads[name].result())
         for spec in mapping.sources.values():
             if progress:
                 progress(f"reading {spec.file}")
             read = reads[spec.name].result()
-            identifiers = source_identifiers(spec, read.frame, root)
+            identifiers = access.identifiers_of(spec.name)
             collected.findings += read_findings(read, spec, identifiers, mapping.site_id)
             harmonize_source(
-                spec, read, identifiers, root, mapping, cdm, rules, workers, progress, collected
+                spec,
+                read,
+                identifiers,
+                root,
+                mapping,
+                cdm,
+                rules,
+                workers,
+                progress,
+                collected,
+                access,
             )
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
         workers.shutdown(wait=True, cancel_futures=True)
-    quarantine_repeated_keys(collected, cdm, mapping.site_id)
+    settle(collected, cdm, mapping, rules, root)
     collected.findings += count_findings(collected.sources_manifest, mapping.site_id)
     collected.findings += empty_rule_findings(mapping, collected.rule_counts)
     collected.findings += collected.where.findings(mapping)

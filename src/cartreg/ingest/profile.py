@@ -23,6 +23,12 @@ from cartreg.ingest.identifiers import identifier_columns
 from cartreg.ingest.readers.base import ReadResult
 from cartreg.ingest.readers.csv import read_csv_text
 from cartreg.ingest.readers.excel import read_excel_text, sheet_names
+from cartreg.ingest.readers.fhir import (
+    identifying_columns,
+    is_fhir_document,
+    load_resources,
+    read_fhir,
+)
 from cartreg.ingest.readers.json import read_json_text
 from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.transforms.dates import detect_date_formats, parse_dates
@@ -59,6 +65,7 @@ _YES_NO = "yes_no_unknown"
 # Arrays nested deeper than this are described, not exploded further.
 _MAX_DEPTH = 3
 _YEAR_RANGE = (1900, 2100)
+YYYYMMDD = "%Y%m%d"
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,11 @@ def date_formats_for(column: str, values: pl.Series) -> list[str]:
     if year_plausible(column, values):
         return formats
     text = values.cast(pl.String, strict=False).str.strip_chars().drop_nulls()
+    if text.len() and text.str.contains(r"^(19|20)\d{6}$").all():
+        # Dates stored as YYYYMMDD integers (data warehouses): every value must be a real day.
+        days = text.str.to_date("%Y%m%d", strict=False)
+        if days.null_count() == 0:
+            return [YYYYMMDD]
     non_integers = text.filter(text.cast(pl.Int64, strict=False).is_null())
     return detect_date_formats(non_integers) if non_integers.len() else []
 
@@ -135,6 +147,14 @@ def read_any(path: Path) -> list[SourceFrame]:
         return [
             SourceFrame(f"{path.name}#{s}", path, s, read_excel_text(path, sheet=s).frame)
             for s in sheet_names(path)
+        ]
+    if suffix in (".json", ".ndjson", ".jsonl") and is_fhir_document(path):
+        # Resources of different types share no shape: one record set per resourceType.
+        # Elements that identify a person (name, telecom, address…) are never shown.
+        frames = {t: read_fhir(path, resource=t).frame for t in load_resources(path).types()}
+        return [
+            SourceFrame(f"{path.name}#{t}", path, t, f.drop(identifying_columns(f.columns)))
+            for t, f in frames.items()
         ]
     result: ReadResult
     if suffix in (".csv", ".tsv", ".txt", ".tab"):
@@ -240,6 +260,8 @@ def _infer_type(values: pl.Series, formats: list[str], vocabulary: str | None) -
     numbers = present.select(parse_numbers(pl.col("v")).value.alias("n"))["n"]
     if numbers.null_count() == 0:
         whole = (numbers.round(0) == numbers).all()
+        if formats == [YYYYMMDD]:
+            return "date"
         if not (whole and formats and "Y" not in formats and "EXCEL" in formats):
             return "integer" if whole else "number"
     for fmt in formats:
@@ -295,7 +317,8 @@ def profile_frame(source: SourceFrame, cdm: CDM) -> pl.DataFrame:
             else []
         )
         vocabulary, share = suggest_vocabulary(column, values, cdm)
-        counts = values.drop_nulls().value_counts(sort=True).head(_TOP)
+        # Renamed first: a source column may itself be called "count".
+        counts = values.drop_nulls().alias("value").value_counts(sort=True).head(_TOP)
         hidden = column in identifiers
         # Dates are what a coordinator profiles for: only a birth-named column hides them, and
         # that column is an identifier already when it holds full dates.

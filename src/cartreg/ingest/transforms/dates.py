@@ -96,8 +96,12 @@ def strptime_problem(fmt: str) -> str | None:
 
 def _normalized(raw: pl.Expr) -> pl.Expr:
     text = raw.str.strip_chars()
-    # Excel date cells arrive as "2021-03-05 00:00:00"; ISO datetimes as "2021-03-05T00:00:00".
-    text = text.str.replace(r"^(\d{4}-\d{1,2}-\d{1,2})[T ]00:00(:00(\.0+)?)?$", "${1}")
+    # Excel date cells arrive as "2021-03-05 00:00:00"; ISO and FHIR datetimes as
+    # "2021-03-05T10:30:00+02:00": the date is the day as written (the clinical day).
+    text = text.str.replace(
+        r"^(\d{4}-\d{1,2}-\d{1,2})[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?$",
+        "${1}",
+    )
     return text.str.replace_all(r"[./\s]+", "-")
 
 
