@@ -1,6 +1,7 @@
 """The registry store: one embedded DuckDB file, a versioned store schema, and a writer lock.
 
-Layout (store schema version 1, documented in docs/registry.md):
+Layout (store schema version 2, documented in docs/registry.md; the portal's tables of version 2
+in docs/portal.md and :mod:`cartreg.portal.schema`):
 
 * ``registry_meta(key, value)``: ``store_schema_version``, ``created_at``, ``created_by_cartreg``.
 * ``schema_migrations(version, description, applied_at, cartreg_version)``: one row per migration.
@@ -34,6 +35,7 @@ import duckdb
 
 from cartreg import __version__
 from cartreg.errors import CartregError
+from cartreg.portal.schema import PORTAL_TABLES
 
 if TYPE_CHECKING:
     import polars as pl
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from cartreg.cdm import CDM
 
 DEFAULT_REGISTRY = "registry.duckdb"
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2
 DEFAULT_LOCK_TIMEOUT = 30.0
 PAUSE_ENV = "CARTREG_TEST_PAUSE_AT"
 PAUSE_FILE_ENV = "CARTREG_TEST_PAUSE_FILE"
@@ -114,7 +116,10 @@ _V1 = (
         decided_by VARCHAR NOT NULL, status VARCHAR NOT NULL, reason VARCHAR)""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial store schema", _V1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial store schema", _V1),
+    Migration(2, "portal: users, sessions, site mappings, uploads, merges, audit log", PORTAL_TABLES),
+)
 
 
 def pause_point(stage: str) -> None:
