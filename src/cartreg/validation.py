@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +34,13 @@ from cartreg.rules.engine import RuleRun, run_rules
 from cartreg.rules.frames import typed
 from cartreg.rules.model import Rule
 from cartreg.rules.overrides import Override
-from cartreg.rules.waivers import Waiver
+from cartreg.rules.waivers import Waiver, waiver_frame
 
 REPORT_VERSION = "1.0.0"
+# Findings to waive, decided once they are known and with the tables at hand (the registry's
+# waived queries name a finding by its fingerprint): given findings and the CDM tables, the
+# ``finding_id``, ``justification`` and ``expires`` of those to hide.
+TableWaiverLookup = Callable[[pl.DataFrame, Mapping[str, pl.DataFrame]], pl.DataFrame]
 STATUS_ORDER = ("ERROR", "NOT_APPLICABLE", "FAILED", "PASSED")
 
 # Documentation of the finding ids raised by the ingest and schema stages (not rule files).
@@ -299,9 +303,19 @@ def build_report(
     as_of: dt.date | None = None,
     source: Mapping[str, Any] | None = None,
     generated_at: str | None = None,
+    waive: TableWaiverLookup | None = None,
 ) -> Report:
-    """Schema findings + rule findings (+ ingest findings) for CDM ``tables`` as one Report."""
+    """Schema findings + rule findings (+ ingest findings) for CDM ``tables`` as one Report.
+
+    ``waive`` hides further findings of every stage (waived registry queries), with the
+    justification and expiry shown in the report's ``waived`` section.
+    """
     cdm = cdm or load_cdm()
+
+    def bound(found: pl.DataFrame) -> pl.DataFrame:
+        assert waive is not None
+        return waive(found, tables)
+
     # The schema checks (pandera: much Python between polars calls) run beside the rules (one
     # polars batch after another), which keeps both cores busier: ~10% off the whole at 1 M rows.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -316,6 +330,7 @@ def build_report(
                 waivers=waivers,
                 as_of=as_of,
                 rules_dir=rules_dir,
+                waive=bound if waive is not None else None,
             )
         finally:
             # A schema failure is reported first, as when the two ran one after the other.
@@ -331,6 +346,16 @@ def build_report(
     # Two CDM rows from one source row (e.g. two agents of one salvage line in one JSON record)
     # can violate a rule at the same place: that is one thing for the site to fix, one finding.
     findings = findings.unique("finding_id", keep="first", maintain_order=True)
+    # Rule findings were waived by the engine (so rule statuses count them as waived); ingest
+    # and schema findings are waived here, by the same waivers.
+    today = as_of or dt.date.today()
+    listed = waiver_frame([w for w in waivers or () if w.active(today)])
+    hidden = [listed]
+    if waive is not None and findings.height:
+        hidden.append(bound(findings).select(listed.columns).cast(pl.Schema(listed.schema)))
+    table = pl.concat(hidden).unique("finding_id", keep="first", maintain_order=True)
+    waived = pl.concat([run.waived, findings.join(table, on="finding_id")], how="diagonal_relaxed")
+    findings = findings.join(table, on="finding_id", how="anti")
     findings = sort_findings(_mask_identifiers(findings, cdm))
     sites = sorted(
         {
@@ -347,7 +372,7 @@ def build_report(
         rules=run.rules,
         cdm_version=cdm.version,
         source={**(source or {}), "site_ids": sites},
-        waived=run.waived,
+        waived=_mask_identifiers(waived, cdm),
         expired_waivers=run.expired_waivers,
         generated_at=generated_at,
     )
@@ -382,6 +407,7 @@ def validate_output(
     waivers: Sequence[Waiver] | None = None,
     as_of: dt.date | None = None,
     generated_at: str | None = None,
+    waive: TableWaiverLookup | None = None,
 ) -> Report:
     """Validate the output folder(s) of ``cartreg ingest`` (tables, findings.json, manifest.json).
 
@@ -418,4 +444,5 @@ def validate_output(
         as_of=as_of,
         source=source,
         generated_at=generated_at,
+        waive=waive,
     )

@@ -26,8 +26,15 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         "merged/tables/patients.parquet",
         "analysis/results.json",
         "analysis/report.html",
+        "queries/EHR_C-queries.xlsx",
+        "queries/scorecard.html",
+        "queries/scorecard.json",
     ):
         assert (out / path).is_file(), path
+    unwrapped = text.replace(" ", "")  # rich breaks long paths across lines
+    assert "queries/scorecard.html(sitescorecard)" in unwrapped
+    assert "queries/EHR_C-queries.xlsx(aqueryworkbookassenttoasite)" in unwrapped
+    _assert_the_query_round_trip(out)
     results = json.loads((out / "analysis" / "results.json").read_text())
     assert results["data_cut_date"] == "2025-06-30"
     # the planted defects and unreviewed duplicates are not analysed, and the flow says so
@@ -43,6 +50,18 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     secret = (out / "consortium.secret").read_text().strip()
     merged = (out / "merged" / "tables" / "patients.parquet").read_bytes()
     assert secret.encode() not in merged
+
+
+def _assert_the_query_round_trip(out: Path) -> None:
+    """EHR_C's corrected cut resolved the two queries its site answered 'corrected', and the
+    finding the site confirmed (waived) is no longer in the new version's report."""
+    card = json.loads((out / "queries" / "scorecard.json").read_text())
+    ehr = next(s for s in card["sites"] if s["site_id"] == "EHR_C")
+    assert ehr["latest_version"] == 2
+    assert (ehr["queries"]["resolved"], ehr["queries"]["waived"]) == (2, 1)
+    report = json.loads((out / "reports" / "ehr_c-v2.json").read_text())
+    assert "PT-022" not in {f["rule_id"] for f in report["findings"]}
+    assert [w["rule_id"] for w in report["waived"]] == ["PT-022"]
 
 
 def _inside(block: dict[str, Any], value: float) -> bool:

@@ -125,6 +125,9 @@ def snapshot(path: Path) -> dict[str, object]:
                 "submission_tables",
                 "submission_findings",
                 "decisions",
+                "queries",
+                "query_events",
+                "finding_fingerprints",
             )
         }
         for name in reg.data_tables():

@@ -103,6 +103,8 @@ def test_killed_submit_leaves_registry_unchanged(
     # The lock died with the process: the same submit now goes through.
     again = submit_output(seeded, out, site=SITE, mapping_path=mapping_file, lock_timeout=5)
     assert (again.status, again.version) == ("accepted", 2)
+    # The killed submit would have opened this query (the snapshot above covers the query tables).
+    assert again.query_changes["opened"] == 1
 
 
 def test_submit_killed_after_commit_keeps_the_new_version(

@@ -18,15 +18,18 @@ from cartreg.registry.store import (
     open_registry,
 )
 
+ALL = [m.version for m in MIGRATIONS]
+NEXT = ALL[-1] + 1
+
 
 def test_init_creates_versioned_store_and_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "reg.duckdb"
-    assert init_registry(path) == [1]
+    assert init_registry(path) == ALL
     assert init_registry(path) == []
     with open_registry(path) as reg:
-        assert reg.schema_version == STORE_SCHEMA_VERSION
-        applied = reg.conn.execute("SELECT version FROM schema_migrations").fetchall()
-        assert applied == [(1,)]
+        assert reg.schema_version == STORE_SCHEMA_VERSION == ALL[-1]
+        applied = reg.conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+        assert applied == [(v,) for v in ALL]
 
 
 def test_missing_registry_is_a_clear_error(tmp_path: Path) -> None:
@@ -65,30 +68,30 @@ def test_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
 def test_older_store_is_migrated_by_a_writer_and_refused_by_a_reader(tmp_path: Path) -> None:
     path = tmp_path / "reg.duckdb"
     init_registry(path)
-    newer = (*MIGRATIONS, Migration(2, "add notes", ("CREATE TABLE notes (note VARCHAR)",)))
+    newer = (*MIGRATIONS, Migration(NEXT, "add notes", ("CREATE TABLE notes (note VARCHAR)",)))
     with (
         pytest.raises(RegistryError, match="older than this cartreg"),
         open_registry(path, migrations=newer),
     ):
         pass
     with open_registry(path, write=True, migrations=newer) as reg:
-        assert reg.schema_version == 2
+        assert reg.schema_version == NEXT
         assert reg.scalar("SELECT count(*) FROM notes") == 0
     with open_registry(path, migrations=newer) as reg:
         assert [
             r[0]
             for r in reg.conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
-        ] == [1, 2]
+        ] == [*ALL, NEXT]
 
 
 def test_failed_migration_leaves_store_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "reg.duckdb"
     init_registry(path)
-    broken = (*MIGRATIONS, Migration(2, "broken", ("CREATE TABLE ok (x INT)", "NOT SQL")))
+    broken = (*MIGRATIONS, Migration(NEXT, "broken", ("CREATE TABLE ok (x INT)", "NOT SQL")))
     with pytest.raises(duckdb.Error), open_registry(path, write=True, migrations=broken):
         pass
     with open_registry(path) as reg:
-        assert reg.schema_version == 1
+        assert reg.schema_version == STORE_SCHEMA_VERSION
         tables = {
             r[0]
             for r in reg.conn.execute("SELECT table_name FROM information_schema.tables").fetchall()

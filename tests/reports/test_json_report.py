@@ -96,3 +96,22 @@ def test_waived_and_site_results_in_report(out_dir: Path, report: Report) -> Non
             "threshold_pct": 0.0,
         }
     ]
+
+
+def test_a_waiver_hides_an_ingest_finding_too(out_dir: Path, report: Report) -> None:
+    """Waivers hide findings of every stage (ingest and schema as well as rules)."""
+    import datetime as dt
+
+    from cartreg.rules.waivers import Waiver
+
+    target = next(f for f in report.to_dict()["findings"] if f["rule_id"] == "ING-NUMBER")
+    expired = Waiver(target["finding_id"], "old", dt.date(2020, 1, 1))
+    active = Waiver(target["finding_id"], "unit checked", dt.date(2030, 1, 1))
+    for waivers, hidden in (([expired], False), ([active], True)):
+        doc = json.loads(
+            render_json(validate_output(out_dir, waivers=waivers, as_of=dt.date(2029, 1, 1)))
+        )
+        jsonschema.Draft202012Validator(load_schema()).validate(doc)
+        ids = {f["finding_id"] for f in doc["findings"]}
+        assert (target["finding_id"] not in ids) is hidden
+        assert [w["justification"] for w in doc["waived"]] == (["unit checked"] if hidden else [])

@@ -30,6 +30,32 @@ def fail_on_option(default: str = "error") -> Callable[[F], F]:
     return option
 
 
+def registry_option() -> Callable[[F], F]:
+    """The shared ``--registry`` option of the registry and queries commands."""
+    option: Callable[[F], F] = click.option(
+        "--registry",
+        "registry_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="CARTREG_REGISTRY",
+        default=Path("registry.duckdb"),
+        show_default=True,
+        help="Registry file (default: $CARTREG_REGISTRY or registry.duckdb).",
+    )
+    return option
+
+
+def lock_option() -> Callable[[F], F]:
+    """The shared ``--lock-timeout`` option of commands that open the registry."""
+    option: Callable[[F], F] = click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        help="Seconds to wait for another process using the registry.",
+    )
+    return option
+
+
 def cdm_from_context(ctx: click.Context) -> CDM:
     from cartreg.cdm import load_cdm
 

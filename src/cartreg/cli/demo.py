@@ -141,8 +141,91 @@ def demo(out: Path, samples: Path | None) -> None:
     con.rule("5. Outcome analyses on the merged registry")
     _run(["analyze", str(merged), "--data-cut", DATA_CUT, "--out", str(out / "analysis")])
 
+    con.rule("6. Queries: send EHR_C its open queries, record its answers, take its next cut")
+    workbook, scorecard = _queries(out, samples, registry)
+
     con.rule("done")
     con.print(
-        f"Open {out / 'reports' / 'all-sites.html'} (findings for the sites) and "
-        f"{out / 'analysis' / 'report.html'} (outcomes)."
+        f"Open {out / 'reports' / 'all-sites.html'} (findings for the sites), "
+        f"{out / 'analysis' / 'report.html'} (outcomes), {scorecard} (site scorecard) and "
+        f"{workbook} (a query workbook as sent to a site)."
     )
+
+
+QUERY_SITE = ("ehr_c", "EHR_C")
+# How the demo's site answers, by rule, and the corrections its next cut brings (file, old, new).
+SITE_ANSWERS = {
+    "ING-DATE": ("corrected in the next submission", "typo in the day"),
+    "PT-001": ("corrected in the next submission", "diagnosis year was wrong"),
+    "PT-022": ("confirmed correct as is", "the line started late, by the patient's choice"),
+}
+CORRECTIONS = (
+    (
+        "events.csv",
+        "CT00036,DISEASE_ASSESSMENT,2023-04-31",
+        "CT00036,DISEASE_ASSESSMENT,2023-04-30",
+    ),
+    ("patients.csv", "CT00037,M,1940,79.9,2022-03-21", "CT00037,M,1940,79.9,2020-03-21"),
+)
+
+
+def _queries(out: Path, samples: Path, registry: Path) -> tuple[Path, Path]:
+    """Export a site's queries, answer them as the site would, import the answers, waive what
+    the site confirmed, store the site's corrected cut, and draw the scorecard."""
+    import openpyxl
+
+    folder, site = QUERY_SITE
+    con = console()
+    queries = out / "queries"
+    reg = ["--registry", str(registry)]
+    _run(["queries", "list", *reg, "--site", site, "--state", "open"])
+    workbook = queries / f"{site}-queries.xlsx"
+    _run(["queries", "export", *reg, "--site", site, "--out", str(workbook)])
+    answered = queries / f"{site}-queries-answered.xlsx"
+    book = openpyxl.load_workbook(workbook)
+    sheet = book["queries"]
+    header = [c.value for c in sheet[1]]
+    confirmed: list[str] = []
+    for row in range(2, sheet.max_row + 1):
+        rule = sheet.cell(row, header.index("rule") + 1).value
+        if rule in SITE_ANSWERS:
+            response, comment = SITE_ANSWERS[str(rule)]
+            sheet.cell(row, header.index("response") + 1).value = response
+            sheet.cell(row, header.index("comment") + 1).value = comment
+            if response.startswith("confirmed"):
+                confirmed.append(str(sheet.cell(row, header.index("query_id") + 1).value))
+    book.save(answered)
+    con.print(f"(the site answers {len(SITE_ANSWERS)} queries in {answered.name})")
+    _run(["queries", "import", str(answered), *reg, "--actor", f"{site} data manager"])
+    _run(["queries", "close", *confirmed, *reg, "--waive", "--reason", "confirmed by the site"])
+    cut = out / "resubmission" / folder
+    shutil.copytree(samples / folder, cut)
+    for name, old, new in CORRECTIONS:
+        text = (cut / name).read_text(encoding="utf-8")
+        if old not in text:
+            raise click.ClickException(f"demo: {name} of {folder} no longer holds {old!r}")
+        (cut / name).write_text(text.replace(old, new), encoding="utf-8")
+    _run(
+        [
+            "registry",
+            "submit",
+            str(cut),
+            "--site",
+            site,
+            "--mapping",
+            str(samples / folder / "mapping.yaml"),
+            *reg,
+            "--report",
+            str(out / "reports" / f"{folder}-v2.json"),
+            "--format",
+            "json",
+        ],
+        expect=(0, 1),
+    )
+    _run(["queries", "history", *reg, "--site", site])
+    scorecard = queries / "scorecard.html"
+    _run(["queries", "scorecard", *reg, "--out", str(scorecard)])
+    _run(
+        ["queries", "scorecard", *reg, "--format", "json", "--out", str(queries / "scorecard.json")]
+    )
+    return workbook, scorecard

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("cartreg.cli.rules", "List and document data-quality rules."),
     "export": ("cartreg.cli.export", "Export to other tools (Great Expectations)."),
     "registry": ("cartreg.cli.registry", "Consortium registry: submit, status, diff, merge."),
+    "queries": ("cartreg.cli.queries", "Follow findings to sites and back: export, import, close."),
     "analyze": ("cartreg.cli.analyze", "Time-to-event datasets and outcome analyses."),
     "demo": ("cartreg.cli.demo", "Run the whole pipeline on sample_data/."),
     "serve": ("cartreg.cli.serve", "Run the consortium portal (web server) over a registry."),

@@ -10,33 +10,11 @@ from typing import Any, TypeVar
 import click
 
 from cartreg.cli.common import cdm_from_context, console, exit_code_for, fail_on_option
+from cartreg.cli.common import lock_option as _lock_option
+from cartreg.cli.common import registry_option as _registry_option
+from cartreg.cli.validate import report_output_options
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_REGISTRY_HELP = "Registry file (default: $CARTREG_REGISTRY or registry.duckdb)."
-
-
-def _registry_option() -> Callable[[F], F]:
-    return click.option(
-        "--registry",
-        "registry_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="CARTREG_REGISTRY",
-        default=Path("registry.duckdb"),
-        show_default=True,
-        help=_REGISTRY_HELP,
-    )
-
-
-def _lock_option() -> Callable[[F], F]:
-    return click.option(
-        "--lock-timeout",
-        type=click.FloatRange(min=0),
-        default=30.0,
-        show_default=True,
-        help="Seconds to wait for another process using the registry.",
-    )
-
 
 SHOWN_PAIRS = 20  # duplicate pairs printed by `registry merge`; the CSV has all of them
 
@@ -69,8 +47,12 @@ def init(path: Path, lock_timeout: float) -> None:
         console().print(f"{path}: already at store schema version {STORE_SCHEMA_VERSION}")
 
 
-def _report_submit(result: Any) -> None:
+def _report_submit(result: Any, fmt: str = "text", report_path: Path | None = None) -> None:
     out = console()
+    if result.report is not None and (report_path is not None or fmt != "text"):
+        from cartreg.cli.validate import emit
+
+        emit(result.report, fmt, report_path)
     if result.is_noop:
         out.print(
             f"{result.site_id}: inputs identical to version {result.noop_of_version}; "
@@ -83,6 +65,10 @@ def _report_submit(result: Any) -> None:
         f"{result.site_id}: stored version {result.version} as [{style}]{result.status}[/] "
         f"({result.n_errors} errors, {result.n_warnings} warnings; rows: {rows or 'none'})"
     )
+    changes = {k: v for k, v in result.query_changes.items() if v}
+    if changes:
+        words = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in changes.items())
+        out.print(f"queries: {words} (see `cartreg queries list --site {result.site_id}`)")
     if result.status == "rejected":
         out.print(
             "rejected versions are kept but never merged; fix the data and resubmit, or run "
@@ -116,10 +102,17 @@ def _submit_options(func: F) -> F:
             ),
             click.option("--who", default=None, help="Submitter recorded (default: login name)."),
             _lock_option(),
+            *report_output_options(),
         ]
     ):
         func = decorator(func)
     return func
+
+
+def _waiver_file(path: Path | None) -> Any:
+    from cartreg.rules.waivers import load_waivers
+
+    return load_waivers(path) if path is not None else ()
 
 
 @registry.command("submit")
@@ -142,6 +135,9 @@ def submit(
     accept_reason: str | None,
     who: str | None,
     lock_timeout: float,
+    waivers: Path | None,
+    report_path: Path | None,
+    fmt: str,
     keep_output: Path | None,
 ) -> None:
     """Ingest, validate and store SUBMISSION_DIR as the site's next version."""
@@ -158,8 +154,9 @@ def submit(
         keep_output=keep_output,
         cdm=cdm_from_context(ctx),
         lock_timeout=lock_timeout,
+        waivers=_waiver_file(waivers),
     )
-    _report_submit(result)
+    _report_submit(result, fmt, report_path)
     ctx.exit(1 if result.status == "rejected" else 0)
 
 
@@ -177,31 +174,27 @@ def store(
     accept_reason: str | None,
     who: str | None,
     lock_timeout: float,
+    waivers: Path | None,
+    report_path: Path | None,
+    fmt: str,
 ) -> None:
     """Validate and store an existing ingest output folder (from `cartreg ingest`)."""
-    import polars as pl
+    from cartreg.registry.submit import load_output_findings, validate_and_submit
 
-    from cartreg.registry.submit import load_output_findings, submit_output, validate_output
-
-    cdm = cdm_from_context(ctx)
-    validation, rule_version = validate_output(out_dir, cdm=cdm)
-    findings = pl.concat(
-        [load_output_findings(out_dir), validation], how="vertical_relaxed"
-    ).unique("finding_id", keep="first", maintain_order=True)
-    result = submit_output(
+    result = validate_and_submit(
         registry_path,
         out_dir,
         site=site.upper(),
-        findings=findings,
-        rule_version=rule_version,
         mapping_path=mapping_path,
+        ingest_findings=load_output_findings(out_dir),
         fail_on=fail_on,
         accept_reason=accept_reason,
         who=who,
-        cdm=cdm,
+        cdm=cdm_from_context(ctx),
         lock_timeout=lock_timeout,
+        waivers=_waiver_file(waivers),
     )
-    _report_submit(result)
+    _report_submit(result, fmt, report_path)
     ctx.exit(1 if result.status == "rejected" else 0)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -14,18 +14,12 @@ if TYPE_CHECKING:
     from cartreg.validation import Report
 
 FORMATS = ("text", "json", "html", "csv", "xlsx")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def report_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by ``validate`` and ``check``."""
-    options = [
-        click.option(
-            "--rules",
-            "rules_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Folder of rule files (default: bundled rules/).",
-        ),
+def report_output_options() -> list[Callable[[F], F]]:
+    """--format, --report and --waivers: shared by validate, check and registry submit/store."""
+    return [
         click.option(
             "--format",
             "fmt",
@@ -45,8 +39,23 @@ def report_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--waivers",
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
             default=None,
-            help="YAML file of waived finding ids (with justification and expiry).",
+            help="YAML file of waived finding ids (with justification and expiry); in the "
+            "registry, their queries are closed as waived.",
         ),
+    ]
+
+
+def report_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``validate`` and ``check``."""
+    options = [
+        click.option(
+            "--rules",
+            "rules_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Folder of rule files (default: bundled rules/).",
+        ),
+        *report_output_options(),
         click.option(
             "--overrides",
             type=click.Path(dir_okay=False, exists=True, path_type=Path),

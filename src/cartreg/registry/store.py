@@ -1,7 +1,8 @@
 """The registry store: one embedded DuckDB file, a versioned store schema, and a writer lock.
 
-Layout (store schema version 2, documented in docs/registry.md; the portal's tables of version 2
-in docs/portal.md and :mod:`cartreg.portal.schema`):
+Layout (store schema version 3, documented in docs/registry.md; the query tables of version 2
+in docs/queries.md and :mod:`cartreg.queries.schema`; the portal's tables of version 3 in
+docs/portal.md and :mod:`cartreg.portal.schema`):
 
 * ``registry_meta(key, value)``: ``store_schema_version``, ``created_at``, ``created_by_cartreg``.
 * ``schema_migrations(version, description, applied_at, cartreg_version)``: one row per migration.
@@ -36,6 +37,7 @@ import duckdb
 from cartreg import __version__
 from cartreg.errors import CartregError
 from cartreg.portal.schema import PORTAL_TABLES
+from cartreg.queries.schema import QUERY_TABLES
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,10 +45,11 @@ if TYPE_CHECKING:
     from cartreg.cdm import CDM
 
 DEFAULT_REGISTRY = "registry.duckdb"
-STORE_SCHEMA_VERSION = 2
+STORE_SCHEMA_VERSION = 3
 DEFAULT_LOCK_TIMEOUT = 30.0
 PAUSE_ENV = "CARTREG_TEST_PAUSE_AT"
 PAUSE_FILE_ENV = "CARTREG_TEST_PAUSE_FILE"
+NOW_ENV = "CARTREG_TEST_NOW"
 
 _DUCKDB_TYPES = {
     "string": "VARCHAR",
@@ -118,7 +121,8 @@ _V1 = (
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial store schema", _V1),
-    Migration(2, "portal: users, sessions, site mappings, uploads, merges, audit log", PORTAL_TABLES),
+    Migration(2, "queries: state, history and finding fingerprints", QUERY_TABLES),
+    Migration(3, "portal: users, sessions, site mappings, uploads, merges, audit log", PORTAL_TABLES),
 )
 
 
@@ -137,7 +141,21 @@ def pause_point(stage: str) -> None:
 
 
 def now_utc() -> datetime:
-    return datetime.now(UTC)
+    """The current time in UTC, or the ISO 8601 instant in ``$CARTREG_TEST_NOW``.
+
+    Test hook (like ``CARTREG_TEST_PAUSE_AT``): tests fix the clock per command so that the
+    recorded submission and query history times are exact.
+    """
+    fixed = os.environ.get(NOW_ENV)
+    if not fixed:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(fixed)
+    except ValueError:
+        raise RegistryError(
+            f"${NOW_ENV} is not an ISO 8601 time: {fixed!r}", hint="e.g. 2025-03-01T09:00:00Z"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def current_user() -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     import polars as pl
 
     from cartreg.cdm import CDM
+    from cartreg.rules.waivers import Waiver
+    from cartreg.validation import Report
 
 STATUSES = ("accepted", "rejected", "noop")
 
@@ -49,6 +52,9 @@ class SubmitResult:
     n_info: int
     rows: dict[str, int]
     inputs_sha256: str
+    # what the submission did to the site's queries (opened, resolved, reopened, ...)
+    query_changes: dict[str, int] = field(default_factory=dict)
+    report: Report | None = None  # the version's validation report, when submit ran it
 
     @property
     def is_noop(self) -> bool:
@@ -207,13 +213,16 @@ def submit_output(
     who: str | None = None,
     cdm: CDM | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    waivers: Sequence[Waiver] = (),
 ) -> SubmitResult:
     """Store the ingest output ``out_dir`` as the next version of ``site``.
 
     ``findings`` are all findings of the submission (ingest + validation); by default those of
     ``out_dir/findings.json``. With findings at or above ``fail_on`` the version is stored as
     rejected unless ``accept_reason`` is given. Identical inputs to the site's latest version
-    are recorded as a no-op and store no data.
+    are recorded as a no-op and store no data. A stored version updates the site's queries
+    (docs/queries.md); findings of waived queries (and of ``waivers``) are stored but neither
+    counted nor blocking.
     """
     if not isinstance(registry, Registry):
         with open_registry(registry, write=True, lock_timeout=lock_timeout) as opened:
@@ -228,8 +237,11 @@ def submit_output(
                 accept_reason=accept_reason,
                 who=who,
                 cdm=cdm,
+                waivers=waivers,
             )
     from cartreg.cdm import load_cdm
+    from cartreg.queries.lifecycle import apply_plan
+    from cartreg.queries.submission import plan_output
 
     if not registry.writable:
         raise InputError("registry opened read-only", where=str(registry.path))
@@ -248,11 +260,21 @@ def submit_output(
         mapping_text = mapping_file.read_text(encoding="utf-8", errors="replace")
     sources = [s for s in manifest.get("sources") or [] if isinstance(s, dict)]
     fingerprint = inputs_fingerprint(sources, mapping_sha)
-    counts = count_severities(findings)
-    blocked = blocks(counts, fail_on)
     _check_site(out_dir, site, manifest, registry)
     who = who or current_user()
     when = now_utc()
+    plan = plan_output(
+        registry,
+        out_dir,
+        site=site,
+        findings=findings,
+        cdm=cdm,
+        when=when,
+        mapping_path=mapping_path,
+        waivers=waivers,
+    )
+    counts = count_severities(findings.filter(~findings["finding_id"].is_in(plan.suppressed_ids)))
+    blocked = blocks(counts, fail_on)
 
     pause_point("locked")
     with transaction(registry):
@@ -327,6 +349,9 @@ def submit_output(
                 [submission_id, when, who, accept_reason],
             )
         _insert_findings(registry, submission_id, findings)
+        apply_plan(
+            registry, plan, submission_id=submission_id, version=version, actor=who, when=when
+        )
         pause_point("findings")
         rows: dict[str, int] = {}
         for name in cdm.tables:
@@ -351,6 +376,7 @@ def submit_output(
         counts["info"],
         rows,
         fingerprint,
+        plan.changes(),
     )
 
 
@@ -403,6 +429,83 @@ def validate_output(out_dir: Path | str, *, cdm: CDM | None = None) -> tuple[pl.
     return report.findings, rule_catalog_version()
 
 
+def validate_and_submit(
+    registry: Path | str,
+    out_dir: Path | str,
+    *,
+    site: str,
+    mapping_path: Path | str,
+    ingest_findings: pl.DataFrame | None = None,
+    fail_on: str = "error",
+    accept_reason: str | None = None,
+    who: str | None = None,
+    cdm: CDM | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    waivers: Sequence[Waiver] = (),
+) -> SubmitResult:
+    """Validate the ingest output ``out_dir`` and store it as the site's next version.
+
+    The report hides the findings of the site's waived queries (and of ``waivers``) as waived;
+    they are stored with the version all the same. The result carries the report.
+    """
+    import polars as pl
+
+    from cartreg import validation
+    from cartreg.cdm import load_cdm
+    from cartreg.queries.submission import report_waivers
+    from cartreg.registry.merge import rule_catalog_version
+
+    cdm = cdm or load_cdm()
+    when = now_utc()
+    waive = report_waivers(
+        registry,
+        site=site,
+        cdm=cdm,
+        when=when,
+        out_dir=out_dir,
+        mapping_path=mapping_path,
+        waivers=waivers,
+        lock_timeout=lock_timeout,
+    )
+    report = validation.validate_output(
+        Path(out_dir),
+        cdm=cdm,
+        waivers=waivers,
+        waive=waive,
+        as_of=when.date(),
+        generated_at=when.replace(microsecond=0).isoformat(),
+    )
+    from cartreg.findings import FINDING_FIELDS
+
+    parts = [
+        f.select(FINDING_FIELDS)
+        for f in (ingest_findings, report.findings, report.waived)
+        if f is not None and f.height
+    ]
+    findings = (
+        pl.concat(parts, how="vertical_relaxed").unique(
+            "finding_id", keep="first", maintain_order=True
+        )
+        if parts
+        else load_output_findings(Path(out_dir))
+    )
+    result = submit_output(
+        registry,
+        out_dir,
+        site=site,
+        findings=findings,
+        rule_version=rule_catalog_version(),
+        mapping_path=mapping_path,
+        fail_on=fail_on,
+        accept_reason=accept_reason,
+        who=who,
+        cdm=cdm,
+        lock_timeout=lock_timeout,
+        waivers=waivers,
+    )
+    return replace(result, report=report)
+
+
 def submit_submission(
     registry: Path | str,
     submission_dir: Path | str,
@@ -415,6 +518,7 @@ def submit_submission(
     keep_output: Path | str | None = None,
     cdm: CDM | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    waivers: Sequence[Waiver] = (),
 ) -> SubmitResult:
     """Ingest ``submission_dir`` with its mapping, validate it, and store it as a new version.
 
@@ -424,8 +528,6 @@ def submit_submission(
     import importlib
     import shutil
     import tempfile
-
-    import polars as pl
 
     from cartreg.cdm import load_cdm
     from cartreg.errors import CartregError
@@ -443,27 +545,18 @@ def submit_submission(
     out_dir = Path(keep_output) if keep_output is not None else work / "out"
     try:
         result = ingest_submission(Path(submission_dir), Path(mapping_path), out_dir, cdm=cdm)
-        validation, rule_version = validate_output(out_dir, cdm=cdm)
-        parts = [f for f in (result.findings, validation) if f.height]
-        findings = (
-            pl.concat(parts, how="vertical_relaxed").unique(
-                "finding_id", keep="first", maintain_order=True
-            )
-            if parts
-            else load_output_findings(out_dir)
-        )
-        return submit_output(
+        return validate_and_submit(
             registry,
             out_dir,
             site=site,
-            findings=findings,
-            rule_version=rule_version,
             mapping_path=mapping_path,
+            ingest_findings=result.findings,
             fail_on=fail_on,
             accept_reason=accept_reason,
             who=who,
             cdm=cdm,
             lock_timeout=lock_timeout,
+            waivers=waivers,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

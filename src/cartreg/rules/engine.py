@@ -22,7 +22,7 @@ from cartreg.rules.checks import REGISTRY, VIOLATION_COLUMNS, CheckContext, Chec
 from cartreg.rules.frames import conform
 from cartreg.rules.model import Rule, load_rules
 from cartreg.rules.overrides import Override
-from cartreg.rules.waivers import Waiver
+from cartreg.rules.waivers import Waiver, WaiverLookup, waiver_frame
 
 STATUSES = ("ERROR", "NOT_APPLICABLE", "FAILED", "PASSED")
 
@@ -181,10 +181,12 @@ def run_rules(
     waivers: Sequence[Waiver] | None = None,
     as_of: dt.date | None = None,
     rules_dir: Path | str | None = None,
+    waive: WaiverLookup | None = None,
 ) -> RuleRun:
     """Run ``rules`` (default: the bundled catalog) over CDM ``tables`` (name -> frame).
 
-    ``as_of`` is the day waiver expiry is judged against (default: the day of the call).
+    ``as_of`` is the day waiver expiry is judged against (default: the day of the call);
+    ``waive`` picks further findings to waive once they are known (waived registry queries).
     """
     cdm = cdm or load_cdm()
     rule_list = tuple(rules) if rules is not None else load_rules(rules_dir, cdm=cdm)
@@ -212,7 +214,7 @@ def run_rules(
     active = [w for w in waivers or () if w.active(today)]
     expired = tuple(w for w in waivers or () if not w.active(today))
     findings = _to_findings(violations)
-    findings, waived = _apply_waivers(findings, active)
+    findings, waived = _apply_waivers(findings, active, waive)
 
     site_results = _site_results(findings, waived, denominators, by_id, overrides or ())
     results = _rule_results(site_results, collected, fixed, rule_list)
@@ -287,16 +289,13 @@ def _to_findings(violations: pl.DataFrame) -> pl.DataFrame:
 
 
 def _apply_waivers(
-    findings: pl.DataFrame, active: Sequence[Waiver]
+    findings: pl.DataFrame, active: Sequence[Waiver], waive: WaiverLookup | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    table = pl.DataFrame(
-        {
-            "finding_id": [w.finding_id for w in active],
-            "justification": [w.justification for w in active],
-            "expires": [w.expires.isoformat() for w in active],
-        },
-        schema={"finding_id": pl.String, "justification": pl.String, "expires": pl.String},
-    ).unique("finding_id", keep="first")
+    listed = waiver_frame(active)
+    parts = [listed]
+    if waive is not None and findings.height:
+        parts.append(waive(findings).select(listed.columns).cast(pl.Schema(listed.schema)))
+    table = pl.concat(parts).unique("finding_id", keep="first")
     waived = findings.join(table, on="finding_id", how="inner")
     kept = findings.join(table, on="finding_id", how="anti")
     return kept, waived

@@ -4,12 +4,21 @@ expiry date. An expired waiver no longer hides its finding (and is listed so it 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cartreg.errors import ConfigError
 from cartreg.yamlio import entries, load_yaml
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# Waivers decided per finding instead of listed by finding id (the registry's waived queries,
+# which know a finding by its fingerprint): given findings, the ``finding_id``,
+# ``justification`` and ``expires`` (ISO date text) of those to hide.
+WaiverLookup = Callable[["pl.DataFrame"], "pl.DataFrame"]
 
 _KEYS = {"finding_id", "justification", "expires", "rule_id", "approved_by"}
 
@@ -24,6 +33,21 @@ class Waiver:
 
     def active(self, as_of: dt.date) -> bool:
         return as_of <= self.expires
+
+
+def waiver_frame(waivers: Sequence[Waiver]) -> pl.DataFrame:
+    """``finding_id``, ``justification``, ``expires`` (ISO text) of ``waivers``, as the rule
+    engine and the report join them to findings."""
+    import polars as pl
+
+    return pl.DataFrame(
+        {
+            "finding_id": [w.finding_id for w in waivers],
+            "justification": [w.justification for w in waivers],
+            "expires": [w.expires.isoformat() for w in waivers],
+        },
+        schema={"finding_id": pl.String, "justification": pl.String, "expires": pl.String},
+    )
 
 
 def parse_waivers(raw: Any, path: Path | str) -> tuple[Waiver, ...]:
