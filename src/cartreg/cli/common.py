@@ -169,17 +169,3 @@ def run_ingest(
                 f"{source['rows_harmonized']} harmonized, {source['rows_quarantined']} quarantined"
             )
     return result
-
-
-def registry_option() -> Callable[[F], F]:
-    """``--registry PATH`` (default ``$CARTREG_REGISTRY`` or ``registry.duckdb``)."""
-    option: Callable[[F], F] = click.option(
-        "--registry",
-        "registry_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="CARTREG_REGISTRY",
-        default=Path("registry.duckdb"),
-        show_default=True,
-        help="Registry file (default: $CARTREG_REGISTRY or registry.duckdb).",
-    )
-    return option

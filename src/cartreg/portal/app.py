@@ -154,7 +154,7 @@ def _limit_for(config: PortalConfig) -> Any:
 def create_app(config: PortalConfig, *, cdm: CDM | None = None) -> FastAPI:
     """The portal app over ``config.registry``; the writer and worker run while it is served."""
     from cartreg.cdm import load_cdm
-    from cartreg.portal.routes import common, coordinator, shared, site, statistician
+    from cartreg.portal.routes import common, coordinator, queries, shared, site, statistician
 
     portal = Portal(config, cdm=cdm or load_cdm())
 
@@ -175,7 +175,7 @@ def create_app(config: PortalConfig, *, cdm: CDM | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.portal = portal
-    for module in (common, site, shared, coordinator, statistician):
+    for module in (common, site, shared, queries, coordinator, statistician):
         app.include_router(module.router)
     app.mount(
         "/static",

@@ -25,7 +25,7 @@ from cartreg.errors import CartregError
 from cartreg.portal.audit import AuditEvent, append_events
 from cartreg.portal.config import PortalConfig
 from cartreg.portal.jobs import Progress, Writer
-from cartreg.registry.store import Registry, now_utc, transaction
+from cartreg.registry.store import Registry, now_utc, open_registry, transaction
 
 if TYPE_CHECKING:
     from cartreg.cdm import CDM
@@ -132,12 +132,16 @@ def _outcome(result: SubmitResult) -> str:
             "recorded, nothing new stored"
         )
     counts = f"{result.n_errors} errors, {result.n_warnings} warnings"
+    changes = ", ".join(
+        f"{n} {what.replace('_', ' ')}" for what, n in result.query_changes.items() if n
+    )
+    queries = f"; queries: {changes}" if changes else ""
     if result.status == "rejected":
         return (
-            f"stored as version {result.version}: rejected ({counts}). Fix the errors and upload "
-            "again; a coordinator may also accept it with a reason"
+            f"stored as version {result.version}: rejected ({counts}{queries}). Fix the errors "
+            "and upload again; a coordinator may also accept it with a reason"
         )
-    return f"stored as version {result.version}: accepted ({counts})"
+    return f"stored as version {result.version}: accepted ({counts}{queries})"
 
 
 def upload_job(
@@ -151,10 +155,10 @@ def upload_job(
 
     def run(progress: Progress) -> None:
         from cartreg.ingest import ingest_submission
+        from cartreg.queries.submission import report_waivers
         from cartreg.registry.merge import rule_catalog_version
-        from cartreg.registry.submit import submit_output
+        from cartreg.registry.submit import submit_output, validate_for_submit
         from cartreg.reports.html import render_html
-        from cartreg.validation import validate_output
 
         work = upload_folder(config, upload_id)
         inputs, out, mapping = work / "input", work / "out", work / "mapping.yaml"
@@ -167,7 +171,7 @@ def upload_job(
         }
         try:
             progress.note("ingesting", "reading the files with the site's mapping")
-            ingest_submission(
+            ingested = ingest_submission(
                 inputs,
                 mapping,
                 out,
@@ -175,16 +179,25 @@ def upload_job(
                 progress=lambda text: progress.note("ingesting", text),
             )
             progress.note("validating", "checking the data model and the data-quality rules")
-            report = validate_output(out, cdm=cdm)
+            when = now_utc()
+            # The site's waived queries hide their findings in the report: a snapshot taken
+            # under a short read lock; the validation itself holds no lock.
+            with open_registry(config.registry, lock_timeout=config.lock_timeout) as registry:
+                waive = report_waivers(
+                    registry, site=site, cdm=cdm, when=when, out_dir=out, mapping_path=mapping
+                )
+            report, findings = validate_for_submit(
+                out, cdm=cdm, when=when, waive=waive, ingest_findings=ingested.findings
+            )
             html = render_html(report)
-            progress.note("storing", "storing the version in the registry")
+            progress.note("storing", "storing the version and updating the queries")
 
             def store(registry: Registry) -> SubmitResult:
                 result = submit_output(
                     registry,
                     out,
                     site=site,
-                    findings=report.findings,
+                    findings=findings,
                     rule_version=rule_catalog_version(),
                     mapping_path=mapping,
                     who=actor.name,

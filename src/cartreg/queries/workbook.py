@@ -89,6 +89,16 @@ def export_frame(
     )
 
 
+def all_guidance() -> dict[str, str]:
+    """What a site should do, by rule id: the data-quality rules and the ingest/schema checks."""
+    from cartreg.rules.model import load_rules
+    from cartreg.validation import STAGE_CHECKS
+
+    guidance = {rule.id: rule.guidance for rule in load_rules()}
+    guidance.update({rid: guide for rid, (_, _, guide) in STAGE_CHECKS.items()})
+    return guidance
+
+
 def write_workbook(
     registry: Registry,
     site: str,

@@ -122,7 +122,7 @@ _V1 = (
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial store schema", _V1),
     Migration(2, "queries: state, history and finding fingerprints", QUERY_TABLES),
-    Migration(3, "portal: users, sessions, site mappings, uploads, merges, audit log", PORTAL_TABLES),
+    Migration(3, "portal: users, sessions, site mappings, uploads, merges, audit", PORTAL_TABLES),
 )
 
 
