@@ -7,8 +7,8 @@ app must be served by a single uvicorn worker (``cartreg serve`` does).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cartreg.portal.audit import AuditEvent
 from cartreg.portal.auth import LoginLimiter, LoginRequired, Principal, csrf_guard
 from cartreg.portal.config import PortalConfig
-from cartreg.portal.jobs import Worker, Writer
+from cartreg.portal.jobs import Readers, Worker, Writer
 from cartreg.portal.processing import abandon_interrupted
 from cartreg.portal.security import BodyLimit, ErrorShield, SecurityHeaders
 from cartreg.portal.sessions import SESSION_COOKIE, Signer, ensure_signing_key
@@ -44,8 +44,10 @@ class Portal:
     def __init__(self, config: PortalConfig, *, cdm: CDM) -> None:
         self.config = config
         self.cdm = cdm
+        self.readers = Readers(config.registry, lock_timeout=config.lock_timeout)
         self.writer = Writer(
             config.registry,
+            self.readers,
             lock_timeout=config.lock_timeout,
             flush_seconds=config.audit_flush_seconds,
         )
@@ -84,12 +86,11 @@ class Portal:
     def stop(self) -> None:
         self.worker.stop()
         self.writer.stop()
+        self.readers.close()
 
-    @contextmanager
-    def read(self) -> Iterator[Registry]:
-        """The registry for reading (shared lock; waits for a write, up to the lock timeout)."""
-        with open_registry(self.config.registry, lock_timeout=self.config.lock_timeout) as reg:
-            yield reg
+    def read(self) -> AbstractContextManager[Registry]:
+        """The registry for reading (waits for a write in progress, up to the lock timeout)."""
+        return self.readers.read()
 
     def event(self, who: Principal, action: str, **fields: Any) -> AuditEvent:
         return AuditEvent(

@@ -1,11 +1,18 @@
-"""The portal's one registry writer, and the background worker for long jobs.
+"""The portal's one registry writer, its shared reader, and the background worker.
 
-DuckDB lets one connection write a file at a time. Every registry write of the portal (sign-in
-sessions, uploads, stored versions, decisions, query actions, merges, audit rows) runs on the
-:class:`Writer` thread, one after the other, each in its own short ``open_registry(write=True)``,
-so pages (readers, under a shared lock) only ever wait for one short write, never for a queue of
-them. The slow part of a submission (unpacking, ingest, validation) runs on the :class:`Worker`
-thread *outside* the registry; only its final store goes through the writer.
+DuckDB lets one process write a file, and a read-only and a read-write connection cannot be
+open in one process at once. So:
+
+* :class:`Readers` keeps one read-only connection for all page requests (each request reads
+  through its own cursor; opening a DuckDB connection costs tens of milliseconds). It holds the
+  registry's shared lock while open, and lets go of it when the portal is idle for a moment, so
+  that command-line writers (``cartreg users add``) get their turn.
+* Every registry write of the portal (sessions, uploads, stored versions, decisions, query
+  actions, merges, audit rows) runs on the :class:`Writer` thread, one after the other, each in
+  its own short ``open_registry(write=True)`` taken after the readers have closed theirs. Pages
+  wait for one short write at most, never for a queue of them.
+* The slow part of a submission (unpacking, ingest, validation) runs on the :class:`Worker`
+  thread *outside* the registry; only its final store goes through the writer.
 
 Audit rows of page views are buffered and written by the writer within about a second
 (``PortalConfig.audit_flush_seconds``), together with the next write, so viewing never waits
@@ -19,17 +26,96 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cartreg.portal.audit import AuditEvent, append_events
-from cartreg.registry.store import Registry, open_registry, transaction
+from cartreg.registry.store import Registry, RegistryLockedError, open_registry, transaction
 
 T = TypeVar("T")
 log = logging.getLogger("cartreg.portal")
+
+
+class Readers:
+    """One read-only registry connection shared by the page requests, closed for each write."""
+
+    def __init__(self, registry: Path, *, lock_timeout: float, idle_seconds: float = 1.0) -> None:
+        self.registry = registry
+        self.lock_timeout = lock_timeout
+        self.idle_seconds = idle_seconds
+        self._cond = threading.Condition()
+        self._open: tuple[ExitStack, Registry] | None = None
+        self._active = 0
+        self._writing = False
+        self._last_used = 0.0
+
+    @contextmanager
+    def read(self) -> Iterator[Registry]:
+        """A registry to read through a cursor of the shared connection; waits (up to the
+        lock timeout) while the writer writes."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: not self._writing, timeout=self.lock_timeout):
+                raise RegistryLockedError(
+                    "the registry is busy with a long write (a merge?)",
+                    where=str(self.registry),
+                    hint="try again in a moment",
+                )
+            if self._open is None:
+                stack = ExitStack()
+                shared = stack.enter_context(
+                    open_registry(self.registry, lock_timeout=self.lock_timeout)
+                )
+                self._open = (stack, shared)
+            cursor = self._open[1].conn.cursor()
+            self._active += 1
+        try:
+            yield Registry(self.registry, cursor, writable=False)
+        finally:
+            cursor.close()
+            with self._cond:
+                self._active -= 1
+                self._last_used = time.monotonic()
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Close the shared connection (after the reads in flight) for the writer's turn."""
+        with self._cond:
+            self._writing = True
+            try:
+                self._cond.wait_for(lambda: self._active == 0)
+                self._close()
+            except BaseException:
+                self._writing = False
+                self._cond.notify_all()
+                raise
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+    def release_if_idle(self) -> None:
+        """Let go of the shared lock when no page has read for ``idle_seconds``."""
+        with self._cond:
+            if self._active == 0 and time.monotonic() - self._last_used > self.idle_seconds:
+                self._close()
+
+    def close(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._active == 0, timeout=self.lock_timeout)
+            self._close()
+
+    def _close(self) -> None:
+        if self._open is not None:
+            stack, _ = self._open
+            self._open = None
+            stack.close()
 
 
 @dataclass
@@ -42,8 +128,11 @@ class _Call:
 class Writer:
     """Runs write jobs one at a time on its own thread; flushes buffered audit rows."""
 
-    def __init__(self, registry: Path, *, lock_timeout: float, flush_seconds: float) -> None:
+    def __init__(
+        self, registry: Path, readers: Readers, *, lock_timeout: float, flush_seconds: float
+    ) -> None:
         self.registry = registry
+        self.readers = readers
         self.lock_timeout = lock_timeout
         self.flush_seconds = flush_seconds
         self._calls: queue.Queue[_Call | None] = queue.Queue()
@@ -91,6 +180,7 @@ class Writer:
                 call = self._calls.get(timeout=self.flush_seconds)
             except queue.Empty:
                 self._flush()
+                self.readers.release_if_idle()
                 continue
             if call is None:
                 self._flush()
@@ -102,7 +192,7 @@ class Writer:
     def _execute(self, call: _Call) -> None:
         buffered = self._take_buffer()
         try:
-            with open_registry(self.registry, write=True, lock_timeout=self.lock_timeout) as reg:
+            with self._open() as reg:
                 try:
                     result = call.fn(reg)
                 except BaseException as exc:
@@ -120,6 +210,14 @@ class Writer:
             if not call.future.done():
                 call.future.set_exception(exc)
 
+    @contextmanager
+    def _open(self) -> Iterator[Registry]:
+        with (
+            self.readers.exclusive(),
+            open_registry(self.registry, write=True, lock_timeout=self.lock_timeout) as reg,
+        ):
+            yield reg
+
     def _append(self, reg: Registry, events: list[AuditEvent]) -> None:
         if not events:
             return
@@ -131,7 +229,7 @@ class Writer:
         if not events:
             return
         try:
-            with open_registry(self.registry, write=True, lock_timeout=self.lock_timeout) as reg:
+            with self._open() as reg:
                 self._append(reg, events)
         except Exception as exc:  # keep the rows and retry at the next flush
             self._restore_buffer(events)

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from cartreg.errors import CartregError
 from cartreg.portal.audit import AuditEvent, append_events
 from cartreg.portal.config import PortalConfig
-from cartreg.portal.jobs import Progress, Writer
-from cartreg.registry.store import Registry, now_utc, open_registry, transaction
+from cartreg.portal.jobs import Progress, Readers, Writer
+from cartreg.registry.store import Registry, now_utc, transaction
 
 if TYPE_CHECKING:
     from cartreg.cdm import CDM
@@ -145,7 +145,14 @@ def _outcome(result: SubmitResult) -> str:
 
 
 def upload_job(
-    config: PortalConfig, writer: Writer, cdm: CDM, *, upload_id: int, site: str, actor: Actor
+    config: PortalConfig,
+    readers: Readers,
+    writer: Writer,
+    cdm: CDM,
+    *,
+    upload_id: int,
+    site: str,
+    actor: Actor,
 ) -> Callable[[Progress], None]:
     """The job that ingests, validates and stores an upload received in its folder.
 
@@ -182,7 +189,7 @@ def upload_job(
             when = now_utc()
             # The site's waived queries hide their findings in the report: a snapshot taken
             # under a short read lock; the validation itself holds no lock.
-            with open_registry(config.registry, lock_timeout=config.lock_timeout) as registry:
+            with readers.read() as registry:
                 waive = report_waivers(
                     registry, site=site, cdm=cdm, when=when, out_dir=out, mapping_path=mapping
                 )

@@ -94,8 +94,9 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(BaseException):
+    """Raised from ``receive`` past the limit. Not an ``Exception``: FastAPI turns any
+    exception met while it parses a body into a 400, and this must reach :class:`BodyLimit`."""
 
 
 async def _plain(send: Send, status: int, text: str) -> None:

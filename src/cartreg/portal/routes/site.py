@@ -77,7 +77,13 @@ def upload(request: Request, who: SiteUser, files: Annotated[list[UploadFile], F
         "upload",
         upload_id,
         upload_job(
-            portal.config, portal.writer, portal.cdm, upload_id=upload_id, site=site, actor=actor
+            portal.config,
+            portal.readers,
+            portal.writer,
+            portal.cdm,
+            upload_id=upload_id,
+            site=site,
+            actor=actor,
         ),
     )
     return RedirectResponse(f"/uploads/{upload_id}", status_code=303)
