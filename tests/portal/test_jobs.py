@@ -126,3 +126,21 @@ def test_the_writer_reports_a_failed_job_and_keeps_going(tmp_path: Path) -> None
     finally:
         writer.stop()
         readers.close()
+
+
+def test_a_read_inside_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path / "r.duckdb", users={}, sites=[])
+    readers = Readers(registry, lock_timeout=5)
+    writer = Writer(registry, readers, lock_timeout=5, flush_seconds=0.2)
+    writer.start()
+    try:
+        with readers.read() as outer:
+            pending = writer.submit(lambda reg: reg.scalar("SELECT 1"))
+            time.sleep(0.3)  # the writer now waits for this thread's read to end
+            with readers.read() as inner:  # would deadlock if it waited for the writer
+                assert inner.scalar("SELECT 2") == 2 == outer.scalar("SELECT 2")
+            assert not pending.done()
+        assert pending.result(timeout=10) == 1
+    finally:
+        writer.stop()
+        readers.close()

@@ -169,6 +169,14 @@ def test_over_http_the_declared_content_type_is_ignored(world: World) -> None:
     assert list((world.config.work_dir).glob("incoming-*")) == []
 
 
+def test_only_a_signed_in_session_may_send_a_large_body(world: World) -> None:
+    megabyte = [("files", ("export.exe", b"MZ" + b"0" * (1 << 20), "text/csv"))]
+    anonymous = world.clients["anonymous"].post("/site/uploads", files=megabyte)
+    assert anonymous.status_code == 413  # refused before the form is read
+    signed_in = upload(world.clients["site_a"], megabyte)
+    assert signed_in.status_code == 400  # read, then refused for its type
+
+
 def test_an_oversized_upload_is_refused_before_it_is_read(tmp_path: Path) -> None:
     users = {"alice": ("site", "REDCAP_A")}
     limits = Limits(upload_bytes=64 * 1024)

@@ -7,7 +7,7 @@ app must be served by a single uvicorn worker (``cartreg serve`` does).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,13 +141,25 @@ def set_session_cookie(response: Response, value: str, config: PortalConfig) -> 
     )
 
 
-def _limit_for(config: PortalConfig) -> Any:
-    def limit(path: str) -> int:
-        if path == UPLOAD_PATH:
-            return config.limits.upload_bytes
-        if path == WORKBOOK_PATH:
-            return config.limits.workbook_bytes
-        return config.limits.form_bytes
+def _limit_for(portal: Portal) -> Callable[[str, str], int]:
+    """The body limit of a path: uploads are large only for a signed-in session."""
+    from http.cookies import CookieError, SimpleCookie
+
+    limits = portal.config.limits
+    large = {UPLOAD_PATH: limits.upload_bytes, WORKBOOK_PATH: limits.workbook_bytes}
+
+    def limit(path: str, cookie_header: str) -> int:
+        if path not in large:
+            return limits.form_bytes
+        try:
+            jar = SimpleCookie(cookie_header)
+        except CookieError:
+            return limits.form_bytes
+        morsel = jar.get(SESSION_COOKIE)
+        signed = morsel is not None and portal.signer.session_id(
+            morsel.value, max_age=portal.config.login.idle_minutes * 60
+        )
+        return large[path] if signed else limits.form_bytes
 
     return limit
 
@@ -227,7 +239,7 @@ def create_app(config: PortalConfig, *, cdm: CDM | None = None) -> FastAPI:
         response.headers["Retry-After"] = "10"
         return response
 
-    app.add_middleware(BodyLimit, limit_for=_limit_for(config))
+    app.add_middleware(BodyLimit, limit_for=_limit_for(portal))
     app.add_middleware(ErrorShield)
     app.add_middleware(SecurityHeaders)
     return app

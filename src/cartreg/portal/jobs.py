@@ -52,13 +52,17 @@ class Readers:
         self._active = 0
         self._writing = False
         self._last_used = 0.0
+        self._mine = threading.local()  # reads this thread holds (a nested read never waits)
 
     @contextmanager
     def read(self) -> Iterator[Registry]:
         """A registry to read through a cursor of the shared connection; waits (up to the
         lock timeout) while the writer writes."""
+        nested = getattr(self._mine, "depth", 0) > 0
         with self._cond:
-            if not self._cond.wait_for(lambda: not self._writing, timeout=self.lock_timeout):
+            if not nested and not self._cond.wait_for(
+                lambda: not self._writing, timeout=self.lock_timeout
+            ):
                 raise RegistryLockedError(
                     "the registry is busy with a long write (a merge?)",
                     where=str(self.registry),
@@ -72,9 +76,11 @@ class Readers:
                 self._open = (stack, shared)
             cursor = self._open[1].conn.cursor()
             self._active += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
         try:
             yield Registry(self.registry, cursor, writable=False)
         finally:
+            self._mine.depth -= 1
             cursor.close()
             with self._cond:
                 self._active -= 1

@@ -115,10 +115,14 @@ async def _plain(send: Send, status: int, text: str) -> None:
 
 
 class BodyLimit:
-    """Refuses a request body larger than ``limit_for(path)`` bytes with 413, while it streams
-    in (the Content-Length is checked first, then the bytes actually received)."""
+    """Refuses a request body larger than ``limit_for(path, cookie header)`` bytes with 413,
+    while it streams in (the Content-Length is checked first, then the bytes received).
 
-    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str], int]) -> None:
+    Runs before anything parses the body: the web framework reads a form before it checks who
+    is asking, so a large limit is given only to requests that carry a valid session cookie.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str, str], int]) -> None:
         self.app = app
         self.limit_for = limit_for
 
@@ -126,7 +130,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(str(scope.get("path", "")))
+        cookies = b"; ".join(v for k, v in scope.get("headers", []) if k == b"cookie")
+        limit = self.limit_for(str(scope.get("path", "")), cookies.decode("latin-1"))
         message = f"request too large: at most {limit // 1024} KB here\n"
         if limit >= 1 << 20:
             message = f"upload too large: at most {limit >> 20} MB per upload\n"
