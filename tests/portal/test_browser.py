@@ -20,7 +20,7 @@ import pytest
 
 from tests.portal.helpers import PASSWORD, SAMPLE, SECRET, make_registry
 from tests.portal.live import serve
-from tests.reports.test_html import CHROMIUM, _png_is_not_blank
+from tests.reports.test_html import CHROMIUM, CHROMIUM_ARGS, _png_is_not_blank
 
 pytestmark = [
     pytest.mark.browser,
@@ -52,16 +52,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
         try:
             yield chromium
         finally:

@@ -27,27 +27,20 @@ def sites() -> None:
 @click.pass_context
 def add(ctx: click.Context, site: str, mapping_path: Path, registry_path: Path) -> None:
     """Register (or replace) the mapping SITE's uploads are ingested with."""
-    from cartreg.portal.audit import AuditEvent, append_events
+    from cartreg.portal.audit import admin_event, append_events
     from cartreg.portal.sites import register_mapping
     from cartreg.registry.store import current_user, open_registry, transaction
 
     cdm = cdm_from_context(ctx)
-    admin = current_user()
     with open_registry(registry_path, write=True) as reg, transaction(reg):
-        entry = register_mapping(reg, site, mapping_path, cdm=cdm, registered_by=admin)
-        append_events(
-            reg,
-            [
-                AuditEvent(
-                    actor=admin,
-                    role="admin",
-                    site_id=entry.site_id,
-                    action="site.mapping",
-                    object=f"site:{entry.site_id}",
-                    detail=f"mapping sha256 {entry.mapping_sha256[:12]}",
-                )
-            ],
+        entry = register_mapping(reg, site, mapping_path, cdm=cdm, registered_by=current_user())
+        event = admin_event(
+            "site.mapping",
+            object=f"site:{entry.site_id}",
+            site_id=entry.site_id,
+            detail=f"mapping sha256 {entry.mapping_sha256[:12]}",
         )
+        append_events(reg, [event])
     console().print(
         f"{entry.site_id}: mapping registered (sha256 {entry.mapping_sha256[:12]}); "
         f"reads {', '.join(entry.source_files(cdm))}"

@@ -51,7 +51,7 @@ def add(
     name: str, role: str, site: str | None, password_file: Path | None, registry_path: Path
 ) -> None:
     """Create user NAME; the password is hashed with argon2 and never stored."""
-    from cartreg.portal.audit import AuditEvent, append_events
+    from cartreg.portal.audit import admin_event, append_events
     from cartreg.portal.sites import site_mapping
     from cartreg.portal.users import add_user, check_password_policy, check_user_name
     from cartreg.registry.store import current_user, open_registry, transaction
@@ -59,22 +59,14 @@ def add(
     check_user_name(name)
     password = _read_password(name, password_file)
     check_password_policy(name, password)
-    admin = current_user()
     with open_registry(registry_path, write=True) as reg, transaction(reg):
-        user = add_user(reg, name, role=role, password=password, site=site, created_by=admin)
-        append_events(
-            reg,
-            [
-                AuditEvent(
-                    actor=admin,
-                    role="admin",
-                    site_id=user.site_id,
-                    action="user.add",
-                    object=f"user:{name}",
-                    detail=f"role {role}",
-                )
-            ],
+        user = add_user(
+            reg, name, role=role, password=password, site=site, created_by=current_user()
         )
+        event = admin_event(
+            "user.add", object=f"user:{name}", site_id=user.site_id, detail=f"role {role}"
+        )
+        append_events(reg, [event])
         missing_mapping = user.site_id is not None and site_mapping(reg, user.site_id) is None
     where = f" of site {user.site_id}" if user.site_id else ""
     console().print(f"added {user.role} {user.name}{where}")
@@ -133,23 +125,13 @@ def list_(registry_path: Path, as_json: bool) -> None:
 @registry_option()
 def disable(name: str, registry_path: Path) -> None:
     """Disable user NAME and end their sessions (users are never deleted)."""
-    from cartreg.portal.audit import AuditEvent, append_events
+    from cartreg.portal.audit import admin_event, append_events
     from cartreg.portal.users import disable_user
     from cartreg.registry.store import current_user, open_registry, transaction
 
-    admin = current_user()
     with open_registry(registry_path, write=True) as reg, transaction(reg):
-        user = disable_user(reg, name, disabled_by=admin)
+        user = disable_user(reg, name, disabled_by=current_user())
         append_events(
-            reg,
-            [
-                AuditEvent(
-                    actor=admin,
-                    role="admin",
-                    site_id=user.site_id,
-                    action="user.disable",
-                    object=f"user:{name}",
-                )
-            ],
+            reg, [admin_event("user.disable", object=f"user:{name}", site_id=user.site_id)]
         )
     console().print(f"disabled {name}; their sessions have ended")

@@ -7,24 +7,25 @@ app must be served by a single uvicorn worker (``cartreg serve`` does).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jinja2
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cartreg.errors import CartregError
 from cartreg.portal.audit import AuditEvent
 from cartreg.portal.auth import LoginLimiter, LoginRequired, Principal, csrf_guard
 from cartreg.portal.config import PortalConfig
 from cartreg.portal.jobs import Readers, Worker, Writer
-from cartreg.portal.processing import abandon_interrupted
+from cartreg.portal.processing import Actor, abandon_interrupted
 from cartreg.portal.security import BodyLimit, ErrorShield, SecurityHeaders
 from cartreg.portal.sessions import SESSION_COOKIE, Signer, ensure_signing_key
 from cartreg.registry.store import Registry, RegistryLockedError, open_registry, transaction
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from cartreg.cdm import CDM
 
 log = logging.getLogger("cartreg.portal")
+T = TypeVar("T")
 
 UPLOAD_PATH = "/site/uploads"
 WORKBOOK_PATH = "/site/queries/workbook"
@@ -92,15 +94,19 @@ class Portal:
         """The registry for reading (waits for a write in progress, up to the lock timeout)."""
         return self.readers.read()
 
+    @staticmethod
+    def actor(who: Principal) -> Actor:
+        return Actor(who.name, who.role, who.site_id, who.client)
+
     def event(self, who: Principal, action: str, **fields: Any) -> AuditEvent:
-        return AuditEvent(
-            actor=who.name,
-            role=who.role,
-            site_id=fields.pop("site_id", who.site_id),
-            client=who.client,
-            action=action,
-            **fields,
-        )
+        return self.actor(who).event(action, **fields)
+
+    def write(self, fn: Callable[[Registry], T], *, audit: Sequence[AuditEvent] = ()) -> T:
+        """Run a write on the writer; what the library refuses is a 409 with its message."""
+        try:
+            return self.writer.call(fn, audit=audit)
+        except CartregError as exc:
+            raise HTTPException(409, exc.message) from None
 
     def record(self, who: Principal, action: str, **fields: Any) -> None:
         """Audit a view or download (written by the writer within a second)."""
@@ -200,44 +206,30 @@ def create_app(config: PortalConfig, *, cdm: CDM | None = None) -> FastAPI:
     async def to_login(_request: Request, _exc: LoginRequired) -> Response:
         return RedirectResponse("/login", status_code=303)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    def error_page(request: Request, status: int, message: str, **headers: str) -> Response:
         response = portal.page(
             request,
             getattr(request.state, "principal", None),
             "error.html",
-            status_code=exc.status_code,
-            title=_TITLES.get(exc.status_code, "Error"),
-            message=str(exc.detail),
+            status_code=status,
+            title=_TITLES.get(status, "Error"),
+            message=message,
         )
-        for name, value in (exc.headers or {}).items():
-            response.headers[name] = value
+        response.headers.update(headers)
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_page(request, exc.status_code, str(exc.detail), **(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, _exc: RequestValidationError) -> Response:
-        return portal.page(
-            request,
-            getattr(request.state, "principal", None),
-            "error.html",
-            status_code=400,
-            title="Bad request",
-            message="the request is not one this portal understands",
-        )
+        return error_page(request, 400, "the request is not one this portal understands")
 
     @app.exception_handler(RegistryLockedError)
     async def busy(request: Request, _exc: RegistryLockedError) -> Response:
-        response = portal.page(
-            request,
-            getattr(request.state, "principal", None),
-            "error.html",
-            status_code=503,
-            title="Busy",
-            message="the registry is busy (a merge or a command-line job is running); "
-            "try again in a moment",
-        )
-        response.headers["Retry-After"] = "10"
-        return response
+        message = "the registry is busy (a merge or a command-line job); try again in a moment"
+        return error_page(request, 503, message, **{"Retry-After": "10"})
 
     app.add_middleware(BodyLimit, limit_for=_limit_for(portal))
     app.add_middleware(ErrorShield)
@@ -254,4 +246,5 @@ _TITLES = {
     409: "Not possible now",
     413: "Too large",
     429: "Too many attempts",
+    503: "Busy",
 }

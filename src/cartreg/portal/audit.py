@@ -54,6 +54,17 @@ class AuditEvent:
     at: datetime = field(default_factory=now_utc)
 
 
+def admin_event(
+    action: str, *, object: str, site_id: str | None = None, **fields: Any
+) -> AuditEvent:
+    """An event of a command-line change (``cartreg users``/``sites``), by the login name."""
+    from cartreg.registry.store import current_user
+
+    return AuditEvent(
+        actor=current_user(), role="admin", action=action, object=object, site_id=site_id, **fields
+    )
+
+
 def _row_hash(prev_hash: str, values: Sequence[Any]) -> str:
     canonical = json.dumps(
         [v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v for v in values],

@@ -107,22 +107,49 @@ def internal_error(what: str, exc: BaseException) -> str:
     )
 
 
-def _finish_upload(
+def finish_row(
     registry: Registry,
-    upload_id: int,
+    table: str,
+    key: tuple[str, int],
     *,
     state: str,
     message: str,
-    submission_id: int | None,
     event: AuditEvent,
+    **columns: Any,
 ) -> None:
+    """Set a job's row (``portal_uploads``/``portal_merges``) to its final state, with its
+    audit row, in one transaction."""
+    values = {"state": state, "finished_at": now_utc(), "message": message, **columns}
     with transaction(registry):
         registry.conn.execute(
-            "UPDATE portal_uploads SET state = ?, finished_at = ?, submission_id = ?, message = ? "
-            "WHERE upload_id = ?",
-            [state, now_utc(), submission_id, message, upload_id],
+            f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in values)} WHERE {key[0]} = ?",
+            [*values.values(), key[1]],
         )
         append_events(registry, [event])
+
+
+def run_guarded(
+    progress: Progress,
+    what: str,
+    work: Callable[[], str],
+    *,
+    hide: dict[str, str],
+    record_failure: Callable[[str], None],
+) -> None:
+    """Run a job's ``work`` (it returns the outcome shown); any failure becomes the one-line
+    message the user sees (internal errors a reference), recorded, and the job still ends."""
+    try:
+        progress.finish(work())
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        message = (
+            public_message(exc, hide=hide)
+            if isinstance(exc, CartregError)
+            else internal_error(what, exc)
+        )
+        record_failure(message)
+        progress.finish(message, failed=True)
 
 
 def _outcome(result: SubmitResult) -> str:
@@ -167,16 +194,17 @@ def upload_job(
         from cartreg.registry.submit import submit_output, validate_for_submit
         from cartreg.reports.html import render_html
 
-        work = upload_folder(config, upload_id)
-        inputs, out, mapping = work / "input", work / "out", work / "mapping.yaml"
+        work_dir = upload_folder(config, upload_id)
+        inputs, out, mapping = work_dir / "input", work_dir / "out", work_dir / "mapping.yaml"
         hide = {
             f"{inputs}/": "",
             str(inputs): "upload",
             str(mapping): f"the mapping of {site}",
-            str(work): "upload",
+            str(work_dir): "upload",
             str(config.data_dir): "portal",
         }
-        try:
+
+        def work() -> str:
             progress.note("ingesting", "reading the files with the site's mapping")
             ingested = ingest_submission(
                 inputs,
@@ -199,7 +227,7 @@ def upload_job(
             html = render_html(report)
             progress.note("storing", "storing the version and updating the queries")
 
-            def store(registry: Registry) -> SubmitResult:
+            def store(registry: Registry) -> str:
                 result = submit_output(
                     registry,
                     out,
@@ -210,55 +238,53 @@ def upload_job(
                     who=actor.name,
                     cdm=cdm,
                 )
-                message = _outcome(result)
                 if not result.is_noop:
                     with transaction(registry):
                         registry.conn.execute(
                             "INSERT INTO portal_reports VALUES (?, ?, ?)",
                             [result.submission_id, now_utc(), html],
                         )
-                _finish_upload(
+                message = _outcome(result)
+                event = actor.event(
+                    "upload.stored",
+                    site_id=site,
+                    object=f"upload:{upload_id}",
+                    detail=f"submission {result.submission_id}: {result.status}",
+                )
+                finish_row(
                     registry,
-                    upload_id,
+                    "portal_uploads",
+                    ("upload_id", upload_id),
                     state="stored",
                     message=message,
+                    event=event,
                     submission_id=result.submission_id,
-                    event=actor.event(
-                        "upload.stored",
-                        site_id=site,
-                        object=f"upload:{upload_id}",
-                        detail=f"submission {result.submission_id}: {result.status}",
-                    ),
                 )
-                return result
+                return message
 
-            progress.finish(_outcome(writer.call(store)))
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            message = (
-                public_message(exc, hide=hide)
-                if isinstance(exc, CartregError)
-                else internal_error(f"upload {upload_id}", exc)
+            return writer.call(store)
+
+        def record_failure(message: str) -> None:
+            event = actor.event(
+                "upload.failed", site_id=site, object=f"upload:{upload_id}", outcome="failed"
             )
             writer.call(
-                lambda registry: _finish_upload(
+                lambda registry: finish_row(
                     registry,
-                    upload_id,
+                    "portal_uploads",
+                    ("upload_id", upload_id),
                     state="failed",
                     message=message,
-                    submission_id=None,
-                    event=actor.event(
-                        "upload.failed",
-                        site_id=site,
-                        object=f"upload:{upload_id}",
-                        outcome="failed",
-                    ),
+                    event=event,
                 )
             )
-            progress.finish(message, failed=True)
+
+        try:
+            run_guarded(
+                progress, f"upload {upload_id}", work, hide=hide, record_failure=record_failure
+            )
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work_dir, ignore_errors=True)
 
     return run
 
@@ -321,8 +347,8 @@ def merge_job(
         from cartreg.registry.merge import merge_registry
 
         folder = config.merges_dir / str(merge_id)
-        hide = {str(config.data_dir): "portal"}
-        try:
+
+        def work() -> str:
             if config.secret is None:  # the route refuses too; never merge without pseudonyms
                 raise CartregError("the server has no consortium secret: merges are disabled")
             folder.mkdir(parents=True, exist_ok=True)
@@ -343,48 +369,41 @@ def merge_job(
             message = "merged " + ", ".join(
                 f"{s['site_id']} v{s['version']}" for s in summary["sites"]
             )
-
-            def done(registry: Registry) -> None:
-                with transaction(registry):
-                    registry.conn.execute(
-                        "UPDATE portal_merges SET state = 'done', finished_at = ?, "
-                        "pseudonymized = ?, summary_json = ?, message = ? WHERE merge_id = ?",
-                        [
-                            now_utc(),
-                            summary["pseudonymized"],
-                            json.dumps(summary),
-                            message,
-                            merge_id,
-                        ],
-                    )
-                    append_events(registry, [actor.event("merge.done", object=f"merge:{merge_id}")])
-
-            writer.call(done)
-            progress.finish(message)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            message = (
-                public_message(exc, hide=hide)
-                if isinstance(exc, CartregError)
-                else internal_error(f"merge {merge_id}", exc)
+            writer.call(
+                lambda registry: finish_row(
+                    registry,
+                    "portal_merges",
+                    ("merge_id", merge_id),
+                    state="done",
+                    message=message,
+                    event=actor.event("merge.done", object=f"merge:{merge_id}"),
+                    pseudonymized=summary["pseudonymized"],
+                    summary_json=json.dumps(summary),
+                )
             )
+            return message
 
-            def failed(registry: Registry) -> None:
-                with transaction(registry):
-                    registry.conn.execute(
-                        "UPDATE portal_merges SET state = 'failed', finished_at = ?, message = ? "
-                        "WHERE merge_id = ?",
-                        [now_utc(), message, merge_id],
-                    )
-                    append_events(
-                        registry,
-                        [actor.event("merge.failed", object=f"merge:{merge_id}", outcome="failed")],
-                    )
-
-            writer.call(failed)
-            progress.finish(message, failed=True)
+        def record_failure(message: str) -> None:
+            event = actor.event("merge.failed", object=f"merge:{merge_id}", outcome="failed")
+            writer.call(
+                lambda registry: finish_row(
+                    registry,
+                    "portal_merges",
+                    ("merge_id", merge_id),
+                    state="failed",
+                    message=message,
+                    event=event,
+                )
+            )
             shutil.rmtree(folder, ignore_errors=True)
+
+        run_guarded(
+            progress,
+            f"merge {merge_id}",
+            work,
+            hide={str(config.data_dir): "portal"},
+            record_failure=record_failure,
+        )
 
     return run
 

@@ -99,6 +99,19 @@ class _TooLarge(BaseException):
     exception met while it parses a body into a 400, and this must reach :class:`BodyLimit`."""
 
 
+class _Sent:
+    """``send``, remembering whether the response has started (then no other can be sent)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 async def _plain(send: Send, status: int, text: str) -> None:
     body = text.encode("utf-8")
     await send(
@@ -140,7 +153,7 @@ class BodyLimit:
                 await _plain(send, 413, message)
                 return
         received = 0
-        started = False
+        sent = _Sent(send)
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -151,16 +164,10 @@ class BodyLimit:
                     raise _TooLarge
             return msg
 
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, sent)
         except _TooLarge:
-            if not started:
+            if not sent.started:
                 await _plain(send, 413, message)
 
 
@@ -176,16 +183,9 @@ class ErrorShield:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
+        sent = _Sent(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, sent)
         except Exception as exc:
             reference = secrets.token_hex(4)
             if os.environ.get("CARTREG_DEBUG"):
@@ -198,7 +198,7 @@ class ErrorShield:
                     scope.get("path"),
                     reference,
                 )
-            if not started:
+            if not sent.started:
                 await _plain(
                     send,
                     500,

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cartreg.errors import InputError
 from cartreg.portal import views
 from cartreg.portal.auth import Principal, portal_of, require
-from cartreg.portal.processing import Actor, merge_job, record_merge
+from cartreg.portal.processing import merge_job, record_merge
+from cartreg.portal.routes.shared import optional_date
 from cartreg.portal.sites import list_site_mappings
 from cartreg.registry.store import Registry
 
@@ -88,10 +88,7 @@ def decision(
         object=f"submission:{submission_id}",
         detail=f"version {version}",
     )
-    try:
-        portal.writer.call(apply, audit=[event])
-    except InputError as exc:
-        raise HTTPException(400, exc.one_line()) from None
+    portal.write(apply, audit=[event])
     return RedirectResponse(f"/submissions/{submission_id}", status_code=303)
 
 
@@ -129,13 +126,8 @@ def start_merge(
     portal = portal_of(request)
     if portal.config.secret is None:
         raise HTTPException(409, "merges are disabled: the server has no consortium secret")
-    cut = None
-    if data_cut.strip():
-        try:
-            cut = dt.date.fromisoformat(data_cut.strip())
-        except ValueError:
-            raise HTTPException(400, "the data cut must be a date (YYYY-MM-DD)") from None
-    actor = Actor(who.name, who.role, None, who.client)
+    cut = optional_date(data_cut, "the data cut")
+    actor = portal.actor(who)
     merge_id = portal.writer.call(lambda registry: record_merge(registry, actor, cut))
     portal.worker.enqueue(
         "merge",

@@ -22,7 +22,8 @@ from cartreg.errors import CartregError
 from cartreg.portal.app import WORKBOOK_PATH, Portal
 from cartreg.portal.auth import Principal, portal_of, require
 from cartreg.portal.processing import public_message
-from cartreg.portal.routes.shared import not_found, scope
+from cartreg.portal.routes.shared import not_found, optional_date, scope
+from cartreg.portal.routes.site import site_of
 from cartreg.portal.security import document_csp, static_block_hashes
 from cartreg.portal.views import known_sites
 from cartreg.queries.lifecycle import (
@@ -151,28 +152,20 @@ def close(
 ) -> Response:
     portal = portal_of(request)
     row = _query(portal, who, query_id)
-    until = None
-    if expires.strip():
-        try:
-            until = dt.date.fromisoformat(expires.strip())
-        except ValueError:
-            raise HTTPException(400, "the expiry must be a date (YYYY-MM-DD)") from None
+    until = optional_date(expires, "the expiry")
     action = "query.waive" if resolution == "waived" else "query.close"
-    try:
-        portal.writer.call(
-            lambda registry: close_queries(
-                registry,
-                [query_id],
-                resolution=resolution,
-                reason=reason,
-                actor=who.name,
-                when=now_utc(),
-                expires=until,
-            ),
-            audit=[portal.event(who, action, object=f"query:{query_id}", site_id=row["site_id"])],
-        )
-    except CartregError as exc:
-        raise HTTPException(409, exc.message) from None
+    portal.write(
+        lambda registry: close_queries(
+            registry,
+            [query_id],
+            resolution=resolution,
+            reason=reason,
+            actor=who.name,
+            when=now_utc(),
+            expires=until,
+        ),
+        audit=[portal.event(who, action, object=f"query:{query_id}", site_id=row["site_id"])],
+    )
     return RedirectResponse(f"/queries/{query_id}", status_code=303)
 
 
@@ -185,26 +178,15 @@ def reopen(
 ) -> Response:
     portal = portal_of(request)
     row = _query(portal, who, query_id)
-    try:
-        portal.writer.call(
-            lambda registry: reopen_queries(
-                registry, [query_id], reason=reason, actor=who.name, when=now_utc()
-            ),
-            audit=[
-                portal.event(
-                    who, "query.reopen", object=f"query:{query_id}", site_id=row["site_id"]
-                )
-            ],
-        )
-    except CartregError as exc:
-        raise HTTPException(409, exc.message) from None
+    portal.write(
+        lambda registry: reopen_queries(
+            registry, [query_id], reason=reason, actor=who.name, when=now_utc()
+        ),
+        audit=[
+            portal.event(who, "query.reopen", object=f"query:{query_id}", site_id=row["site_id"])
+        ],
+    )
     return RedirectResponse(f"/queries/{query_id}", status_code=303)
-
-
-def _site(who: Principal) -> str:
-    if who.site_id is None:
-        raise HTTPException(403, "your account has no site")
-    return who.site_id
 
 
 @router.get(WORKBOOK_PATH)
@@ -212,7 +194,7 @@ def workbook_download(request: Request, who: SiteUser) -> Response:
     from cartreg.queries.workbook import all_guidance, write_workbook
 
     portal = portal_of(request)
-    site = _site(who)
+    site = site_of(who)
     folder = portal.config.work_dir / f"workbook-{secrets.token_hex(8)}"
     path = folder / f"{site}-queries.xlsx"
     try:
@@ -244,7 +226,7 @@ def workbook_upload(
     from cartreg.queries.workbook import check_workbook, read_workbook
 
     portal = portal_of(request)
-    site = _site(who)
+    site = site_of(who)
     folder = portal.config.work_dir / f"answers-{secrets.token_hex(8)}"
     folder.mkdir(parents=True)
     path = folder / "answers.xlsx"
@@ -308,7 +290,7 @@ def _scorecard(portal: Portal, site: str | None) -> HTMLResponse:
 @router.get("/site/scorecard")
 def site_scorecard(request: Request, who: SiteUser) -> Response:
     portal = portal_of(request)
-    site = _site(who)
+    site = site_of(who)
     portal.record(who, "scorecard.view", object=f"site:{site}")
     return _scorecard(portal, site)
 

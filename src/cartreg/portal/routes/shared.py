@@ -4,6 +4,8 @@ not found (404), exactly like ids that do not exist."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any
 
@@ -14,7 +16,9 @@ from cartreg.errors import InputError
 from cartreg.portal import views
 from cartreg.portal.app import Portal
 from cartreg.portal.auth import Principal, portal_of, require
+from cartreg.portal.jobs import Progress
 from cartreg.portal.security import document_csp, static_block_hashes
+from cartreg.registry.store import Registry
 
 router = APIRouter()
 SiteOrCoordinator = Annotated[Principal, Depends(require("site", "coordinator"))]
@@ -25,18 +29,52 @@ def scope(who: Principal) -> str | None:
     return who.site_id if who.role == "site" else None
 
 
+def optional_date(text: str, what: str) -> dt.date | None:
+    """A form's optional YYYY-MM-DD field."""
+    if not text.strip():
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise HTTPException(400, f"{what} must be a date (YYYY-MM-DD)") from None
+
+
+def progress_json(progress: Progress | None, state: str, **extra: Any) -> JSONResponse:
+    """A job's progress; ``state`` is its row's state (``queued`` until it finished)."""
+    snapshot = (
+        progress.snapshot()
+        if progress
+        else {"stage": state, "finished": True, "failed": state == "failed", "steps": []}
+    )
+    snapshot["finished"] = bool(snapshot["finished"]) and state != "queued"
+    return JSONResponse({**snapshot, **extra})
+
+
 def not_found(portal: Portal, who: Principal, what: str) -> HTTPException:
     portal.denied(who, what)
     return HTTPException(404, f"no {what.split(':')[0]} with this id")
 
 
+Lookup = Callable[[Registry, int, str | None], dict[str, Any] | None]
+
+
+def scoped(portal: Portal, who: Principal, kind: str, key: int, lookup: Lookup) -> dict[str, Any]:
+    """The object ``kind:key`` as ``who`` may see it (a site user: of their site), else 404."""
+    with portal.read() as registry:
+        row = lookup(registry, key, scope(who))
+    if row is None:
+        raise not_found(portal, who, f"{kind}:{key}")
+    return row
+
+
+def _upload(portal: Portal, who: Principal, upload_id: int) -> dict[str, Any]:
+    return scoped(portal, who, "upload", upload_id, views.upload)
+
+
 @router.get("/uploads/{upload_id}")
 def upload_page(request: Request, who: SiteOrCoordinator, upload_id: int) -> Response:
     portal = portal_of(request)
-    with portal.read() as registry:
-        row = views.upload(registry, upload_id, scope(who))
-    if row is None:
-        raise not_found(portal, who, f"upload:{upload_id}")
+    row = _upload(portal, who, upload_id)
     progress = portal.worker.progress("upload", upload_id)
     return portal.page(
         request,
@@ -50,27 +88,16 @@ def upload_page(request: Request, who: SiteOrCoordinator, upload_id: int) -> Res
 @router.get("/uploads/{upload_id}/progress")
 def upload_progress(request: Request, who: SiteOrCoordinator, upload_id: int) -> Response:
     portal = portal_of(request)
-    with portal.read() as registry:
-        row = views.upload(registry, upload_id, scope(who))
-    if row is None:
-        raise not_found(portal, who, f"upload:{upload_id}")
-    progress = portal.worker.progress("upload", upload_id)
-    snapshot: dict[str, Any] = (
-        progress.snapshot()
-        if progress
-        else {"stage": row["state"], "finished": row["state"] != "queued", "steps": []}
+    row = _upload(portal, who, upload_id)
+    return progress_json(
+        portal.worker.progress("upload", upload_id),
+        row["state"],
+        submission_id=row["submission_id"],
     )
-    snapshot["finished"] = snapshot["finished"] and row["state"] != "queued"
-    snapshot["submission_id"] = row["submission_id"]
-    return JSONResponse(snapshot)
 
 
 def _submission(portal: Portal, who: Principal, submission_id: int) -> dict[str, Any]:
-    with portal.read() as registry:
-        row = views.submission(registry, submission_id, scope(who))
-    if row is None:
-        raise not_found(portal, who, f"submission:{submission_id}")
-    return row
+    return scoped(portal, who, "submission", submission_id, views.submission)
 
 
 @router.get("/submissions/{submission_id}")

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from cartreg.portal import views
 from cartreg.portal.app import UPLOAD_PATH
 from cartreg.portal.auth import Principal, portal_of, require
-from cartreg.portal.processing import Actor, record_upload, upload_folder, upload_job
+from cartreg.portal.processing import record_upload, upload_folder, upload_job
 from cartreg.portal.sites import site_mapping
 from cartreg.portal.uploads import UploadRejected, allowed_types, receive_files
 
@@ -69,7 +69,7 @@ def upload(request: Request, who: SiteUser, files: Annotated[list[UploadFile], F
         portal.record(who, "upload.rejected", outcome="denied", detail=exc.message[:300])
         raise HTTPException(413 if exc.too_large else 400, exc.one_line()) from None
     (staging / "mapping.yaml").write_text(mapping.mapping_text, encoding="utf-8")
-    actor = Actor(who.name, who.role, site, who.client)
+    actor = portal.actor(who)
     listing = [{"name": f.name, "bytes": f.size} for f in received]
     upload_id = portal.writer.call(lambda registry: record_upload(registry, actor, site, listing))
     staging.rename(upload_folder(portal.config, upload_id))

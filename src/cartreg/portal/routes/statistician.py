@@ -7,15 +7,15 @@ submissions, reports or queries.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from cartreg.portal import views
 from cartreg.portal.app import Portal
 from cartreg.portal.auth import Principal, portal_of, require
+from cartreg.portal.routes.shared import progress_json
 from cartreg.portal.security import document_csp, static_block_hashes
 
 router = APIRouter()
@@ -62,43 +62,30 @@ def merge_page(request: Request, who: DataUser, merge_id: int) -> Response:
 def merge_progress(request: Request, who: Coordinator, merge_id: int) -> Response:
     portal = portal_of(request)
     row = _merge(portal, who, merge_id)
-    progress = portal.worker.progress("merge", merge_id)
-    snapshot: dict[str, Any] = (
-        progress.snapshot()
-        if progress
-        else {"stage": row["state"], "finished": row["state"] != "queued", "steps": []}
-    )
-    snapshot["finished"] = snapshot["finished"] and row["state"] != "queued"
-    return JSONResponse(snapshot)
+    return progress_json(portal.worker.progress("merge", merge_id), row["state"])
 
 
-def _file(portal: Portal, merge_id: int, name: str) -> Path:
+def _send(request: Request, who: Principal, merge_id: int, name: str, action: str) -> Response:
+    """A file of a merge's folder, after the merge itself is checked as visible to ``who``."""
+    portal = portal_of(request)
+    _merge(portal, who, merge_id)
     path = portal.config.merges_dir / str(merge_id) / name
     if not path.is_file():
         raise HTTPException(404, "not available for this merge")
-    return path
+    portal.record(who, action, site_id=None, object=f"merge:{merge_id}")
+    return FileResponse(
+        path, media_type="application/zip", filename=f"cartreg-merge-{merge_id}-{name}"
+    )
 
 
 @router.get("/merges/{merge_id}/dataset.zip")
 def dataset(request: Request, who: DataUser, merge_id: int) -> Response:
-    portal = portal_of(request)
-    _merge(portal, who, merge_id)
-    path = _file(portal, merge_id, "dataset.zip")
-    portal.record(who, "dataset.download", site_id=None, object=f"merge:{merge_id}")
-    return FileResponse(
-        path, media_type="application/zip", filename=f"cartreg-merge-{merge_id}.zip"
-    )
+    return _send(request, who, merge_id, "dataset.zip", "dataset.download")
 
 
 @router.get("/merges/{merge_id}/analysis.zip")
 def analysis_files(request: Request, who: DataUser, merge_id: int) -> Response:
-    portal = portal_of(request)
-    _merge(portal, who, merge_id)
-    path = _file(portal, merge_id, "analysis.zip")
-    portal.record(who, "analysis.download", site_id=None, object=f"merge:{merge_id}")
-    return FileResponse(
-        path, media_type="application/zip", filename=f"cartreg-analysis-{merge_id}.zip"
-    )
+    return _send(request, who, merge_id, "analysis.zip", "analysis.download")
 
 
 @cache
@@ -115,7 +102,9 @@ def _analysis_csp() -> str:
 def analysis_report(request: Request, who: DataUser, merge_id: int) -> Response:
     portal = portal_of(request)
     _merge(portal, who, merge_id)
-    path = _file(portal, merge_id, "analysis/report.html")
+    path = portal.config.merges_dir / str(merge_id) / "analysis" / "report.html"
+    if not path.is_file():
+        raise HTTPException(404, "this merge has no analysis (no data cut was given)")
     portal.record(who, "analysis.view", site_id=None, object=f"merge:{merge_id}")
     return HTMLResponse(
         path.read_text(encoding="utf-8"), headers={"Content-Security-Policy": _analysis_csp()}
