@@ -53,7 +53,7 @@ def test_every_registry_write_of_the_portal_runs_on_the_writer_thread(
         )
         alice.get(f"/submissions/{sid}/report")  # a view: its audit row is written later
         alice.post("/logout", data={"csrf_token": token(alice)})
-        time.sleep(1.5)  # the audit flush
+    # (stopping the portal flushed the buffered audit rows, on the writer too)
     during = set(writers[started:])
     assert during == {"cartreg-writer"}, writers
 
@@ -86,7 +86,7 @@ def test_pages_and_decisions_do_not_wait_for_an_upload_being_processed(
             ):
                 began = time.monotonic()
                 assert alice.get(path).status_code == 200
-                assert time.monotonic() - began < 2.0, path
+                assert time.monotonic() - began < 10.0, path  # the ingest waits 60 s
             assert alice.get(progress_url).json()["stage"] == "ingesting"
             began = time.monotonic()
             decided = carol.post(
@@ -94,7 +94,7 @@ def test_pages_and_decisions_do_not_wait_for_an_upload_being_processed(
                 data={"csrf_token": token(carol), "outcome": "accepted", "reason": "reviewed"},
             )
             assert decided.status_code == 303
-            assert time.monotonic() - began < 5.0
+            assert time.monotonic() - began < 10.0
         finally:
             gate.set()
         assert not wait_json(alice, progress_url)["failed"]
@@ -144,3 +144,49 @@ def test_a_read_inside_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> No
     finally:
         writer.stop()
         readers.close()
+
+
+def test_command_line_writers_get_their_turn_while_pages_are_read(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with running_portal(tmp_path, users=USERS, sites=["REDCAP_A"]) as (app, config):
+        alice = client(app, "alice")
+        stop = threading.Event()
+        reads: list[int] = []
+
+        def keep_reading() -> None:  # a progress page polling, but faster
+            while not stop.is_set() and len(reads) < 2000:
+                reads.append(alice.get("/site").status_code)
+                time.sleep(0.05)
+
+        reader = threading.Thread(target=keep_reading)
+        reader.start()
+        try:
+            secret = tmp_path / "pw"
+            secret.write_text("a long enough password\n")
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "cartreg",
+                    "users",
+                    "add",
+                    "zoe",
+                    "--role",
+                    "statistician",
+                    "--password-file",
+                    str(secret),
+                    "--registry",
+                    str(config.registry),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        finally:
+            stop.set()
+            reader.join(30)
+        assert done.returncode == 0, done.stderr
+        assert reads and set(reads) == {200}

@@ -40,13 +40,26 @@ T = TypeVar("T")
 log = logging.getLogger("cartreg.portal")
 
 
+GIVE_WAY_SECONDS = 0.3  # > 2 polls of another process waiting for the registry's lock
+
+
 class Readers:
     """One read-only registry connection shared by the page requests, closed for each write."""
 
-    def __init__(self, registry: Path, *, lock_timeout: float, idle_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        registry: Path,
+        *,
+        lock_timeout: float,
+        idle_seconds: float = 1.0,
+        hold_seconds: float = 5.0,
+    ) -> None:
         self.registry = registry
         self.lock_timeout = lock_timeout
         self.idle_seconds = idle_seconds
+        self.hold_seconds = hold_seconds
+        self._opened_at = 0.0
+        self._reopen_at = 0.0  # after a release, wait this long: another process's turn
         self._cond = threading.Condition()
         self._open: tuple[ExitStack, Registry] | None = None
         self._active = 0
@@ -69,11 +82,15 @@ class Readers:
                     hint="try again in a moment",
                 )
             if self._open is None:
+                pause = self._reopen_at - time.monotonic()
+                if pause > 0:  # a command-line writer polls the lock every 0.1 s
+                    time.sleep(pause)
                 stack = ExitStack()
                 shared = stack.enter_context(
                     open_registry(self.registry, lock_timeout=self.lock_timeout)
                 )
                 self._open = (stack, shared)
+                self._opened_at = time.monotonic()
             cursor = self._open[1].conn.cursor()
             self._active += 1
         self._mine.depth = getattr(self._mine, "depth", 0) + 1
@@ -107,9 +124,17 @@ class Readers:
                 self._cond.notify_all()
 
     def release_if_idle(self) -> None:
-        """Let go of the shared lock when no page has read for ``idle_seconds``."""
+        """Let go of the shared lock between reads when no page has read for ``idle_seconds``,
+        or the connection has been open for ``hold_seconds`` (a page polling a job's progress
+        must not keep command-line writers out)."""
+        now = time.monotonic()
         with self._cond:
-            if self._active == 0 and time.monotonic() - self._last_used > self.idle_seconds:
+            if self._active == 0 and (
+                now - self._last_used > self.idle_seconds
+                or now - self._opened_at > self.hold_seconds
+            ):
+                if self._open is not None:
+                    self._reopen_at = now + GIVE_WAY_SECONDS
                 self._close()
 
     def close(self) -> None:
