@@ -105,6 +105,8 @@ class Portal:
         """Run a write on the writer; what the library refuses is a 409 with its message."""
         try:
             return self.writer.call(fn, audit=audit)
+        except RegistryLockedError:
+            raise  # "busy" (503), not a refusal
         except CartregError as exc:
             raise HTTPException(409, exc.message) from None
 
