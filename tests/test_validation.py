@@ -13,7 +13,7 @@ from cartreg.paths import repo_root
 from cartreg.validation import validate_output
 
 SAMPLES = repo_root() / "sample_data"
-SITES = ("redcap_a", "excel_b", "ehr_c", "deid_d")
+SITES = ("redcap_a", "excel_b", "ehr_c", "deid_d", "registry_a", "classeur_b", "json_c")
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,25 @@ def test_library_never_imports_the_cli() -> None:
     ]
     offenders = [f.name for f in files if "cartreg.cli" in f.read_text(encoding="utf-8")]
     assert offenders == []
+
+
+def test_clean_sample_sites_give_no_error_validated_together(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The clean render of all seven sample sites, each ingested with its committed mapping and
+    validated together (cross-site rules included), reports no error finding."""
+    from cartreg.ingest import ingest_submission
+    from cartreg.synth.sample import write_sample_data
+
+    root = tmp_path_factory.mktemp("clean")
+    write_sample_data(root / "sites", clean=True)
+    outs = []
+    for site in SITES:
+        shutil.copy(SAMPLES / site / "mapping.yaml", root / "sites" / site / "mapping.yaml")
+        out = root / "out" / site
+        ingest_submission(root / "sites" / site, root / "sites" / site / "mapping.yaml", out)
+        outs.append(out)
+    report = validate_output(outs)
+    errors = report.findings.filter(severity="error")
+    assert errors.height == 0, errors.select("site_id", "rule_id", "message").rows()[:5]
+    assert set(report.findings["site_id"]) <= {s.upper() for s in SITES}

@@ -85,6 +85,17 @@ STAGE_CHECKS: dict[str, tuple[str, str, str]] = {
         "An identifier-like column was not copied into the registry.",
         "Nothing to do: direct identifiers never leave the site.",
     ),
+    "ING-DUPLICATE": (
+        "ingest",
+        "A record repeats the key of an earlier one (a subject listed twice): the first is kept, "
+        "the repeat quarantined.",
+        "Remove the repeated record, or merge the two at the site.",
+    ),
+    "ING-WHERE-VALUE": (
+        "ingest",
+        "A mapping condition names a value that is neither a code nor a label of its REDCap field.",
+        "Use a choice code or label from the data dictionary in the mapping's where.",
+    ),
     "CDM-DTYPE": (
         "schema",
         "A value does not have the column's data type.",

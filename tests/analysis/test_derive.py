@@ -251,3 +251,52 @@ def test_row_order_does_not_change_the_result(
         for name, frame in dated_tables.items()
     }
     assert derive_tte(shuffled, endpoints, DATA_CUT).equals(expected)
+
+
+def test_baseline_burden_honours_the_blast_qualifier_and_rederives_ingest_values() -> None:
+    import datetime as dt
+
+    from cartreg.analysis import derive_baseline
+
+    def infusion(key: str, **extra: object) -> dict[str, object]:
+        return {
+            "infusion_id": f"S-{key}-INF1",
+            "patient_key": f"S-{key}",
+            "infusion_number": 1,
+            "is_index_infusion": True,
+            "is_reinfusion": False,
+            "infusion_date": dt.date(2021, 3, 10),
+            "product": "tisagenlecleucel",
+            "site_id": "S",
+            "source_file": "i.csv",
+            "source_row": 2,
+            **extra,
+        }
+
+    infusions = pl.DataFrame(
+        [
+            # "<5": below a 5% threshold (it was counted HIGH before)
+            infusion("1", pre_bm_blast_pct=5.0, pre_bm_blast_qualifier="LT"),
+            infusion("2", pre_bm_blast_pct=7.0),
+            # derived HIGH by an ingest run with a 5% threshold: re-derived at 10% here
+            infusion(
+                "3",
+                pre_bm_blast_pct=7.0,
+                disease_burden="HIGH",
+                disease_burden_derivation="PRE_INFUSION_BLASTS",
+            ),
+            infusion("4", pre_bm_blast_pct=7.0, disease_burden="HIGH"),  # stated
+        ]
+    )
+    patients = pl.DataFrame(
+        {"patient_key": [f"S-{k}" for k in "1234"], "site_id": "S", "source_file": "p.csv"}
+    ).with_columns(source_row=pl.int_range(2, 6))
+    follow = patients.select("patient_key", "site_id", "source_file", "source_row").with_columns(
+        vital_status=pl.lit("ALIVE"), last_contact_date=pl.lit(dt.date(2022, 1, 1))
+    )
+    tables = {"patients": patients, "car_t_infusions": infusions, "follow_up": follow}
+    five = derive_baseline(tables, dt.date(2023, 1, 1))
+    ten = derive_baseline(tables, dt.date(2023, 1, 1), burden_threshold_pct=10.0)
+    assert five["burden"].to_list() == ["LOW", "HIGH", "HIGH", "HIGH"]
+    # at 10% the blasts decide all four, the stated burden included (CC-003 reports it)
+    assert ten["burden"].to_list() == ["LOW", "LOW", "LOW", "LOW"]

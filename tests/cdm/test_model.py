@@ -38,6 +38,29 @@ def test_bundled_cdm_loads_with_every_table_and_lineage() -> None:
                 assert f"{col.name}_precision" in names, col.name
 
 
+def test_derivable_columns_carry_their_provenance_siblings() -> None:
+    cdm = load_cdm()
+    derivable = {(t.name, c.name) for t in cdm.tables.values() for c in t.columns if c.derivable}
+    assert derivable == {
+        ("patients", "age_at_index_years"),
+        ("patients", "age_at_index_min_years"),
+        ("patients", "age_at_index_max_years"),
+        ("car_t_infusions", "disease_burden"),
+        ("progression_events", "remission_date"),
+    }
+    for table, name in derivable:
+        spec = cdm.tables[table]
+        how = spec.column(f"{name}_derivation")
+        source = spec.column(f"{name}_derived_from")
+        assert (how.role, how.vocabulary, how.sibling_of) == ("derivation", "derivation", name)
+        assert (source.role, source.dtype, source.sibling_of) == ("derived_from", "string", name)
+    # the day offset of a derived date follows the date's provenance columns
+    names = cdm.tables["progression_events"].column_names
+    assert names.index("remission_date_derived_from") < names.index("remission_day")
+    assert cdm.derivation_param("disease_burden", "blast_threshold_pct") == 5
+    assert cdm.derivation_param("remission", "count_crh_as_cr") is False
+
+
 def test_every_event_table_carries_a_day_offset() -> None:
     cdm = load_cdm()
     for name in EXPECTED_TABLES[1:]:
@@ -103,6 +126,30 @@ def _edit(path: Path, old: str, new: str) -> None:
             r"transplants.yaml: line 3, column 1: invalid YAML: duplicate key 'table'",
         ),
         (
+            "cdm.yaml",
+            "    blast_threshold_pct: 5 ",
+            "    blast_threshold_pct: five ",
+            r"cdm.yaml: derivations.disease_burden.blast_threshold_pct: must be a number, got 'five'",
+        ),
+        (
+            "cdm.yaml",
+            "  remission:\n",
+            "  remision:\n",
+            r"cdm.yaml: derivations.remision: unknown derivation 'remision' \(did you mean 'remission'\?\)",
+        ),
+        (
+            "cdm.yaml",
+            "    count_crh_as_cr: false",
+            "    count_crh: false",
+            r"cdm.yaml: derivations.remission.count_crh: unknown key 'count_crh'",
+        ),
+        (
+            "tables/patients.yaml",
+            "    derivable: true\n",
+            "    derivable: true\n    derived: true\n",
+            r"patients.yaml: columns\[\d+\]\(age_at_index_years\).derived: unknown key 'derived' \(did you mean 'derivable'\?\)",
+        ),
+        (
             "vocabularies/sex.yaml",
             "  - code: F",
             "  - code: M",
@@ -137,6 +184,6 @@ def test_invalid_schema_via_cli_exits_2_without_traceback(schemas_copy: Path) ->
 def test_schemas_folder_from_environment(
     schemas_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _edit(schemas_copy / "schemas/cdm.yaml".removeprefix("schemas/"), '"0.1.0"', '"0.1.0"')
+    _edit(schemas_copy / "cdm.yaml", "cdm_version: ", "cdm_version: ")
     monkeypatch.setenv("CARTREG_SCHEMAS", str(schemas_copy))
     assert load_cdm().path == schemas_copy

@@ -16,7 +16,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output[-3000:]
     text = " ".join(result.output.split())  # rich wraps long lines
-    assert "20 of 20 planted defects reported by their rule; 0 errors outside the key" in text
+    assert "32 of 32 planted defects reported by their rule; 0 errors outside the key" in text
     for path in (
         "data-dictionary.html",
         "reports/all-sites.html",

@@ -97,6 +97,31 @@ def test_broken_mapping_is_one_line_error_with_file_and_key(
     assert expected in message
 
 
+@pytest.mark.parametrize(
+    ("written_for", "expected"),
+    [
+        ("1.0.0", "mapping written for CDM 1.0.0, this is CDM 0.2.0 (a new major version"),
+        ("0.9.0", "mapping written for CDM 0.9.0, newer than this cartreg's CDM 0.2.0"),
+        ("0.1", "'0.1' is not a version like \"0.2.0\""),
+    ],
+)
+def test_mapping_for_another_major_or_a_newer_cdm_is_refused(
+    tmp_path: Path, cdm: CDM, written_for: str, expected: str
+) -> None:
+    site = _site(tmp_path, "site_id: CSV_T\n", f'site_id: CSV_T\ncdm_version: "{written_for}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_mapping(site / "mapping.yaml", cdm)
+    assert str(info.value).startswith(f"{site / 'mapping.yaml'}: cdm_version: {expected}")
+
+
+def test_mapping_written_for_an_earlier_minor_cdm_still_runs(tmp_path: Path, cdm: CDM) -> None:
+    # CDM 0.2.0 only added columns (derived values, disease status): a 0.1.0 mapping is valid
+    site = _site(tmp_path, "site_id: CSV_T\n", 'site_id: CSV_T\ncdm_version: "0.1.0"\n')
+    result = ingest_submission(site, site / "mapping.yaml", None, cdm=cdm)
+    assert result.manifest["cdm_version"] == cdm.version == "0.2.0"
+    assert "remission_date_derivation" in result.tables["progression_events"].columns
+
+
 def test_bad_yaml_names_the_file(tmp_path: Path, cdm: CDM) -> None:
     site = _site(tmp_path, "site_id: CSV_T", "site_id: [CSV_T")
     with pytest.raises(ConfigError) as info:

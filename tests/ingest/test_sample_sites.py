@@ -1,10 +1,11 @@
-"""The four sample sites: exact row reconciliation, answer-key ingest defects, and the clean
-variant harmonizing to exactly the generating cohort, field by field."""
+"""The seven sample sites: exact row reconciliation, answer-key ingest defects, and the clean
+variant harmonizing to exactly what each site's export tells (the generating cohort for the
+four original layouts, the layout's site truth for the registry-style ones), field by field,
+with the derived values and their provenance."""
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -14,7 +15,11 @@ from cartreg.ingest import IngestResult, ingest_submission
 from cartreg.paths import repo_root
 
 SAMPLE = repo_root() / "sample_data"
-SITES = ("redcap_a", "excel_b", "ehr_c", "deid_d")
+ORIGINAL = ("redcap_a", "excel_b", "ehr_c", "deid_d")
+REGISTRY_STYLE = ("registry_a", "classeur_b", "json_c")
+SITES = ORIGINAL + REGISTRY_STYLE
+DAYS_ONLY = ("deid_d", "json_c")
+AGE_BOUNDS = ("age_at_index_min_years", "age_at_index_max_years")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +62,8 @@ def _comparable_columns(cdm: CDM, table: str, deidentified: bool) -> list[str]:
     offsets = {c.sibling_of for c in spec.columns if c.role == "day_offset"}
     columns = []
     for col in spec.columns:
-        if col.role in ("lineage", "raw"):
+        # Provenance of derived values and the age bounds are checked on their own (below).
+        if col.role in ("lineage", "raw", "derivation", "derived_from") or col.name in AGE_BOUNDS:
             continue
         # A de-identified site gives day offsets only: its event dates cannot be recovered.
         dated = col.name in offsets or (col.role == "precision" and col.sibling_of in offsets)
@@ -92,23 +98,79 @@ def _differences(
     return problems
 
 
-def test_clean_sample_harmonizes_to_the_truth_field_by_field(tmp_path: Path, cdm: CDM) -> None:
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory, cdm: CDM) -> dict[str, IngestResult]:
+    """Each clean site rendered from the seeds, ingested with its committed mapping."""
     synth = pytest.importorskip("cartreg.synth.sample")
-    synth.write_sample_data(tmp_path, clean=True)
-    truth = synth.sample_cohort()
-    problems: list[str] = []
+    folder = tmp_path_factory.mktemp("clean")
+    synth.write_sample_data(folder, clean=True)
+    out = {}
     for site in SITES:
-        shutil.copy(SAMPLE / site / "mapping.yaml", tmp_path / site / "mapping.yaml")
-        result = ingest_submission(tmp_path / site, tmp_path / site / "mapping.yaml", None, cdm=cdm)
-        assert result.findings.filter(pl.col("severity") == "error").height == 0, site
-        expected_tables = truth.site_tables(site.upper())
-        for table, spec in cdm.tables.items():
-            expected, got = expected_tables[table], result.tables[table]
-            if expected.height != got.height:
-                problems.append(f"{site} {table}: {got.height} rows, truth has {expected.height}")
-            columns = _comparable_columns(cdm, table, deidentified=site == "deid_d")
-            problems += [
-                f"{site} {table}.{p}"
-                for p in _differences(expected, got, list(spec.primary_key), columns)
-            ]
+        shutil.copy(SAMPLE / site / "mapping.yaml", folder / site / "mapping.yaml")
+        out[site] = ingest_submission(folder / site, folder / site / "mapping.yaml", None, cdm=cdm)
+    return out
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_clean_sample_harmonizes_to_the_truth_field_by_field(
+    site: str, clean: dict[str, IngestResult], cdm: CDM
+) -> None:
+    from cartreg.synth.registry_style import registry_style_cohort
+    from cartreg.synth.sample import sample_cohort, sample_site_truth
+
+    result = clean[site]
+    errors = result.findings.filter(pl.col("severity") == "error")
+    assert errors.height == 0, errors.select("rule_id", "source_row", "message").rows()[:5]
+    expected_tables = sample_site_truth(site.upper())
+    problems: list[str] = []
+    for table, spec in cdm.tables.items():
+        expected, got = expected_tables[table], result.tables[table]
+        if expected.height != got.height:
+            problems.append(f"{table}: {got.height} rows, truth has {expected.height}")
+        columns = _comparable_columns(cdm, table, deidentified=site in DAYS_ONLY)
+        problems += [
+            f"{table}.{p}" for p in _differences(expected, got, list(spec.primary_key), columns)
+        ]
+    cohort = registry_style_cohort() if site in REGISTRY_STYLE else sample_cohort()
+    true_patients = cohort.site_tables(site.upper())["patients"]
+    problems += _age_bound_problems(site, true_patients, result.tables["patients"])
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("site", REGISTRY_STYLE)
+def test_registry_style_sites_get_derived_values_with_provenance(
+    site: str, clean: dict[str, IngestResult]
+) -> None:
+    tables = clean[site].tables
+    relapses = tables["progression_events"].filter(pl.col("event_type") == "RELAPSE_AFTER_CR")
+    assert relapses.height > 0
+    # no site of this kind gives the remission: every one was derived, from an assessment row
+    assert relapses["remission_date_derivation"].to_list() == (
+        ["FIRST_REMISSION_ASSESSMENT"] * relapses.height
+    )
+    assessment_ids = set(tables["disease_assessments"]["assessment_id"])
+    assert set(relapses["remission_date_derived_from"]) <= assessment_ids
+    index = tables["car_t_infusions"].filter(pl.col("is_index_infusion"))
+    assert set(index["disease_burden_derivation"]) == {"PRE_INFUSION_BLASTS"}
+    assert (index["disease_burden_derived_from"] == index["infusion_id"]).all()
+    follow = tables["follow_up"]
+    assert set(follow["disease_status"]) == {"PROGRESSED", "PROGRESSION_FREE"}
+    assert follow["disease_status_day"].null_count() == 0
+
+
+def _age_bound_problems(site: str, truth: pl.DataFrame, got: pl.DataFrame) -> list[str]:
+    """Every patient with a birth year gets age bounds from it, and they contain the true age."""
+    joined = truth.select("patient_key", "birth_year", true_age="age_at_index_years").join(
+        got, on="patient_key"
+    )
+    with_year = joined.filter(pl.col("birth_year").is_not_null())
+    # The simulated age is reported truncated to 0.1 year, so it may sit just under the bound.
+    low = pl.col("age_at_index_min_years") - 0.1
+    bad = with_year.filter(
+        ~pl.col("true_age").is_between(low, "age_at_index_max_years")
+        | (pl.col("age_at_index_min_years_derivation") != "BIRTH_YEAR")
+        | (pl.col("age_at_index_max_years_derived_from") != pl.format("{}-INF1", "patient_key"))
+    )
+    if with_year.is_empty() or bad.height:
+        return [f"{site} patients age bounds: {bad.height} of {with_year.height} rows wrong"]
+    return []

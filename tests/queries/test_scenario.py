@@ -1,7 +1,8 @@
 """Acceptance: three submissions of one site through the real CLI, the site's workbook answered
 as a site would (openpyxl) and imported, and the exact query history.
 
-QSITE v1 has four planted defects: P02's marrow blasts 150 % (CDM-RANGE), P03's impossible
+QSITE v1 has four planted defects (every patient an adult on the 19-28z construct, so no
+label-age warning adds a query): P02's marrow blasts 150 % (CDM-RANGE), P03's impossible
 assessment date 2022-02-30 (ING-DATE), P05 without a day-28 assessment (CP-006) and P06 without
 a Ph status (CP-014). The site answers: two corrected, one confirmed correct (the coordinator
 waives it), one cannot be obtained (the coordinator closes it so). Version 2 fixes the two,

@@ -104,6 +104,9 @@ def test_diff_names_exactly_the_changes(registry: Path, tmp_path: Path) -> None:
     }
     assert changed == {
         ("patients", "SITE_A-P002", "birth_year", "1961", "1962"),
+        # the age bounds derived from the birth year move with it
+        ("patients", "SITE_A-P002", "age_at_index_min_years", "59.45", "58.45"),
+        ("patients", "SITE_A-P002", "age_at_index_max_years", "60.46", "59.46"),
         ("disease_assessments", "SITE_A-P002-A1", "bm_blast_pct", "0.0", "4.0"),
         ("follow_up", "SITE_A-P001", "last_contact_date", "2024-01-10", "2024-06-10"),
         ("follow_up", "SITE_A-P001", "last_contact_day", "680", "832"),

@@ -136,6 +136,9 @@ def test_resubmission_diff_names_exactly_the_changes(sample_registry: Path) -> N
     }
     assert changed == {
         ("patients", "REDCAP_A-4", "birth_year"),
+        # the age bounds derived from the birth year move with it
+        ("patients", "REDCAP_A-4", "age_at_index_min_years"),
+        ("patients", "REDCAP_A-4", "age_at_index_max_years"),
         ("patients", "REDCAP_A-5", "n_prior_lines"),
     }
     lost = report.findings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -14,7 +15,15 @@ from cartreg.paths import repo_root
 from cartreg.synth.sample import write_sample_data
 
 SAMPLE = repo_root() / "sample_data"
-SITES = {"REDCAP_A": "redcap_a", "EXCEL_B": "excel_b", "EHR_C": "ehr_c", "DEID_D": "deid_d"}
+SITES = {
+    "REDCAP_A": "redcap_a",
+    "EXCEL_B": "excel_b",
+    "EHR_C": "ehr_c",
+    "DEID_D": "deid_d",
+    "REGISTRY_A": "registry_a",
+    "CLASSEUR_B": "classeur_b",
+    "JSON_C": "json_c",
+}
 RULE_ID = re.compile(r"^(ING-[A-Z-]+|C[VRCP]-\d{3}|P[UAT]-\d{3})$")
 
 
@@ -88,10 +97,11 @@ def test_answer_key_is_well_formed_and_points_at_existing_rows() -> None:
         rows = list(csv.DictReader(fh))
     assert rows and list(rows[0]) == ["site_id", "source_file", "source_row", "defect", "rule_id"]
     assert (
-        12
+        24
         <= len({(r["site_id"], r["source_file"], r["source_row"], r["defect"]) for r in rows})
-        <= 20
+        <= 32
     )
+    assert {r["site_id"] for r in rows} == set(SITES)
     kinds = {r["rule_id"] for r in rows}
     assert {
         "PT-003",
@@ -103,6 +113,10 @@ def test_answer_key_is_well_formed_and_points_at_existing_rows() -> None:
         "CP-001",
         "PA-001",
         "PT-011",
+        "PT-006",
+        "PT-027",
+        "CR-014",
+        "ING-DUPLICATE",
     } <= kinds
     for r in rows:
         assert RULE_ID.match(r["rule_id"]), r
@@ -112,11 +126,13 @@ def test_answer_key_is_well_formed_and_points_at_existing_rows() -> None:
         assert path.is_file(), r
         # REDCap's "#instrument" names a form inside the CSV; a workbook's names a sheet
         sheet_name = sheet if path.suffix == ".xlsx" else None
-        assert (
-            1 < int(r["source_row"]) <= _line_count(path, sheet_name) or path.suffix == ".ndjson"
-        ), r
         if path.suffix == ".ndjson":
             assert 1 <= int(r["source_row"]) <= _line_count(path, None)
+        elif path.suffix == ".json":  # the record's position in the document's array
+            records = json.loads(path.read_text(encoding="utf-8"))["subjects"]
+            assert 1 <= int(r["source_row"]) <= len(records), r
+        else:
+            assert 1 < int(r["source_row"]) <= _line_count(path, sheet_name), r
 
 
 def test_clean_variant_has_the_same_cohort_without_defects(

@@ -26,6 +26,7 @@ import polars as pl
 from cartreg.analysis.endpoints import Endpoint, Source
 from cartreg.analysis.impute import compute_event_day
 from cartreg.errors import InputError
+from cartreg.ingest.derive import burden_from_blasts
 
 if TYPE_CHECKING:
     from cartreg.cdm import CDM
@@ -376,8 +377,9 @@ def _last_within_cut(cands: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
         srcrow=pl.when("beyond").then(None).otherwise("srcrow"),
         adtf=pl.when("beyond").then(None).otherwise("adtf"),
     )
+    # srccol too: two dates of one row (last contact and disease status) can tie on a day
     return (
-        capped.sort(["patient_key", "day", "srctable", "srcrow"], nulls_last=False)
+        capped.sort(["patient_key", "day", "srctable", "srcrow", "srccol"], nulls_last=False)
         .group_by("patient_key", maintain_order=True)
         .last()
         .select(list(_CANDIDATE_SCHEMA))
@@ -735,20 +737,14 @@ def derive_burden(
     site states is used only when the data do not decide it (a stated burden that contradicts
     the data is rule CC-003's finding). ``burden_source`` is ``derived``, ``stated`` or null.
     """
-    value = pl.col("pre_bm_blast_pct")
-    qualifier = pl.col("pre_bm_blast_qualifier").fill_null("EQ")
-    threshold = pl.lit(burden_threshold_pct)
-    blasts_high = value.is_not_null() & qualifier.is_in(["EQ", "GT", "GE"]) & (value >= threshold)
-    blasts_low = value.is_not_null() & (
-        (qualifier.is_in(["EQ", "LE"]) & (value < threshold))
-        | ((qualifier == "LT") & (value <= threshold))
-    )
-    emd = pl.col("pre_emd_present")
-    derived = (
-        pl.when(blasts_high | ((emd == "Y") & pl.lit(emd_counts_high)))
-        .then(pl.lit("HIGH"))
-        .when(blasts_low & ((emd.fill_null("N") != "Y") | pl.lit(not emd_counts_high)))
-        .then(pl.lit("LOW"))
+    # The definition ingest derives disease_burden with (cartreg.ingest.derive), so the
+    # registry's values and the analyses' agree at the same threshold.
+    derived = burden_from_blasts(
+        pl.col("pre_bm_blast_pct"),
+        pl.col("pre_bm_blast_qualifier"),
+        pl.col("pre_emd_present"),
+        threshold_pct=burden_threshold_pct,
+        emd_counts_high=emd_counts_high,
     )
     stated = pl.when(pl.col("disease_burden").is_in(["HIGH", "LOW"])).then(pl.col("disease_burden"))
     burden = pl.coalesce(derived, stated, pl.lit("UNKNOWN")).alias("burden")

@@ -12,6 +12,8 @@ _ROLE_NOTE = {
     "raw": "raw value",
     "precision": "date precision",
     "day_offset": "day offset",
+    "derivation": "derivation",
+    "derived_from": "derived from",
 }
 
 
@@ -43,7 +45,10 @@ def render_markdown(cdm: CDM) -> str:
         "Every table also carries the lineage columns `site_id`, `source_file` and `source_row`.",
         "Coded columns have a `<column>_raw` sibling with the source's original string; date",
         "columns have a `<column>_precision` sibling (DAY, MONTH or YEAR) and event dates a",
-        "`<event>_day` sibling counted in days from the index CAR T infusion (day 0).",
+        "`<event>_day` sibling counted in days from the index CAR T infusion (day 0). A column",
+        "that ingest derives when the site does not give it has `<column>_derivation` (how, a",
+        "code of vocabulary `derivation`) and `<column>_derived_from` (the id of the CDM row it",
+        "was derived from); both are empty for a value the site gave.",
         "",
         "## Tables",
         "",
@@ -107,7 +112,9 @@ _INTRO = (
     "<p>Every table also carries the lineage columns <code>site_id</code>, "
     "<code>source_file</code>, <code>source_row</code>. Coded columns keep the source string in "
     "<code>&lt;column&gt;_raw</code>; dates carry <code>&lt;column&gt;_precision</code>; event "
-    "dates carry <code>&lt;event&gt;_day</code> (days from the index infusion).</p>"
+    "dates carry <code>&lt;event&gt;_day</code> (days from the index infusion). Values ingest "
+    "derived carry <code>&lt;column&gt;_derivation</code> (how) and "
+    "<code>&lt;column&gt;_derived_from</code> (the id of the row they came from).</p>"
 )
 
 

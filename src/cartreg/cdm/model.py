@@ -6,11 +6,15 @@ column implies, so they can never be forgotten or spelt differently:
 * the lineage columns of ``cdm.yaml`` (``site_id``, ``source_file``, ``source_row``);
 * for a coded column ``x`` (one with a ``vocabulary``), ``x_raw``: the source's original string;
 * for a date column ``x_date``, ``x_date_precision`` (DAY / MONTH / YEAR);
-* for a date column with ``day_offset: true``, ``x_day``: days from the index CAR T infusion.
+* for a date column with ``day_offset: true``, ``x_day``: days from the index CAR T infusion;
+* for a column with ``derivable: true``, ``x_derivation`` (how ingest derived the value, a code of
+  the ``derivation`` vocabulary; null when the site gave it) and ``x_derived_from`` (the id of
+  the CDM row it was derived from).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +27,10 @@ from cartreg.yamlio import load_yaml
 
 Dtype = Literal["string", "integer", "float", "boolean", "date"]
 DTYPES: tuple[str, ...] = ("string", "integer", "float", "boolean", "date")
-ColumnRole = Literal["declared", "lineage", "raw", "precision", "day_offset"]
+ColumnRole = Literal[
+    "declared", "lineage", "raw", "precision", "day_offset", "derivation", "derived_from"
+]
+DERIVATION_VOCABULARY = "derivation"
 
 _COLUMN_KEYS = {
     "name",
@@ -37,6 +44,7 @@ _COLUMN_KEYS = {
     "pattern",
     "identifier",
     "day_offset",
+    "derivable",
 }
 _TABLE_KEYS = {
     "cdm_version",
@@ -47,7 +55,7 @@ _TABLE_KEYS = {
     "foreign_keys",
     "columns",
 }
-_MANIFEST_KEYS = {"cdm_version", "tables", "lineage_columns"}
+_MANIFEST_KEYS = {"cdm_version", "tables", "lineage_columns", "derivations"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class ColumnSpec:
     max: float | None = None
     pattern: str | None = None
     identifier: bool = False
+    derivable: bool = False
     role: ColumnRole = "declared"
     sibling_of: str | None = None
 
@@ -123,6 +132,8 @@ class CDM:
     vocabularies: Vocabularies
     path: Path
     lineage_columns: tuple[str, ...] = field(default=("site_id", "source_file", "source_row"))
+    # Parameters of the ingest derivations (cdm.yaml ``derivations``), per derivation.
+    derivations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     schema_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def table(self, name: str) -> TableSpec:
@@ -131,6 +142,30 @@ class CDM:
         except KeyError:
             hint = did_you_mean(name, list(self.tables)) or f"tables: {', '.join(self.tables)}"
             raise ConfigError(f"unknown CDM table '{name}'", path=self.path, hint=hint) from None
+
+    def derivation_param(self, derivation: str, name: str) -> Any:
+        """A parameter of an ingest derivation (``cdm.yaml`` ``derivations``), or its default."""
+        return self.derivations.get(derivation, {}).get(name, DERIVATION_DEFAULTS[derivation][name])
+
+    @property
+    def major_minor(self) -> tuple[int, int]:
+        return version_parts(self.version)[:2]
+
+
+# Parameters of the ingest derivations and their defaults (docs/cdm.md, "Derived values").
+DERIVATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "remission": {"count_crh_as_cr": False},
+    "disease_burden": {"blast_threshold_pct": 5.0, "emd_counts_high": True},
+}
+
+
+def version_parts(version: str) -> tuple[int, int, int]:
+    """``"0.2.0"`` -> ``(0, 2, 0)``; ValueError for anything else."""
+    match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", version.strip())
+    if match is None:
+        raise ValueError(version)
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
 
 
 def _check_keys(raw: Mapping[str, Any], allowed: set[str], path: Path, where: str) -> None:
@@ -199,8 +234,6 @@ def _parse_column(
         )
     pattern = raw.get("pattern")
     if pattern is not None:
-        import re
-
         try:
             re.compile(pattern)
         except re.error as exc:
@@ -218,6 +251,7 @@ def _parse_column(
         max=_number(raw.get("max"), path, f"{where}.max"),
         pattern=pattern,
         identifier=bool(raw.get("identifier", False)),
+        derivable=bool(raw.get("derivable", False)),
         role=role,
     )
 
@@ -243,6 +277,32 @@ def _implied_columns(col: ColumnSpec) -> list[ColumnSpec]:
                 vocabulary="date_precision",
                 description=f"Which parts of {col.name} are known (DAY, MONTH or YEAR).",
                 role="precision",
+                sibling_of=col.name,
+            )
+        )
+    if col.derivable:
+        implied.append(
+            ColumnSpec(
+                name=f"{col.name}_derivation",
+                dtype="string",
+                vocabulary=DERIVATION_VOCABULARY,
+                description=(
+                    f"How ingest derived {col.name} (a derivation code); empty when the site "
+                    "gave the value."
+                ),
+                role="derivation",
+                sibling_of=col.name,
+            )
+        )
+        implied.append(
+            ColumnSpec(
+                name=f"{col.name}_derived_from",
+                dtype="string",
+                description=(
+                    f"Id of the CDM row {col.name} was derived from (an assessment, infusion "
+                    "or progression id); empty when the site gave the value."
+                ),
+                role="derived_from",
                 sibling_of=col.name,
             )
         )
@@ -390,10 +450,57 @@ def load_cdm(path: Path | str | None = None) -> CDM:
                     key=f"foreign_keys[{k}].references",
                     hint=did_you_mean(fk.references, list(tables)),
                 )
+    if DERIVATION_VOCABULARY not in vocabularies:
+        derivable = next(
+            (c for t in tables.values() for c in t.columns if c.role == "derivation"), None
+        )
+        if derivable is not None:
+            raise ConfigError(
+                f"column {derivable.sibling_of} is derivable but vocabulary "
+                f"'{DERIVATION_VOCABULARY}' does not exist",
+                path=root / "vocabularies",
+                hint=f"add vocabularies/{DERIVATION_VOCABULARY}.yaml",
+            )
     return CDM(
         version=version,
         tables=tables,
         vocabularies=vocabularies,
         path=root,
         lineage_columns=tuple(c.name for c in lineage),
+        derivations=_derivations(manifest.get("derivations"), manifest_path),
     )
+
+
+def _derivations(raw: Any, path: Path) -> dict[str, dict[str, Any]]:
+    """The ``derivations`` parameters of cdm.yaml, checked against the known parameters."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("'derivations' must be a mapping", path=path, key="derivations")
+    out: dict[str, dict[str, Any]] = {}
+    for name, params in raw.items():
+        key = f"derivations.{name}"
+        if name not in DERIVATION_DEFAULTS:
+            raise ConfigError(
+                f"unknown derivation '{name}'",
+                path=path,
+                key=key,
+                hint=did_you_mean(str(name), list(DERIVATION_DEFAULTS))
+                or f"derivations: {', '.join(DERIVATION_DEFAULTS)}",
+            )
+        if not isinstance(params, dict):
+            raise ConfigError("must be a mapping of parameters", path=path, key=key)
+        defaults = DERIVATION_DEFAULTS[name]
+        _check_keys(params, set(defaults), path, key)
+        for param, value in params.items():
+            expected = defaults[param]
+            ok = (
+                isinstance(value, bool)
+                if isinstance(expected, bool)
+                else isinstance(value, int | float) and not isinstance(value, bool)
+            )
+            if not ok:
+                kind = "true or false" if isinstance(expected, bool) else "a number"
+                raise ConfigError(f"must be {kind}, got {value!r}", path=path, key=f"{key}.{param}")
+        out[str(name)] = dict(params)
+    return out

@@ -13,7 +13,8 @@ import click
 
 from cartreg.cli.common import console
 
-SITES = ("redcap_a", "excel_b", "ehr_c", "deid_d")
+# The four original layouts, then the three registry-style ones (cartreg.synth.registry_style).
+SITES = ("redcap_a", "excel_b", "ehr_c", "deid_d", "registry_a", "classeur_b", "json_c")
 DATA_CUT = "2025-06-30"  # the sample cohort's administrative data cut
 DEMO_SECRET = "cartreg demo consortium secret (never use a published secret for real data)"
 
@@ -105,7 +106,8 @@ def demo(out: Path, samples: Path | None) -> None:
     secret = out / "consortium.secret"
     secret.write_text(DEMO_SECRET + "\n", encoding="utf-8")
     _run(["registry", "init", str(registry)])
-    for site, site_id in zip(SITES, ("REDCAP_A", "EXCEL_B", "EHR_C", "DEID_D"), strict=True):
+    for site in SITES:
+        site_id = site.upper()
         _run(
             [
                 "registry",

@@ -54,15 +54,21 @@ def init(
 @click.pass_context
 def check(ctx: click.Context, mapping_path: Path, submission: Path | None) -> None:
     """Check MAPPING_PATH against the CDM (and against a submission's files)."""
+    import polars as pl
+
     from cartreg.ingest.mapping import load_mapping
     from cartreg.ingest.pipeline import harmonize_submission
 
     cdm = cdm_from_context(ctx)
     site = load_mapping(mapping_path, cdm)
+    out = console()
     if submission is not None:
-        harmonize_submission(submission, site, cdm)
+        result = harmonize_submission(submission, site, cdm)
+        # Findings about the mapping itself (not the data) are worth reading before any ingest.
+        for message in result.findings.filter(pl.col("rule_id") == "ING-WHERE-VALUE")["message"]:
+            out.print(f"warning: {mapping_path}: {message}", style="yellow", markup=False)
     where = f" and {submission}" if submission is not None else ""
-    console().print(f"[green]{mapping_path}: valid for CDM {cdm.version}{where}[/]")
+    out.print(f"[green]{mapping_path}: valid for CDM {cdm.version}{where}[/]")
 
 
 @mapping.command("schema-path")

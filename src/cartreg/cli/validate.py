@@ -39,8 +39,8 @@ def report_output_options() -> list[Callable[[F], F]]:
             "--waivers",
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
             default=None,
-            help="YAML file of waived finding ids (with justification and expiry); in the "
-            "registry, their queries are closed as waived.",
+            help="YAML file of waived findings, with justification and expiry (format: "
+            "docs/findings.md); in the registry, their queries are closed as waived.",
         ),
     ]
 
@@ -60,7 +60,7 @@ def report_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--overrides",
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
             default=None,
-            help="YAML file of per-site rule thresholds.",
+            help="YAML file of per-site rule thresholds (docs/findings.md).",
         ),
         fail_on_option(),
     ]

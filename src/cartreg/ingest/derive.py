@@ -243,7 +243,13 @@ def derive_salvage_links(
             .sort("__row")
             .drop("__row", "__sday", "__pid_link", "__first_pid")
         )
-    line = pl.col("start_day").rank("dense").over(["patient_key", "progression_id"]).cast(pl.Int64)
+    # Agents whose start is unknown form one line after the dated lines of their progression
+    # (a line number is required; CP-015 reports the missing start).
+    group = ["patient_key", "progression_id"]
+    start = pl.col("start_day")
+    known = start.rank("dense").over(group)
+    last = known.max().over(group).fill_null(0)
+    line = pl.when(start.is_null()).then(last + 1).otherwise(known).cast(pl.Int64)
     return salvage.with_columns(pl.coalesce(pl.col("line_number"), line).alias("line_number"))
 
 
@@ -254,6 +260,220 @@ def finalize(frame: pl.DataFrame, table: TableSpec) -> pl.DataFrame:
         # Event tables are already in patient, day, source order from derive_row_ids.
         frame = sort_rows(frame, ["patient_key", ORDER])
     return frame.select([pl.col(c.name).cast(polars_dtype(c.dtype)) for c in table.columns])
+
+
+def remission_codes(cdm: CDM) -> list[str]:
+    """Response codes that count as the remission a relapse ends (CRh by configuration)."""
+    vocab = cdm.vocabularies["response"]
+    codes = [c for c in vocab.codes if vocab.term(c).attributes.get("remission")]
+    if not cdm.derivation_param("remission", "count_crh_as_cr"):
+        codes = [c for c in codes if c != "CRh"]
+    return codes
+
+
+def _provenance(column: str, method: str, source: pl.Expr, derived: pl.Expr) -> list[pl.Expr]:
+    """``<column>_derivation`` and ``<column>_derived_from`` where ``derived`` holds."""
+    return [
+        pl.when(derived).then(pl.lit(method)).alias(f"{column}_derivation"),
+        pl.when(derived).then(source).alias(f"{column}_derived_from"),
+    ]
+
+
+def derive_remissions(
+    progressions: pl.DataFrame, assessments: pl.DataFrame, cdm: CDM
+) -> pl.DataFrame:
+    """The remission a relapse ends, where the site gave neither its date nor its day.
+
+    It is the patient's first CR/CRi assessment (CRh when ``count_crh_as_cr``) after the index
+    infusion and after any earlier progression, and before the relapse; ties on a day go to the
+    first assessment in source order. Only events whose type ends a remission
+    (``progression_type`` attribute ``ends_remission``) get one.
+    """
+    if progressions.is_empty():
+        return progressions
+    types = cdm.vocabularies["progression_type"]
+    ending = [c for c in types.codes if types.term(c).attributes.get("ends_remission")]
+    candidates = (
+        assessments.filter(
+            pl.col("response").is_in(remission_codes(cdm))
+            & (pl.col("assessment_day") > 0)
+            & pl.col("patient_key").is_not_null()
+        )
+        .select(
+            "patient_key",
+            pl.col("assessment_day").alias("__rday"),
+            pl.col("assessment_date").alias("__rdate"),
+            pl.col("assessment_date_precision").alias("__rprec"),
+            pl.col("assessment_id").alias("__rid"),
+            pl.col(ORDER).alias("__rorder"),
+        )
+        .sort(["patient_key", "__rday", "__rorder"], nulls_last=True)
+        .unique(["patient_key", "__rday"], keep="first", maintain_order=True)
+        .drop("__rorder")
+        .sort("__rday")
+    )
+    day = pl.col("progression_day")
+    previous = day.shift(1).over("patient_key", order_by=[day, ORDER])
+    frame = progressions.with_row_index("__row").with_columns(
+        pl.coalesce(previous, pl.lit(0, dtype=pl.Int64)).alias("__after")
+    )
+    needs = frame.filter(
+        pl.col("event_type").is_in(ending)
+        & pl.col("remission_date").is_null()
+        & pl.col("remission_day").is_null()
+        & day.is_not_null()
+    )
+    if needs.is_empty() or candidates.is_empty():
+        return frame.drop("__row", "__after")
+    found = (
+        needs.select("__row", "patient_key", "__after", "progression_day")
+        .sort("__after")
+        .join_asof(
+            candidates,
+            left_on="__after",
+            right_on="__rday",
+            by="patient_key",
+            strategy="forward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+        .filter(pl.col("__rday") < pl.col("progression_day"))
+        .select("__row", "__rday", "__rdate", "__rprec", "__rid")
+    )
+    derived = pl.col("__rid").is_not_null()
+    return (
+        frame.join(found, on="__row", how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce("remission_date", "__rdate").alias("remission_date"),
+            pl.coalesce("remission_date_precision", "__rprec").alias("remission_date_precision"),
+            pl.coalesce("remission_day", "__rday").alias("remission_day"),
+            *_provenance("remission_date", "FIRST_REMISSION_ASSESSMENT", pl.col("__rid"), derived),
+        )
+        .drop("__row", "__after", "__rday", "__rdate", "__rprec", "__rid")
+    )
+
+
+def exact_age(birth: pl.Expr, on: pl.Expr) -> pl.Expr:
+    """Age in years on date ``on`` of a person born on ``birth``: completed years plus the
+    fraction of the current year of life (exact at every birthday, 29 February included)."""
+    years = on.dt.year() - birth.dt.year()
+
+    def month_day(date: pl.Expr) -> pl.Expr:
+        # month and day are Int8: widen before combining them
+        return date.dt.month().cast(pl.Int32) * 100 + date.dt.day().cast(pl.Int32)
+
+    before = month_day(on) < month_day(birth)
+    full = years - before.cast(pl.Int32)
+    last = birth.dt.offset_by(pl.format("{}y", full))
+    following = birth.dt.offset_by(pl.format("{}y", full + 1))
+    fraction = (on - last).dt.total_days() / (following - last).dt.total_days()
+    return full.cast(pl.Float64) + fraction
+
+
+def derive_ages(patients: pl.DataFrame, infusions: pl.DataFrame) -> pl.DataFrame:
+    """Age at the index infusion where the site did not give it.
+
+    From ``birth_date`` and the index infusion date: the exact age. From ``birth_year``, whether
+    or not the age is known: the bounds ``age_at_index_min_years``/``max_years`` (born on
+    31 December or 1 January of that year; with only the infusion year, one more year each
+    way), which age rules decide from when the age is unknown and CC-002 compares a reported
+    age with. Bounds are rounded outwards to 0.01 year, the age to the nearest 0.01.
+    """
+    index = (
+        infusions.filter(pl.col("is_index_infusion").fill_null(False))
+        .sort(["patient_key", "infusion_number"], nulls_last=True)
+        .unique("patient_key", keep="first", maintain_order=True)
+        .select(
+            "patient_key",
+            pl.col("infusion_id").alias("__iid"),
+            pl.col("infusion_date").alias("__idate"),
+            pl.col("infusion_year").alias("__iyear"),
+        )
+    )
+    frame = patients.with_row_index("__row").join(
+        index, on="patient_key", how="left", maintain_order="left"
+    )
+    from_date = exact_age(pl.col("birth_date"), pl.col("__idate")).round(2)
+    exact = pl.col("age_at_index_years").is_null() & from_date.is_not_null()
+    frame = frame.with_columns(
+        pl.when(exact).then(from_date).otherwise("age_at_index_years").alias("age_at_index_years"),
+        *_provenance("age_at_index_years", "BIRTH_DATE", pl.col("__iid"), exact),
+    )
+    year = pl.col("birth_year")
+    dated_low = exact_age(pl.date(year, 12, 31), pl.col("__idate"))
+    dated_high = exact_age(pl.date(year, 1, 1), pl.col("__idate"))
+    low = pl.coalesce(dated_low, (pl.col("__iyear") - year - 1).cast(pl.Float64))
+    high = pl.coalesce(dated_high, (pl.col("__iyear") - year + 1).cast(pl.Float64))
+    bounded = (
+        pl.col("age_at_index_min_years").is_null()
+        & pl.col("age_at_index_max_years").is_null()
+        & low.is_not_null()
+        & high.is_not_null()
+    )
+    return frame.with_columns(
+        # rounded outwards, then to 2 decimals so 24.08 is not stored as 24.080000000000002
+        pl.when(bounded)
+        .then(((low * 100).floor() / 100).round(2).clip(lower_bound=0.0))
+        .otherwise("age_at_index_min_years")
+        .alias("age_at_index_min_years"),
+        pl.when(bounded)
+        .then(((high * 100).ceil() / 100).round(2).clip(lower_bound=0.0))
+        .otherwise("age_at_index_max_years")
+        .alias("age_at_index_max_years"),
+        *_provenance("age_at_index_min_years", "BIRTH_YEAR", pl.col("__iid"), bounded),
+        *_provenance("age_at_index_max_years", "BIRTH_YEAR", pl.col("__iid"), bounded),
+    ).drop("__row", "__iid", "__idate", "__iyear")
+
+
+def burden_from_blasts(
+    blasts: pl.Expr,
+    qualifier: pl.Expr,
+    emd: pl.Expr,
+    *,
+    threshold_pct: float,
+    emd_counts_high: bool,
+) -> pl.Expr:
+    """HIGH or LOW disease burden when marrow blasts (with their qualifier) and EMD decide it,
+    else null. The one definition ingest and the analyses share.
+
+    HIGH when every value the blasts can take is at or above the threshold (``78``, ``>= 5``)
+    or EMD is present and counts as high; LOW when every value is below it (``"<5"``, i.e. 5
+    with qualifier LT, is below 5%) and no EMD counts against it. ``"<10"`` or ``">4"`` decide
+    nothing.
+    """
+    q = qualifier.fill_null("EQ")
+    at_least = blasts.is_not_null() & q.is_in(["EQ", "GE", "GT"]) & (blasts >= threshold_pct)
+    below = blasts.is_not_null() & (
+        (q.is_in(["EQ", "LE"]) & (blasts < threshold_pct))
+        | ((q == "LT") & (blasts <= threshold_pct))
+    )
+    has_emd = (emd == "Y").fill_null(False)
+    return (
+        pl.when(at_least | (has_emd & pl.lit(emd_counts_high)))
+        .then(pl.lit("HIGH"))
+        .when(below & (~has_emd | pl.lit(not emd_counts_high)))
+        .then(pl.lit("LOW"))
+    )
+
+
+def derive_disease_burden(infusions: pl.DataFrame, cdm: CDM) -> pl.DataFrame:
+    """``disease_burden`` of each infusion where the site did not state it, from its own
+    pre-infusion blasts and EMD (nothing is derived when neither blasts nor EMD are known)."""
+    burden = burden_from_blasts(
+        pl.col("pre_bm_blast_pct"),
+        pl.col("pre_bm_blast_qualifier"),
+        pl.col("pre_emd_present"),
+        threshold_pct=float(cdm.derivation_param("disease_burden", "blast_threshold_pct")),
+        emd_counts_high=bool(cdm.derivation_param("disease_burden", "emd_counts_high")),
+    )
+    known = pl.col("pre_bm_blast_pct").is_not_null() | (pl.col("pre_emd_present") == "Y")
+    derived = pl.col("disease_burden").is_null() & known.fill_null(False)
+    # data that do not decide it ("<10" without EMD) give UNKNOWN, not an empty burden
+    decided = pl.coalesce(burden, pl.lit("UNKNOWN"))
+    return infusions.with_columns(
+        pl.when(derived).then(decided).otherwise("disease_burden").alias("disease_burden"),
+        *_provenance("disease_burden", "PRE_INFUSION_BLASTS", pl.col("infusion_id"), derived),
+    )
 
 
 def derive_tables(
@@ -286,21 +506,37 @@ def derive_tables(
     def derive_alone(name: str) -> pl.DataFrame:
         return done(name, offsets_and_ids(name))
 
-    def salvage_and_progressions() -> dict[str, pl.DataFrame]:
-        # Salvage links need the progression ids, so the two are derived together.
-        progressions = offsets_and_ids("progression_events")
-        salvage = derive_salvage_links(offsets_and_ids("salvage_treatments"), progressions, cdm)
-        return {
-            "progression_events": done("progression_events", progressions),
-            "salvage_treatments": done("salvage_treatments", salvage),
-        }
-
-    linked = {"progression_events", "salvage_treatments"}
-    # Once the index dates are known the tables are independent; polars releases the GIL, so
-    # two tables are derived (and handed over) at a time, the largest first.
+    # Once the index dates are known the tables are independent but for three derivations:
+    # ages need the index infusion's id, remissions the assessments' days, salvage links the
+    # progression ids. polars releases the GIL, so two tasks run at a time; a task only waits
+    # for tasks submitted before it, so the pool cannot deadlock.
+    linked = {"patients", "car_t_infusions", "disease_assessments", "progression_events"}
+    linked |= {"salvage_treatments"}
     alone = sorted((n for n in cdm.tables if n not in linked), key=lambda n: -work[n].height)
     with ThreadPoolExecutor(max_workers=2) as pool:
+        infused = pool.submit(
+            lambda: derive_disease_burden(offsets_and_ids("car_t_infusions"), cdm)
+        )
+        assessed = pool.submit(offsets_and_ids, "disease_assessments")
         pending = {n: pool.submit(derive_alone, n) for n in alone}
+        pending["car_t_infusions"] = pool.submit(lambda: done("car_t_infusions", infused.result()))
+        pending["disease_assessments"] = pool.submit(
+            lambda: done("disease_assessments", assessed.result())
+        )
+        pending["patients"] = pool.submit(
+            lambda: done("patients", derive_ages(offsets_and_ids("patients"), infused.result()))
+        )
+
+        def salvage_and_progressions() -> dict[str, pl.DataFrame]:
+            progressions = derive_remissions(
+                offsets_and_ids("progression_events"), assessed.result(), cdm
+            )
+            salvage = derive_salvage_links(offsets_and_ids("salvage_treatments"), progressions, cdm)
+            return {
+                "progression_events": done("progression_events", progressions),
+                "salvage_treatments": done("salvage_treatments", salvage),
+            }
+
         pair = pool.submit(salvage_and_progressions)
         final = {n: f.result() for n, f in pending.items()} | pair.result()
     return {name: final[name] for name in cdm.tables}

@@ -6,9 +6,10 @@ rule's columns and over the distinct values of coded columns.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,10 @@ from cartreg.ingest.mapping import (
     check_source_columns,
     rule_input_columns,
 )
+from cartreg.ingest.readers.redcap import column_choices
 from cartreg.ingest.transforms.codes import boolean_mapping, code_mapping, map_codes
 from cartreg.ingest.transforms.dates import normalized_date_text, parse_dates
+from cartreg.ingest.transforms.lists import contains_any
 from cartreg.ingest.transforms.numbers import parse_numbers, unit_of
 from cartreg.ingest.transforms.reshape import (
     LINEAGE,
@@ -86,9 +89,17 @@ def _norm(name: str) -> str:
     return f"__norm::{name}"
 
 
-def _condition_expr(conditions: Collection[Condition]) -> pl.Expr:
+def _condition_expr(
+    conditions: Collection[Condition], schema: Mapping[str, pl.DataType] | None = None
+) -> pl.Expr:
+    """All ``conditions`` hold (``schema`` tells list columns, for ``contains``)."""
     expr = pl.lit(True)
     for cond in conditions:
+        if cond.contains is not None:
+            dtype = (schema or {}).get(cond.column)
+            hit = contains_any(pl.col(cond.column), dtype, cond.contains)
+            expr = expr & hit.fill_null(False)
+            continue
         value = pl.col(cond.column).cast(pl.String).str.strip_chars()
         if cond.equals is not None:
             expr = expr & (value == cond.equals).fill_null(False)
@@ -100,6 +111,98 @@ def _condition_expr(conditions: Collection[Condition]) -> pl.Expr:
             empty = value.is_null() | (value == "")
             expr = expr & (empty if cond.is_null else ~empty)
     return expr
+
+
+def _where_in_delivered_values(
+    rule: TableRule, choices: dict[str, dict[str, str]], *, decoded: bool
+) -> tuple[TableRule, list[tuple[Condition, str, dict[str, str]]]]:
+    """REDCap ``where`` values in the form the reader delivers them, and the values that are no
+    choice of their field.
+
+    A coded field (radio, dropdown, yes/no, checkbox column) reaches the rules as its label when
+    decoded (the default with a dictionary), as its code with ``decode: false``. A condition may
+    name either: ``prog_yn in ["1"]`` and ``in ["Yes"]`` select the same rows. A value that is
+    neither (nor a REDCap missing-data code) selects nothing and is returned for a warning.
+    """
+    conditions: list[Condition] = []
+    unknown: list[tuple[Condition, str, dict[str, str]]] = []
+    for cond in rule.where:
+        labels = column_choices(cond.column, choices)
+        if not labels or not cond.values:
+            conditions.append(cond)
+            continue
+
+        def each(
+            values: tuple[str, ...] | None, cond: Condition = cond, labels: dict[str, str] = labels
+        ) -> tuple[str, ...] | None:
+            if values is None:
+                return None
+            out = []
+            for value in values:
+                form = _delivered_value(value, labels, decoded=decoded)
+                if form is None and value.strip().upper() not in REDCAP_MISSING_CODES:
+                    unknown.append((cond, value, labels))
+                out.append(value if form is None else form)
+            return tuple(out)
+
+        equals = each(None if cond.equals is None else (cond.equals,))
+        conditions.append(
+            dataclasses.replace(
+                cond,
+                equals=None if equals is None else equals[0],
+                any_of=each(cond.any_of),
+                none_of=each(cond.none_of),
+                contains=each(cond.contains),
+            )
+        )
+    return dataclasses.replace(rule, where=tuple(conditions)), unknown
+
+
+def _delivered_value(value: str, labels: dict[str, str], *, decoded: bool) -> str | None:
+    """``value`` (a choice code or label, any case) as the reader delivers it; None if neither."""
+    text = value.strip()
+    by_label = {label.strip().lower(): label for label in labels.values()}
+    if text in labels:
+        return labels[text] if decoded else text
+    if text.lower() in by_label:
+        label = by_label[text.lower()]
+        return label if decoded else next(c for c, lb in labels.items() if lb == label)
+    return None
+
+
+def _where_findings(
+    unknown: list[tuple[Condition, str, dict[str, str]]],
+    rule: TableRule,
+    mapping: SiteMapping,
+    decoded: bool,
+) -> pl.DataFrame:
+    """ING-WHERE-VALUE warnings: a condition value that is no code or label of its field."""
+    if not unknown:
+        return empty_findings()
+    source = mapping.sources[rule.source]
+    compared = "labels" if decoded else "codes (decode: false)"
+    messages = [
+        f"{cond.key}: '{value}' is neither a code nor a label of REDCap field '{cond.column}' "
+        f"(choices: {'; '.join(f'{c} = {lb}' for c, lb in labels.items())}); the condition "
+        f"compares {compared} and this value selects no rows"
+        for cond, value, labels in unknown
+    ]
+    return findings_frame(
+        pl.DataFrame(
+            {
+                "rule_id": "ING-WHERE-VALUE",
+                "severity": "warning",
+                "category": "conformance",
+                "subcategory": "value",
+                "table": rule.table,
+                "column": [cond.column for cond, _, _ in unknown],
+                "site_id": mapping.site_id,
+                "source_file": source.file,
+                "value": [value for _, value, _ in unknown],
+                "message": messages,
+            }
+        )
+    )
 
 
 def _reshape(
@@ -187,6 +290,18 @@ def _parse_column(
             if rule_col.null_values
             else pl.lit(False)
         )
+        if rule_col.has_otherwise:
+            # ``otherwise:`` catches every other value: its code, or empty on purpose.
+            other = raw.is_not_null() & typed.is_null() & ~sentinel & ~declared_null
+            if rule_col.otherwise is not None:
+                code = rule_col.otherwise
+                fallback = (
+                    pl.lit(boolean_mapping(pl.Series([code]), vocab).get(code), dtype=pl.Boolean)
+                    if spec.dtype == "boolean"
+                    else pl.lit(code)
+                )
+                typed = pl.when(other).then(fallback).otherwise(typed)
+            declared_null = declared_null | other
         bad = pl.when(raw.is_not_null() & typed.is_null() & ~sentinel & ~declared_null).then(
             pl.lit("unmapped")
         )
@@ -389,7 +504,7 @@ def parse_key(col: ColumnRule, table: TableSpec, rule: TableRule) -> ParseKey | 
     None for columns that are not parsed per distinct value, and for columns with their own
     ``map:`` (its overrides name the column's YAML key).
     """
-    if col.source is None or col.map or col.target not in table.column_names:
+    if col.source is None or col.map or col.contains or col.target not in table.column_names:
         return None
     spec = table.column(col.target)
     if spec.vocabulary is None and spec.dtype == "string":
@@ -407,6 +522,8 @@ def parse_key(col: ColumnRule, table: TableSpec, rule: TableRule) -> ParseKey | 
         col.unit,
         col.part,
         col.scale,
+        col.has_otherwise,
+        col.otherwise,
         qualifier if qualifier not in rule.columns else None,
     )
 
@@ -480,7 +597,9 @@ class SharedParses:
         meets = []
         for cond in conditions:
             domain, codes = self.codes(cond.column)
-            meets.append(domain.select(_condition_expr([cond])).to_series().gather(codes))
+            meets.append(
+                domain.select(_condition_expr([cond], domain.schema)).to_series().gather(codes)
+            )
         mask = meets[0]
         for more in meets[1:]:
             mask = mask & more
@@ -536,6 +655,11 @@ def harmonize_rule(
     spec_source = mapping.sources[rule.source]
     allowed = set(spec_source.allow_identifiers)
     _check_identifiers(mapping, rule, identifiers, allowed)
+    where_findings = empty_findings()
+    if reader == "redcap" and choices and rule.where:
+        decoded = spec_source.decode and spec_source.dictionary is not None
+        rule, unknown = _where_in_delivered_values(rule, choices, decoded=decoded)
+        where_findings = _where_findings(unknown, rule, mapping, decoded)
     if rule.patient_id not in source.columns:
         raise ConfigError(
             f"source column '{rule.patient_id}' not found in {spec_source.file}",
@@ -565,7 +689,8 @@ def harmonize_rule(
         source = source.select([c for c in source.columns if c in used or c in LINEAGE])
     # One code per distinct value of a condition column (the event type) makes a rule's
     # condition a gather instead of a text comparison over every row.
-    mask = shared.mask(before) if shared is not None and before else None
+    listed = any(isinstance(source.schema.get(c.column), pl.List) for c in before)
+    mask = shared.mask(before) if shared is not None and before and not listed else None
     # Columns the reader coded (categorical) are parsed from their codes over the whole source
     # column, so only the codes of the selected rows move; the text stays behind.
     coded = set()
@@ -575,10 +700,11 @@ def harmonize_rule(
             for c in rule.columns.values()
             if c.source is not None
             and c.source != rule.patient_id
+            and c.contains is None
             and isinstance(source.schema[c.source], pl.Categorical)
         }
         if coded and mask is None and before:
-            mask = source.select(_condition_expr(before)).to_series()
+            mask = source.select(_condition_expr(before, source.schema)).to_series()
     full_source = source
 
     def whole_column(name: str) -> tuple[pl.DataFrame, pl.Series]:
@@ -591,7 +717,9 @@ def harmonize_rule(
         )
         return domain, codes if mask is None else codes.filter(mask)
 
-    selected = source.drop(coded).filter(_condition_expr(before) if mask is None else mask)
+    selected = source.drop(coded).filter(
+        _condition_expr(before, source.schema) if mask is None else mask
+    )
     # PID holds the patient key (site id + cleaned local id), null without a local id.
     if not reshaped and isinstance(source.schema[rule.patient_id], pl.Categorical):
         # Built once per distinct id and spread by the reader's codes.
@@ -614,8 +742,10 @@ def harmonize_rule(
         }
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in sorted(missing))
     check_source_columns(mapping, rule, [*frame.columns, *source.columns])
-    _check_read_columns(mapping, rule, frame, {c.column for c in before} | coded)
-    frame = frame.filter(_condition_expr(after))
+    lists = {c.source for c in rule.columns.values() if c.contains is not None and c.source}
+    _check_read_columns(mapping, rule, frame, {c.column for c in before} | coded | lists)
+    frame = frame.filter(_condition_expr(after, frame.schema))
+    frame, rule = _with_contains_columns(frame, rule)
     frame = frame.with_row_index(ORDER).with_columns(
         (pl.col(ORDER).cast(pl.Int64) + rule_index * 1_000_000_000).alias(ORDER)
     )
@@ -821,12 +951,30 @@ def harmonize_rule(
     # A source column passed through under its CDM name still holds the reader's categories.
     rows = rows.with_columns(pl.col(pl.Categorical).cast(pl.String))
     all_findings = [findings_frame(f) for f in findings if f.height]
+    if where_findings.height:
+        all_findings.append(where_findings)
     return RuleOutput(
         rows=rows,
         findings=pl.concat(all_findings, how="vertical") if all_findings else empty_findings(),
         selected=selected.get_column("source_row"),
         quarantine=quarantine,
     )
+
+
+def _with_contains_columns(frame: pl.DataFrame, rule: TableRule) -> tuple[pl.DataFrame, TableRule]:
+    """Columns ``{from: list, contains: [..]}`` become Y/N text columns the rule then maps like
+    any yes/no column (their ``_raw`` is that Y or N)."""
+    listed = {t: c for t, c in rule.columns.items() if c.contains is not None and c.source}
+    if not listed:
+        return frame, rule
+    added, columns = [], dict(rule.columns)
+    for target, col in listed.items():
+        assert col.source is not None and col.contains is not None
+        name = f"__contains::{target}"
+        hit = contains_any(pl.col(col.source), frame.schema.get(col.source), col.contains)
+        added.append(pl.when(hit).then(pl.lit("Y")).when(~hit).then(pl.lit("N")).alias(name))
+        columns[target] = dataclasses.replace(col, source=name, contains=None)
+    return frame.with_columns(added), dataclasses.replace(rule, columns=columns)
 
 
 def _patient_key(site_id: str, local_id: pl.Expr) -> pl.Expr:

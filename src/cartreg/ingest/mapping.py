@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cartreg.cdm.model import CDM, TableSpec
+from cartreg.cdm.model import CDM, TableSpec, version_parts
 from cartreg.errors import ConfigError, did_you_mean
 from cartreg.ingest.transforms.dates import DATE_FORMATS, DEFAULT_DATE_FORMATS, is_known_format
 from cartreg.ingest.transforms.sentinels import DEFAULT_SENTINELS
@@ -58,6 +58,13 @@ _CONDITION = {
         "in": _STRINGS,
         "not_in": _STRINGS,
         "is_null": {"type": "boolean"},
+        "contains": {
+            "anyOf": [{"type": "string"}, _STRINGS],
+            "description": (
+                "The cell is a list (JSON array, or text split at , ; |) holding one of these "
+                "values (case-insensitive)."
+            ),
+        },
     },
 }
 _COLUMN: dict[str, Any] = {
@@ -78,6 +85,20 @@ _COLUMN: dict[str, Any] = {
                     "description": (
                         "Site spellings or local codes -> CDM vocabulary code; null means "
                         "'no value' (e.g. false -> no qualifier), without a finding."
+                    ),
+                },
+                "otherwise": {
+                    "type": ["string", "null"],
+                    "description": (
+                        "CDM code for any other value (not a term, override or map key); "
+                        "null leaves other values empty on purpose, without a finding."
+                    ),
+                },
+                "contains": {
+                    "anyOf": [{"type": "string"}, _STRINGS],
+                    "description": (
+                        "Yes/no column: Y when the list in 'from' (JSON array, or text split at "
+                        ", ; |) holds one of these values, N when it does not, empty when empty."
                     ),
                 },
                 "formats": _FORMATS,
@@ -243,6 +264,10 @@ class ColumnRule:
     unit: str | None = None
     part: str | None = None
     scale: float | None = None
+    # ``otherwise:`` given (its code, or None to leave other values empty on purpose)
+    has_otherwise: bool = False
+    otherwise: str | None = None
+    contains: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +278,14 @@ class Condition:
     any_of: tuple[str, ...] | None = None
     none_of: tuple[str, ...] | None = None
     is_null: bool | None = None
+    contains: tuple[str, ...] | None = None
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """The values the condition compares cells with (none for ``is_null``)."""
+        if self.equals is not None:
+            return (self.equals,)
+        return self.any_of or self.none_of or self.contains or ()
 
 
 @dataclass(frozen=True)
@@ -431,28 +464,43 @@ def _load_column(
             path, key, "give exactly one of 'from' (a source column) or 'value' (a constant)"
         )
     spec = table.column(target)
-    if "map" in data:
-        if spec.vocabulary is None and spec.dtype != "boolean":
+    vocab_name = spec.vocabulary or "yes_no_unknown"
+    vocab = cdm.vocabularies[vocab_name]
+
+    def check_code(code: Any, where: str) -> None:
+        code_text = _str(code, path, where)
+        if code_text not in vocab.codes:
+            hint = did_you_mean(code_text, vocab.codes) or f"terms: {', '.join(vocab.codes)}"
+            raise _fail(
+                path, where, f"'{code_text}' is not a term of vocabulary '{vocab_name}'", hint
+            )
+
+    for option in ("map", "otherwise"):
+        if option in data and spec.vocabulary is None and spec.dtype != "boolean":
             raise _fail(
                 path,
-                f"{key}.map",
-                f"'{target}' is not a coded column; 'map' applies to coded columns",
+                f"{key}.{option}",
+                f"'{target}' is not a coded column; '{option}' applies to coded columns",
             )
+    if "map" in data:
         overrides = _mapping(data["map"], path, f"{key}.map")
-        vocab_name = spec.vocabulary or "yes_no_unknown"
-        vocab = cdm.vocabularies[vocab_name]
         for raw_value, code in overrides.items():
-            if code is None:
-                continue
-            code_text = _str(code, path, f"{key}.map.{raw_value}")
-            if code_text not in vocab.codes:
-                hint = did_you_mean(code_text, vocab.codes) or f"terms: {', '.join(vocab.codes)}"
-                raise _fail(
-                    path,
-                    f"{key}.map.{raw_value}",
-                    f"'{code_text}' is not a term of vocabulary '{vocab_name}'",
-                    hint,
-                )
+            if code is not None:
+                check_code(code, f"{key}.map.{raw_value}")
+    if data.get("otherwise") is not None:
+        check_code(data["otherwise"], f"{key}.otherwise")
+    contains = None
+    if "contains" in data:
+        if vocab_name != "yes_no_unknown":
+            raise _fail(
+                path,
+                f"{key}.contains",
+                f"'contains' fills yes/no columns (Y/N); '{target}' is not one",
+                "map each value to its own yes/no column, or use 'contains' in a where",
+            )
+        if "from" not in data:
+            raise _fail(path, f"{key}.contains", "'contains' reads the list in 'from'")
+        contains = _str_values(data["contains"], path, f"{key}.contains")
     if "formats" in data and spec.dtype != "date":
         raise _fail(path, f"{key}.formats", f"'{target}' is not a date column")
     if "part" in data and spec.dtype != "integer":
@@ -491,7 +539,18 @@ def _load_column(
         else None,
         part=_choice(data["part"], ("year",), path, f"{key}.part") if "part" in data else None,
         scale=None if scale is None else float(scale),
+        has_otherwise="otherwise" in data,
+        otherwise=None if data.get("otherwise") is None else str(data["otherwise"]),
+        contains=contains,
     )
+
+
+def _str_values(raw: Any, path: Path, key: str) -> tuple[str, ...]:
+    """One text value or a non-empty list of them."""
+    values = _str_list(raw, path, key) if isinstance(raw, list) else (_str(raw, path, key),)
+    if not values:
+        raise _fail(path, key, "give at least one value")
+    return values
 
 
 def _explode(raw: Any, path: Path, key: str) -> tuple[str, ...]:
@@ -528,7 +587,9 @@ def _load_rule(
         _check_keys(cdata, _CONDITION_KEYS, path, ckey)
         if "column" not in cdata or len(cdata) != 2:
             raise _fail(
-                path, ckey, "a condition has 'column' and one of equals, in, not_in, is_null"
+                path,
+                ckey,
+                "a condition has 'column' and one of equals, in, not_in, is_null, contains",
             )
         conditions.append(
             Condition(
@@ -540,6 +601,9 @@ def _load_rule(
                 if "not_in" in cdata
                 else None,
                 is_null=bool(cdata["is_null"]) if "is_null" in cdata else None,
+                contains=_str_values(cdata["contains"], path, f"{ckey}.contains")
+                if "contains" in cdata
+                else None,
             )
         )
     columns_raw = _mapping(data.get("columns"), path, f"{key}.columns")
@@ -596,6 +660,38 @@ def _load_rule(
     )
 
 
+def _check_cdm_version(written_for: str, cdm: CDM, path: Path) -> None:
+    """A mapping runs on the CDM it was written for and on later minor versions of it.
+
+    A minor version only adds columns, vocabulary terms and derivations (docs/cdm.md,
+    "Versioning"), so what the mapping fills still exists. A new major version renamed or
+    removed something, and a mapping for a newer CDM may use columns this one lacks.
+    """
+    try:
+        major, minor, _ = version_parts(written_for)
+        current = version_parts(cdm.version)
+    except ValueError:
+        raise _fail(
+            path, "cdm_version", f"'{written_for}' is not a version like \"{cdm.version}\""
+        ) from None
+    if major != current[0]:
+        raise _fail(
+            path,
+            "cdm_version",
+            f"mapping written for CDM {written_for}, this is CDM {cdm.version} (a new major "
+            "version renamed or removed columns)",
+            "review the mapping against docs/data-dictionary.md and the migration notes in "
+            "docs/cdm.md, then update cdm_version",
+        )
+    if minor > current[1]:
+        raise _fail(
+            path,
+            "cdm_version",
+            f"mapping written for CDM {written_for}, newer than this cartreg's CDM {cdm.version}",
+            "upgrade cartreg, or run with the schemas the mapping was written for (--schemas)",
+        )
+
+
 def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
     """Load and check a mapping file against the CDM (not yet against the source files)."""
     path = Path(path)
@@ -615,13 +711,8 @@ def load_mapping(path: Path | str, cdm: CDM) -> SiteMapping:
             "e.g. REDCAP_A",
         )
     cdm_version = data.get("cdm_version")
-    if cdm_version is not None and str(cdm_version) != cdm.version:
-        raise _fail(
-            path,
-            "cdm_version",
-            f"mapping written for CDM {cdm_version}, this is CDM {cdm.version}",
-            "review the mapping against docs/data-dictionary.md, then update cdm_version",
-        )
+    if cdm_version is not None:
+        _check_cdm_version(_str(cdm_version, path, "cdm_version"), cdm, path)
     defaults = _mapping(data.get("defaults") or {}, path, "defaults")
     _check_keys(defaults, _DEFAULT_KEYS, path, "defaults")
     overrides: dict[str, dict[str, str]] = {}

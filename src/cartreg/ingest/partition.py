@@ -31,6 +31,7 @@ from cartreg.ingest.pipeline import (
     Progress,
     build_manifest,
     harmonize_source,
+    quarantine_repeated_keys,
     read_findings,
     read_source,
     sorted_findings,
@@ -338,6 +339,7 @@ def harmonize_in_parts(
                     note,
                     collected,
                 )
+            quarantine_repeated_keys(collected, cdm, site)
             note("deriving ids and day offsets")
 
             def keep(name: str, table: pl.DataFrame, part: int = part) -> None:

@@ -25,7 +25,7 @@ from cartreg.cdm import CDM, load_cdm
 from cartreg.errors import InputError
 from cartreg.findings import empty_findings, findings_frame, sort_findings
 from cartreg.ingest.derive import derive_tables, event_order
-from cartreg.ingest.harmonize import SharedParses, harmonize_rule, shared_parse_keys
+from cartreg.ingest.harmonize import ORDER, SharedParses, harmonize_rule, shared_parse_keys
 from cartreg.ingest.identifiers import identifier_columns
 from cartreg.ingest.mapping import SiteMapping, SourceSpec, TableRule, load_mapping
 from cartreg.ingest.readers.base import ReadResult, sha256_of
@@ -58,6 +58,8 @@ class Collected:
     findings: list[pl.DataFrame] = field(default_factory=list)
     quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
     sources_manifest: list[dict[str, Any]] = field(default_factory=list)
+    # source name -> (its rows as read, its identifier columns), for late quarantine decisions
+    frames: dict[str, tuple[pl.DataFrame, list[str]]] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Each table's rule outputs stacked, ready for the derivations."""
@@ -242,6 +244,7 @@ def harmonize_source(
     all_reasons = pl.concat(reasons, how="vertical")
     records = _quarantine_records(frame, all_reasons, identifiers)
     out.quarantine[spec.name] = records
+    out.frames[spec.name] = (frame, identifiers)
     rows_quarantined = records.height
     rows_read = frame.select(pl.col("source_row").n_unique()).item() if frame.height else 0
     out.sources_manifest.append(
@@ -254,6 +257,106 @@ def harmonize_source(
             "rows_quarantined": rows_quarantined,
         }
     )
+
+
+def _repeated_records(collected: Collected, cdm: CDM) -> pl.DataFrame:
+    """Source records (``source_file``, ``source_row``) whose row repeats the primary key of an
+    earlier row of the same table (mapping order, then source order), with that first row."""
+    found: list[pl.DataFrame] = []
+    for name, parts in collected.table_parts.items():
+        keys = list(cdm.tables[name].primary_key)
+        if not parts or not all(k in parts[0].columns for k in keys):
+            continue  # a derived key (row ids) cannot repeat
+        rows = pl.concat([p.select(*keys, "source_file", "source_row", ORDER) for p in parts])
+        ranked = rows.filter(pl.all_horizontal(pl.col(keys).is_not_null())).with_columns(
+            pl.col("source_file").first().over(keys, order_by=ORDER).alias("__first_file"),
+            pl.col("source_row").first().over(keys, order_by=ORDER).alias("__first_row"),
+            pl.int_range(pl.len()).over(keys, order_by=ORDER).alias("__k"),
+        )
+        later = ranked.filter(pl.col("__k") > 0)
+        if later.height:
+            found.append(
+                later.select(
+                    pl.lit(name).alias("table"),
+                    pl.lit(",".join(keys)).alias("column"),
+                    pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|").alias(
+                        "value"
+                    ),
+                    "source_file",
+                    "source_row",
+                    "__first_file",
+                    "__first_row",
+                )
+            )
+    if not found:
+        return pl.DataFrame()
+    return pl.concat(found).unique(["source_file", "source_row"], keep="first", maintain_order=True)
+
+
+def quarantine_repeated_keys(collected: Collected, cdm: CDM, site_id: str) -> None:
+    """Keep the first of rows repeating a table's primary key; quarantine the other records.
+
+    A record repeating a patient (a subject listed twice, a second follow-up row) is a
+    duplicate: every row it produced is dropped from the tables (a repeated wide patient row
+    would otherwise add a second infusion), the record goes to quarantine with reason
+    ``ING-DUPLICATE(<key column>)`` and counts as quarantined in the manifest, and an
+    ``ING-DUPLICATE`` error names the row kept. Tables never hold a repeated key.
+    """
+    repeated = _repeated_records(collected, cdm)
+    if repeated.is_empty():
+        return
+    lineage = repeated.select("source_file", "source_row")
+    for name, parts in collected.table_parts.items():
+        collected.table_parts[name] = [
+            p.join(lineage, on=["source_file", "source_row"], how="anti") for p in parts
+        ]
+    collected.findings.append(
+        findings_frame(
+            repeated.select(
+                pl.lit("ING-DUPLICATE").alias("rule_id"),
+                pl.lit("error").alias("severity"),
+                pl.lit("conformance").alias("category"),
+                pl.lit("relational").alias("subcategory"),
+                "table",
+                "column",
+                pl.lit(site_id).alias("site_id"),
+                "source_file",
+                "source_row",
+                "value",
+                pl.format(
+                    "{}.{} '{}' repeats the record of {} row {}, which is kept; this record is "
+                    "quarantined: remove or merge the repeated record at the site",
+                    "table",
+                    "column",
+                    "value",
+                    "__first_file",
+                    "__first_row",
+                ).alias("message"),
+            )
+        )
+    )
+    for entry in collected.sources_manifest:
+        frame, identifiers = collected.frames[entry["source"]]
+        mine = repeated.join(
+            frame.select("source_file", "source_row"), on=["source_file", "source_row"], how="semi"
+        )
+        if mine.is_empty():
+            continue
+        reasons = mine.select("source_row", pl.lit("ING-DUPLICATE").alias("rule_id"), "column")
+        added = _quarantine_records(frame, reasons, identifiers)
+        before = collected.quarantine[entry["source"]]
+        merged = pl.concat([before, added], how="diagonal_relaxed")
+        collected.quarantine[entry["source"]] = (
+            merged.group_by("source_row", maintain_order=True)
+            .agg(
+                pl.all().exclude("quarantine_reasons").first(),
+                pl.col("quarantine_reasons").str.join("; "),
+            )
+            .sort("source_row")
+            .select(before.columns if before.width else added.columns)
+        )
+        entry["rows_quarantined"] = collected.quarantine[entry["source"]].height
+        entry["rows_harmonized"] = entry["rows_read"] - entry["rows_quarantined"]
 
 
 def harmonize_submission(
@@ -294,6 +397,7 @@ def harmonize_submission(
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
         workers.shutdown(wait=True, cancel_futures=True)
+    quarantine_repeated_keys(collected, cdm, mapping.site_id)
     findings_out = sorted_findings(collected.findings)
     if writer is not None:
         writer.findings(findings_out)

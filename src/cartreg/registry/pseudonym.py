@@ -71,11 +71,17 @@ def pseudonym_map(keys: pl.Series, secret: bytes) -> pl.DataFrame:
 
 
 def id_columns(frame: pl.DataFrame) -> list[str]:
-    """Columns that may embed the patient key: ``patient_key`` and string ``*_id`` columns."""
+    """Columns that may embed the patient key: ``patient_key``, string ``*_id`` columns and the
+    ``*_derived_from`` provenance of derived values (the id of the row they came from)."""
     return [
         c
         for c, t in frame.schema.items()
-        if t == pl.String and (c == "patient_key" or (c.endswith("_id") and c != "site_id"))
+        if t == pl.String
+        and (
+            c == "patient_key"
+            or (c.endswith("_id") and c != "site_id")
+            or c.endswith("_derived_from")
+        )
     ]
 
 

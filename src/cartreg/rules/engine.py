@@ -17,8 +17,9 @@ from typing import Any
 import polars as pl
 
 from cartreg.cdm import CDM, load_cdm
-from cartreg.findings import empty_findings, findings_frame, sort_findings
+from cartreg.findings import SEVERITY_ORDER, empty_findings, findings_frame, sort_findings
 from cartreg.rules.checks import REGISTRY, VIOLATION_COLUMNS, CheckContext, CheckOutput
+from cartreg.rules.checks.base import SEVERITY
 from cartreg.rules.frames import conform
 from cartreg.rules.model import Rule, load_rules
 from cartreg.rules.overrides import Override
@@ -238,10 +239,17 @@ def _stack(
     for rid, (v, d) in collected.items():
         rule = by_id[rid]
         if v.height:
+            # A check may lower the severity of rows it cannot decide (never raise it).
+            severity = pl.lit(rule.severity)
+            if SEVERITY in v.columns:
+                rank = pl.col(SEVERITY).replace_strict(SEVERITY_ORDER, default=None)
+                lower = rank > SEVERITY_ORDER[rule.severity]
+                severity = (
+                    pl.when(lower.fill_null(False)).then(pl.col(SEVERITY)).otherwise(severity)
+                )
             v_parts.append(
-                v.select(VIOLATION_COLUMNS).with_columns(
+                v.select(*VIOLATION_COLUMNS, severity.alias(SEVERITY)).with_columns(
                     pl.lit(rid).alias("rule_id"),
-                    pl.lit(rule.severity).alias("severity"),
                     pl.lit(rule.category).alias("category"),
                     pl.lit(
                         None if rule.subcategory == "none" else rule.subcategory, dtype=pl.String

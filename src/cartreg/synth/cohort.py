@@ -21,6 +21,8 @@ from cartreg.cdm.schema import polars_dtype
 
 LAYOUTS: tuple[str, ...] = ("redcap", "excel", "ehr", "deid")
 _SITE_PREFIX = {"redcap": "REDCAP", "excel": "EXCEL", "ehr": "EHR", "deid": "DEID"}
+# Registry-style layouts of the second sample cohort (cartreg.synth.render.registry_style).
+_SITE_PREFIX |= {"registry": "REGISTRY", "classeur": "CLASSEUR", "jsondeid": "JSON"}
 _EPOCH = date(1970, 1, 1)
 
 Arr = np.ndarray
@@ -153,8 +155,10 @@ def _local_ids() -> pl.Expr:
     """
     num = pl.col("_num").cast(pl.String)
     return (
-        pl.when(pl.col("_layout") == "redcap")
+        pl.when(pl.col("_layout").is_in(["redcap", "registry"]))
         .then(num)
+        .when(pl.col("_layout") == "classeur")
+        .then(pl.concat_str(pl.lit("FR"), num.str.zfill(4)))
         .when(pl.col("_layout") == "excel")
         .then(pl.concat_str(pl.lit("P"), num.str.zfill(3)))
         .when(pl.col("_layout") == "ehr")

@@ -294,16 +294,23 @@ def plant_cell_defects(site: SiteInfo, export: Export, t: Tables, picker: Picker
                     sid, "follow_up", row["patient_key"], "dead without a death date", ("CP-003",)
                 )
             )
-        rel = t["progression_events"].filter(pl.col("event_type") == "RELAPSE_AFTER_CR")
+        # A blank remission date is derived from the remission marrow at ingest; a mistyped
+        # year is not: the remission then falls after the relapse it preceded.
+        rel = t["progression_events"].filter(
+            (pl.col("event_type") == "RELAPSE_AFTER_CR")
+            & (pl.col("remission_date").dt.offset_by("1y") > pl.col("progression_date"))
+        )
         row = picker.pick(rel)
         if row:
-            _set_cell(sheet, row["progression_id"], "prog_cr_date", None)
+            cr = row["remission_date"]
+            typo = dt.date(cr.year + 1, cr.month, min(cr.day, 28 if cr.month == 2 else 31))
+            _set_cell(sheet, row["progression_id"], "prog_cr_date", typo.isoformat())
             planted.append(
                 Planted(
                     sid,
                     "progression_events",
                     row["progression_id"],
-                    "relapse without the date of the remission",
+                    "remission date typed a year late, after the relapse",
                     ("PT-006",),
                 )
             )

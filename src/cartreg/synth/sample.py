@@ -1,8 +1,10 @@
 """Render a truth cohort as site exports (with or without planted defects) and write them.
 
 ``write_sample_data`` writes the committed ``sample_data/`` set: four sites, one per layout,
-240 patients from seed 2021, and the answer key ``defects.csv``. ``synthesize`` is the general
-form behind ``cartreg synth`` (any size, any number of sites, truth tables as Parquet).
+240 patients from seed 2021; three registry-style sites, 180 patients from seed 2022
+(``cartreg.synth.registry_style``); and the answer key ``defects.csv`` of all seven.
+``synthesize`` is the general form behind ``cartreg synth`` (any size, any number of sites,
+truth tables as Parquet).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from cartreg.errors import InputError
+from cartreg.synth import registry_style
 from cartreg.synth.cohort import (
     CHUNK_SIZE,
     LAYOUTS,
@@ -52,6 +55,8 @@ class Rendered:
 
 
 def _build(layout: str, site: SiteInfo, tables: dict[str, pl.DataFrame], seed: int) -> Export:
+    if layout in registry_style.LAYOUTS:
+        return registry_style.build(site, tables, seed)
     if layout == "redcap":
         return redcap.build(site, tables)
     if layout == "excel":
@@ -85,17 +90,23 @@ def render_sites(
         if progress:
             progress(f"rendering {site.site_id} ({site.layout})")
         tables = site_tables[site.site_id]
+        # registry-style layouts plant their own kinds of defects (cartreg.synth.registry_style)
+        style = registry_style if site.layout in registry_style.LAYOUTS else None
         if not clean:
-            tables, found = plant_table_defects(site, tables, pickers[site.site_id])
+            plant = style.plant_table_defects if style else plant_table_defects
+            tables, found = plant(site, tables, pickers[site.site_id])
             planted.extend(found)
         export = _build(site.layout, site, tables, cohort.seed + i)
         if not clean:
-            planted.extend(plant_cell_defects(site, export, tables, pickers[site.site_id]))
+            plant_cells = style.plant_cell_defects if style else plant_cell_defects
+            planted.extend(plant_cells(site, export, tables, pickers[site.site_id]))
         exports.append(export)
     by_site = {e.site_id: e for e in exports}
     rows: list[AnswerKeyRow] = []
     for p in planted:
-        rows.extend(locate(by_site[p.site_id], p))
+        export = by_site[p.site_id]
+        located = registry_style.locate if export.layout in registry_style.LAYOUTS else locate
+        rows.extend(located(export, p))
     if duplicate is not None:
         src_id, src_key, dst_id, dst_key = duplicate
         text = "same patient reported by two sites"
@@ -115,22 +126,43 @@ def write_answer_key(frame: pl.DataFrame, path: Path) -> None:
 def write_sample_data(
     dest: Path | str, *, seed: int = SAMPLE_SEED, clean: bool = False
 ) -> list[Path]:
-    """Write the committed sample set: ``<dest>/<site>/…`` for four sites and ``defects.csv``."""
+    """Write the committed sample set: ``<dest>/<site>/…`` for the four sites of the first
+    cohort and the three registry-style sites of the second, and one ``defects.csv``."""
     dest = Path(dest)
-    cohort = simulate_cohort(SAMPLE_PATIENTS, SAMPLE_SITES, seed, layouts=LAYOUTS)
-    rendered = render_sites(cohort, clean=clean)
+    cohorts = [
+        simulate_cohort(SAMPLE_PATIENTS, SAMPLE_SITES, seed, layouts=LAYOUTS),
+        registry_style.registry_style_cohort(),
+    ]
     written: list[Path] = []
-    for export in rendered.exports:
-        written.extend(write_export(export, dest / export.site_id.lower()))
+    keys: list[pl.DataFrame] = []
+    for cohort in cohorts:
+        rendered = render_sites(cohort, clean=clean)
+        for export in rendered.exports:
+            written.extend(write_export(export, dest / export.site_id.lower()))
+        keys.append(rendered.answer_key)
     key = dest / "defects.csv"
-    write_answer_key(rendered.answer_key, key)
+    write_answer_key(pl.concat(keys).sort(["site_id", "source_file", "source_row", "rule_id"]), key)
     written.append(key)
     return written
 
 
 def sample_cohort(seed: int = SAMPLE_SEED) -> Cohort:
-    """The truth behind ``sample_data/`` (before defects)."""
+    """The truth behind the four original sites of ``sample_data/`` (before defects)."""
     return simulate_cohort(SAMPLE_PATIENTS, SAMPLE_SITES, seed, layouts=LAYOUTS)
+
+
+def sample_site_truth(site_id: str) -> dict[str, pl.DataFrame]:
+    """What a clean ingest of any sample site gives: the cohort's tables for the four original
+    sites, the layout's site truth (``registry_style.site_truth``) for the registry-style ones."""
+    for cohort in (sample_cohort(), registry_style.registry_style_cohort()):
+        site = next((s for s in cohort.sites if s.site_id == site_id), None)
+        if site is None:
+            continue
+        tables = cohort.site_tables(site_id)
+        if site.layout in registry_style.LAYOUTS:
+            return registry_style.site_truth(site, tables)
+        return tables
+    raise KeyError(site_id)
 
 
 def synthesize(

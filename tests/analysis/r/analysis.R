@@ -185,8 +185,10 @@ for (i in seq_len(nrow(plan))) {
     fg = {
       d <- cox_data(row)
       d <- d[complete.cases(d[, covs, drop = FALSE]), ]
+      # crr's default gtol (1e-6) stops short of the maximum by ~1e-5 on some data; cartreg
+      # converges to 1e-10, so the reference is taken to 1e-9 (1e-10 does not converge in crr)
       fit <- crr(d$months, d$evntcd, cov1 = as.matrix(d[, covs, drop = FALSE]), failcode = 1,
-                 cencode = 0)
+                 cencode = 0, gtol = 1e-9, maxiter = 100)
       se <- sqrt(diag(fit$var))
       list(converged = fit$converged, coef = arr(unname(fit$coef)), se = arr(unname(se)),
            hr = arr(unname(exp(fit$coef))), lower = arr(unname(exp(fit$coef - z * se))),

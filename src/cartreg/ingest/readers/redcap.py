@@ -5,7 +5,9 @@
   the words a person sees; values that are not choice codes (missing-data codes such as ``UNK``)
   are left as they are for the sentinel step.
 * Checkbox fields stay as ``field___code`` columns; a mapping rule turns them into one row per
-  ticked choice (``checkbox:``), using the dictionary's labels.
+  ticked choice (``checkbox:``), using the dictionary's labels. Decoded like the other coded
+  fields, their ``1``/``0`` become ``Checked``/``Unchecked`` (what a label export writes), so
+  a single checkbox column maps to a yes/no column directly.
 * Rows of a repeating instrument are a record set of their own: their ``source_file`` is
   ``export.csv#<instrument>`` and a mapping rule selects them with ``where:``.
 """
@@ -42,6 +44,8 @@ _FIXED_CHOICES = {
     "truefalse": {"1": "True", "0": "False"},
 }
 _CODED_TYPES = ("radio", "dropdown", "yesno", "truefalse", "checkbox")
+# The two values of every checkbox column, raw code -> label (as a label export writes them).
+CHECKBOX_CHOICES = {"1": "Checked", "0": "Unchecked"}
 
 
 def parse_choices(text: str | None) -> dict[str, str]:
@@ -115,6 +119,11 @@ def read_redcap(
                 for field, mapping in choices.items()
                 if field in frame.columns and field not in checkboxes and mapping
             ]
+            decoded += [
+                pl.col(column).replace(CHECKBOX_CHOICES).alias(column)
+                for column in frame.columns
+                if column.partition("___")[0] in checkboxes and "___" in column
+            ]
             frame = frame.with_columns(decoded)
     if "redcap_repeat_instrument" in frame.columns:
         instrument = pl.col("redcap_repeat_instrument").str.strip_chars()
@@ -125,3 +134,14 @@ def read_redcap(
             .alias("source_file")
         )
     return ReadResult(frame=frame, findings=result.findings, choices=choices)
+
+
+def column_choices(column: str, choices: dict[str, dict[str, str]]) -> dict[str, str] | None:
+    """Code -> label of a data column: a coded field's choices, or ``1``/``0`` ->
+    ``Checked``/``Unchecked`` for a checkbox column ``field___code``; None for other columns."""
+    if column in choices:
+        return choices[column]
+    field, sep, code = column.partition("___")
+    if sep and code and field in choices:
+        return CHECKBOX_CHOICES
+    return None

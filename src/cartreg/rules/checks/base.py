@@ -27,6 +27,8 @@ VIOLATION_COLUMNS: tuple[str, ...] = (
     "detail",
 )
 ROW_ID = "__rid"
+# Optional column of violating rows: a severity for that row (null = the rule's severity).
+SEVERITY = "severity"
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class CheckContext:
 
 @dataclass(frozen=True)
 class CheckOutput:
-    """Violating rows (``VIOLATION_COLUMNS``) and the denominator per site (``site_id``, ``n``)."""
+    """Violating rows (``VIOLATION_COLUMNS``, optionally ``severity``) and the denominator per
+    site (``site_id``, ``n``)."""
 
     violations: pl.LazyFrame
     denominator: pl.LazyFrame

@@ -1,9 +1,10 @@
 """Free-form read-only logic: one SELECT run by Polars' SQL engine over the CDM tables.
 
 The query must return the lineage of the violating rows (``site_id``, ``source_file``,
-``source_row``) and may return ``value``, ``detail`` and, when the rows come from several tables,
-``table_name`` and ``column_name``. ``denominator_query`` (one row per row in scope, with its
-``site_id``) replaces the default denominator, the rows of ``table`` matching
+``source_row``) and may return ``value``, ``detail``, ``severity`` (a lower severity for rows
+the rule cannot decide, e.g. an age known only from the year of birth) and, when the rows come
+from several tables, ``table_name`` and ``column_name``. ``denominator_query`` (one row per row
+in scope, with its ``site_id``) replaces the default denominator, the rows of ``table`` matching
 ``denominator_where``. Only a single SELECT (or WITH … SELECT) is accepted; statements that
 write, attach or read files are refused when the rule is loaded.
 """
@@ -18,7 +19,14 @@ from typing import Any
 import polars as pl
 
 from cartreg.errors import ConfigError
-from cartreg.rules.checks.base import CheckContext, CheckOutput, per_site, register, where
+from cartreg.rules.checks.base import (
+    SEVERITY,
+    CheckContext,
+    CheckOutput,
+    per_site,
+    register,
+    where,
+)
 
 _FORBIDDEN = re.compile(
     r"\b(insert|update|delete|drop|create|alter|attach|detach|copy|pragma|install|load|export|import|"
@@ -74,6 +82,7 @@ def sql(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
         pl.col("source_row").cast(pl.Int64),
         text("value", None).cast(pl.String).alias("value"),
         text("detail", None).cast(pl.String).alias("detail"),
+        text(SEVERITY, None).cast(pl.String).alias(SEVERITY),
     )
     # A row the query returns several times (e.g. one per matching partner) is one violation;
     # keep the smallest detail so the message does not depend on row order.

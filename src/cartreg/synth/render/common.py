@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -34,6 +35,8 @@ class Sheet:
     sheet: str | None = None
     header_rows: int = 1
     text_overrides: dict[str, pl.Series] = field(default_factory=dict)
+    # A JSON document around the records (``_json``, one per line): ``@RECORDS@`` marks them.
+    envelope: str | None = None
 
     @property
     def source_file(self) -> str:
@@ -73,6 +76,20 @@ def num(col: str | pl.Expr, decimals: int = 4, *, comma: bool = False) -> pl.Exp
     expr = pl.col(col) if isinstance(col, str) else col
     text = expr.cast(pl.Float64).round(decimals).cast(pl.String).str.replace(r"\.0$", "")
     return text.str.replace(".", ",", literal=True) if comma else text
+
+
+def qualified(value: str, qualifier: str, decimals: int = 1, *, comma: bool = False) -> pl.Expr:
+    """A lab value as the site writes it: ``<1`` when its qualifier column says LT."""
+    text = num(value, decimals, comma=comma)
+    return pl.when(pl.col(qualifier) == "LT").then(pl.concat_str(pl.lit("<"), text)).otherwise(text)
+
+
+def typed_as_text(frame: pl.DataFrame, col: str, rng: Any, share: float, pattern: str) -> pl.Series:
+    """A ``share`` of a date column's cells typed by hand as text (``pattern``, strftime)."""
+    typed = pl.Series(rng.random(frame.height) < share)
+    return frame.select(
+        pl.when(typed & pl.col(col).is_not_null()).then(pl.col(col).dt.to_string(pattern))
+    ).to_series()
 
 
 def coded(col: str, mapping: Mapping[str, str]) -> pl.Expr:
@@ -136,6 +153,13 @@ def write_export(export: Export, folder: Path, *, append: bool = False) -> list[
         path = folder / sheet.file
         if sheet.sheet is not None:
             workbooks.setdefault(sheet.file, []).append(sheet)
+            continue
+        if sheet.envelope is not None:
+            if append:
+                raise ValueError(f"{sheet.file}: a JSON document cannot be written in chunks")
+            records = ",\n".join(sheet.frame["_json"])
+            path.write_bytes(sheet.envelope.replace("@RECORDS@", records).encode("utf-8"))
+            written.append(path)
             continue
         with path.open("ab" if append else "wb") as fh:
             if sheet.file.endswith(".ndjson"):

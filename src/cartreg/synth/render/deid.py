@@ -28,9 +28,12 @@ def _bool(col: str) -> pl.Expr:
     return pl.col(col).replace_strict(YN_BOOL, default=None, return_dtype=pl.Boolean)
 
 
-def _struct(**fields: pl.Expr) -> pl.Expr:
+def sorted_struct(**fields: pl.Expr) -> pl.Expr:
     """A struct with its keys in sorted order, so the JSON is stable and easy to diff."""
     return pl.struct([fields[k].alias(k) for k in sorted(fields)])
+
+
+_struct = sorted_struct
 
 
 def _nested(frame: pl.DataFrame, name: str, **fields: pl.Expr) -> pl.DataFrame:

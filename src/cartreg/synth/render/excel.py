@@ -11,7 +11,17 @@ import numpy as np
 import polars as pl
 
 from cartreg.synth.cohort import SiteInfo
-from cartreg.synth.render.common import REF, Export, Sheet, by_patient, coded, num, render_template
+from cartreg.synth.render.common import (
+    REF,
+    Export,
+    Sheet,
+    by_patient,
+    coded,
+    num,
+    qualified,
+    render_template,
+    typed_as_text,
+)
 
 WORKBOOK = "CAR-T_Register_Export.xlsx"
 MAX_ROWS = 1_048_575  # Excel's row limit minus the header
@@ -149,16 +159,7 @@ def local_id() -> pl.Expr:
 
 
 def _blasts(value: str, qualifier: str) -> pl.Expr:
-    text = num(value, 1, comma=True)
-    return pl.when(pl.col(qualifier) == "LT").then(pl.concat_str(pl.lit("<"), text)).otherwise(text)
-
-
-def _typed_text(frame: pl.DataFrame, col: str, rng: np.random.Generator, share: float) -> pl.Series:
-    """A share of a date column's cells typed by hand as text ``TT.MM.JJJJ``."""
-    typed = pl.Series(rng.random(frame.height) < share)
-    return frame.select(
-        pl.when(typed & pl.col(col).is_not_null()).then(pl.col(col).dt.to_string("%d.%m.%Y"))
-    ).to_series()
+    return qualified(value, qualifier, comma=True)
 
 
 def build(site: SiteInfo, t: dict[str, pl.DataFrame], *, seed: int = 0) -> Export:
@@ -171,7 +172,8 @@ def build(site: SiteInfo, t: dict[str, pl.DataFrame], *, seed: int = 0) -> Expor
     ) -> Sheet:
         frame = by_patient(frame, keys)
         out = frame.select(local_id().alias(PAT_ID), *exprs, pl.col(ref).alias(REF))
-        overrides = {d: _typed_text(out, d, rng, 0.25) for d in dates}
+        # a quarter of the dates were typed by hand as text TT.MM.JJJJ
+        overrides = {d: typed_as_text(out, d, rng, 0.25, "%d.%m.%Y") for d in dates}
         if out.height > MAX_ROWS:
             from cartreg.errors import InputError
 

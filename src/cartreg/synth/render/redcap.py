@@ -354,19 +354,7 @@ def build(site: SiteInfo, t: dict[str, pl.DataFrame]) -> Export:
     def repeating(
         frame: pl.DataFrame, form: str, id_col: str, exprs: list[pl.Expr]
     ) -> pl.DataFrame:
-        frame = by_patient(frame.with_row_index("_o"), keys).with_columns(
-            (pl.int_range(pl.len()).over("patient_key") + 1).alias("_inst")
-        )
-        return frame.select(
-            pl.col(id_col).alias(REF),
-            pl.col("patient_key"),
-            pl.lit(form).alias("redcap_repeat_instrument"),
-            pl.col("_inst").cast(pl.String).alias("redcap_repeat_instance"),
-            *exprs,
-            pl.lit("2").alias(f"{form}_complete"),
-            pl.lit(FORMS.index(form)).alias("_form"),
-            pl.col("_inst"),
-        )
+        return instrument_rows(frame, keys, form, id_col, exprs, FORMS.index(form))
 
     inf = repeating(
         t["car_t_infusions"],
@@ -486,6 +474,31 @@ def build(site: SiteInfo, t: dict[str, pl.DataFrame]) -> Export:
     )
 
 
+def instrument_rows(
+    frame: pl.DataFrame,
+    keys: pl.Series,
+    form: str,
+    id_col: str,
+    exprs: list[pl.Expr],
+    form_index: int,
+) -> pl.DataFrame:
+    """Rows of a repeating instrument: instance 1, 2, … per record, in the site's patient order
+    (``_form`` and ``_inst`` order the flat export; ``REF`` names the truth row)."""
+    frame = by_patient(frame.with_row_index("_o"), keys).with_columns(
+        (pl.int_range(pl.len()).over("patient_key") + 1).alias("_inst")
+    )
+    return frame.select(
+        pl.col(id_col).alias(REF),
+        pl.col("patient_key"),
+        pl.lit(form).alias("redcap_repeat_instrument"),
+        pl.col("_inst").cast(pl.String).alias("redcap_repeat_instance"),
+        *exprs,
+        pl.lit("2").alias(f"{form}_complete"),
+        pl.lit(form_index).alias("_form"),
+        pl.col("_inst"),
+    )
+
+
 def instrument_of(field_name: str) -> str:
     """The REDCap form a field belongs to (checkbox columns belong to their field's form)."""
     stem = field_name.split("___")[0]
@@ -497,6 +510,35 @@ def instrument_of(field_name: str) -> str:
 
 def data_dictionary() -> str:
     """The project's data dictionary in REDCap's metadata CSV format."""
+    notes = {
+        "pre_bm_blasts": "Number; '<1' when the report says below 1%",
+        "asmt_blasts": "Number; '<1' when the report says below 1%",
+        "pre_mrd_pct": "Percent of cells (0.01 = 10^-4); UNK if not done",
+        "asmt_mrd_pct": "Percent of cells (0.01 = 10^-4); blank when MRD negative",
+        "inf_dose": "In millions (x10^6) of CAR+ cells, per kg or total as per unit",
+        "yob": "Year only (no full birth date is collected)",
+    }
+    branching = {
+        "prior_blina_resp": "[prior_blina] = '1'",
+        "inf_product_oth": "[inf_product] = '99'",
+        "inf_nct": "[inf_setting] = '2'",
+        "inf_reason": "[inf_no] > 1",
+        "prog_cr_date": "[prog_type] = '1'",
+        "fu_death_date": "[fu_vital] = '0'",
+        "fu_cod": "[fu_vital] = '0'",
+    }
+    return dictionary_csv(_FIELDS, _LABELS, notes, branching, identifiers=("record_id", "inf_date"))
+
+
+def dictionary_csv(
+    fields: list[tuple[str, str, str, str, str]],
+    labels: dict[str, dict[str, str]],
+    notes: dict[str, str],
+    branching: dict[str, str],
+    *,
+    identifiers: tuple[str, ...],
+) -> str:
+    """A REDCap metadata CSV: one row per (field, form, type, label, validation)."""
     header = [
         "Variable / Field Name",
         "Form Name",
@@ -520,27 +562,10 @@ def data_dictionary() -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    notes = {
-        "pre_bm_blasts": "Number; '<1' when the report says below 1%",
-        "asmt_blasts": "Number; '<1' when the report says below 1%",
-        "pre_mrd_pct": "Percent of cells (0.01 = 10^-4); UNK if not done",
-        "asmt_mrd_pct": "Percent of cells (0.01 = 10^-4); blank when MRD negative",
-        "inf_dose": "In millions (x10^6) of CAR+ cells, per kg or total as per unit",
-        "yob": "Year only (no full birth date is collected)",
-    }
-    branching = {
-        "prior_blina_resp": "[prior_blina] = '1'",
-        "inf_product_oth": "[inf_product] = '99'",
-        "inf_nct": "[inf_setting] = '2'",
-        "inf_reason": "[inf_no] > 1",
-        "prog_cr_date": "[prog_type] = '1'",
-        "fu_death_date": "[fu_vital] = '0'",
-        "fu_cod": "[fu_vital] = '0'",
-    }
-    for name, form, ftype, label, validation in _FIELDS:
+    for name, form, ftype, label, validation in fields:
         choices = ""
         if ftype in ("radio", "dropdown", "checkbox"):
-            choices = " | ".join(f"{code}, {text}" for code, text in _LABELS[name].items())
+            choices = " | ".join(f"{code}, {text}" for code, text in labels[name].items())
         writer.writerow(
             [
                 name,
@@ -555,7 +580,7 @@ def data_dictionary() -> str:
                 "",
                 "",
                 branching.get(name, ""),
-                "y" if name in ("record_id", "inf_date") else "",
+                "y" if name in identifiers else "",
                 "",
                 "",
                 "",
