@@ -48,7 +48,7 @@ def test_users_add_list_disable(registry: Path, tmp_path: Path) -> None:
         str(secret),
     )
     assert code == 0, out
-    assert "added site alice of site REDCAP_A" in out
+    assert "added alice (site user of REDCAP_A)" in out
     assert "has no mapping yet" in out
     code, out = run(
         registry,

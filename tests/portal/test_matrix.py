@@ -6,6 +6,7 @@ of another site's submission, upload, report and query are not found (404), neve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -185,3 +186,60 @@ def test_static_files_are_public_and_stay_in_their_folder(world: World) -> None:
     assert anonymous.get("/static/portal.css").status_code == 200
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py"):
         assert anonymous.get(path).status_code == 404
+
+
+def _own_ids(page: str, kind: str) -> set[int]:
+    return {int(i) for i in re.findall(rf'href="/{kind}/(\d+)"', page)}
+
+
+def test_a_site_user_guessing_ids_finds_only_its_own_site(world: World) -> None:
+    """Site B walks every id up to past the highest one on every route that takes one (pages,
+    progress, report and diff downloads, query answers): its own objects answer, every other
+    id is not found, and no response carries anything of site A."""
+    bob = world.clients["site_b"]
+    home = bob.get("/site").text
+    own = {"uploads": _own_ids(home, "uploads"), "submissions": _own_ids(home, "submissions")}
+    assert own["uploads"] and own["submissions"]
+    highest = max(
+        int(world.ids[k]) for k in ("upload_a", "upload_b", "submission_a", "submission_b")
+    )
+    numbered = [
+        t for (m, t) in EXPECTED if m == "GET" and ("{upload_id}" in t or "{submission_id}" in t)
+    ]
+    answered: dict[str, set[int]] = {}
+    for template in numbered:
+        kind = "uploads" if "{upload_id}" in template else "submissions"
+        for guess in range(0, highest + 4):
+            response = bob.get(
+                template.replace("{upload_id}", str(guess)).replace("{submission_id}", str(guess))
+            )
+            assert response.status_code in (200, 404), (template, guess, response.status_code)
+            assert "REDCAP_A" not in response.text and "records.csv" not in response.text
+            if response.status_code == 200:
+                answered.setdefault(template, set()).add(guess)
+        assert answered.get(template, set()) <= own[kind], template
+    assert world.ids["submission_b"] in answered["/submissions/{submission_id}/report"]
+    csrf = token(bob)
+    foreign = str(world.ids["query_a"]).rsplit("-Q", 1)[0]
+    for n in range(1, 40):
+        query = f"{foreign}-Q{n}"
+        assert bob.get(f"/queries/{query}").status_code == 404
+        answer = {"csrf_token": csrf, "response": "confirmed", "comment": "guess"}
+        assert bob.post(f"/queries/{query}/response", data=answer).status_code == 404
+    # the filters of the list pages never widen a site user's scope
+    for path in ("/queries?site=REDCAP_A&state=all", "/site/scorecard?site=REDCAP_A"):
+        response = bob.get(path)
+        assert response.status_code == 200 and "REDCAP_A" not in response.text, path
+    # odd spellings of an id are refused or not found, never a crash or another site's object
+    for path in (
+        f"/submissions/{world.ids['submission_a']}%2F..",
+        f"/submissions/{world.ids['submission_a']}.0",
+        "/submissions/-1",
+        f"/submissions/0{world.ids['submission_a']}",
+        "/uploads/1e3",
+        "/queries/..%2F..%2Fcoord",
+        f"/queries/{world.ids['query_a']}%00",
+    ):
+        response = bob.get(path)
+        assert response.status_code in (400, 404), (path, response.status_code)
+        assert "REDCAP_A" not in response.text, path

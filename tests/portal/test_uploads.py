@@ -12,7 +12,7 @@ import pytest
 from cartreg.portal.config import Limits
 from cartreg.portal.uploads import UploadRejected, receive_files
 from tests.portal.conftest import World
-from tests.portal.helpers import SAMPLE, client, running_portal, token, upload
+from tests.portal.helpers import SAMPLE, client, running_portal, token, upload, wait_json
 
 CSV = b"STUDY_ID,SEX\nCT1,F\n"
 LIMITS = Limits(files=5, unzipped_bytes=4 << 20, zip_ratio=50)
@@ -194,3 +194,57 @@ def test_an_oversized_upload_is_refused_before_it_is_read(tmp_path: Path) -> Non
         small = alice.post("/logout", data={"csrf_token": token(alice)}, files=None)
         assert small.status_code == 303
         assert list(cfg.work_dir.glob("*")) == []
+
+
+def _bad_exports() -> dict[str, list[tuple[str, bytes]]]:
+    """Uploads of site A that pass the receiving checks but are no usable export, or barely."""
+    records = (SAMPLE / "redcap_a/records.csv").read_bytes()
+    dictionary = ("data_dictionary.csv", (SAMPLE / "redcap_a/data_dictionary.csv").read_bytes())
+    header, _, rows = records.partition(b"\n")
+    lines = rows.split(b"\n")
+    return {
+        "another site's export": [
+            ("patients.csv", (SAMPLE / "ehr_c/patients.csv").read_bytes()),
+            ("events.csv", (SAMPLE / "ehr_c/events.csv").read_bytes()),
+        ],
+        "no data dictionary": [("records.csv", records)],
+        "cut off mid-row": [("records.csv", records[: len(records) // 2]), dictionary],
+        "empty file": [("records.csv", b""), dictionary],
+        "header only": [("records.csv", header + b"\n"), dictionary],
+        "other columns": [("records.csv", b"name;dob;diagnosis\nDoe;1970-01-01;ALL\n"), dictionary],
+        # (lone CR line ends are harden-ingest's: its reader turns them into line breaks)
+        "header repeated, CRLF line ends, Latin-1": [
+            (
+                "records.csv",
+                b"\r\n".join([header, *lines[:5], header, *lines[5:40]]).replace(b"F", b"\xc9"),
+            ),
+            dictionary,
+        ],
+    }
+
+
+def test_unusable_exports_end_with_a_clear_message(tmp_path: Path) -> None:
+    """A site sending the wrong, broken or empty files learns what is wrong in one line: the
+    upload is refused at once or its processing ends (stored or failed), never with an internal
+    error or a server path."""
+    users = {"alice": ("site", "REDCAP_A")}
+    with running_portal(tmp_path, users=users, sites=["REDCAP_A"]) as (app, cfg):
+        alice = client(app, "alice")
+        outcomes = {}
+        for case, files in _bad_exports().items():
+            sent = upload(alice, [("files", (n, data, "text/csv")) for n, data in files])
+            if sent.status_code == 400:
+                message = sent.text
+            else:
+                assert sent.status_code == 303, (case, sent.status_code, sent.text)
+                upload_id = int(sent.headers["location"].rsplit("/", 1)[1])
+                message = wait_json(alice, f"/uploads/{upload_id}/progress")["message"]
+                page = alice.get(f"/uploads/{upload_id}")
+                assert page.status_code == 200 and "Traceback" not in page.text, case
+            outcomes[case] = message
+            assert "internal error" not in message and "Traceback" not in message, (case, message)
+            assert str(tmp_path) not in message and str(cfg.data_dir) not in message, case
+        # the wrong files are refused at once, naming the files the site's mapping reads
+        assert "has no data_dictionary.csv, records.csv" in outcomes["another site's export"]
+        assert "has no data_dictionary.csv" in outcomes["no data dictionary"]
+        assert "reads data_dictionary.csv, records.csv" in outcomes["no data dictionary"]

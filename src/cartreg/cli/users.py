@@ -68,8 +68,8 @@ def add(
         )
         append_events(reg, [event])
         missing_mapping = user.site_id is not None and site_mapping(reg, user.site_id) is None
-    where = f" of site {user.site_id}" if user.site_id else ""
-    console().print(f"added {user.role} {user.name}{where}")
+    what = f"site user of {user.site_id}" if user.site_id else user.role
+    console().print(f"added {user.name} ({what})")
     if missing_mapping:
         console(stderr=True).print(
             f"note: site {user.site_id} has no mapping yet; register it with "

@@ -141,7 +141,13 @@ class LoginLimiter:
     """
 
     def __init__(
-        self, *, per_user: int, per_client: int, window: float, max_keys: int = 10_000
+        self,
+        *,
+        per_user: int,
+        per_client: int,
+        window: float,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.per_user = per_user
         self.per_client = per_client
@@ -149,6 +155,7 @@ class LoginLimiter:
         self.max_keys = max_keys
         self._failures: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._clock = clock
 
     def _recent(self, key: str, now: float) -> list[float]:
         times = [t for t in self._failures.get(key, []) if now - t < self.window]
@@ -160,7 +167,7 @@ class LoginLimiter:
 
     def retry_after(self, user: str, client: str | None) -> float | None:
         """Seconds until a sign-in may be tried again, or None if it may be tried now."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             waits = []
             for key, limit in (
@@ -173,7 +180,7 @@ class LoginLimiter:
             return max(waits) if waits else None
 
     def failed(self, user: str, client: str | None) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             for key in (f"user:{user.lower()}", f"client:{client}"):
                 self._failures.setdefault(key, []).append(now)

@@ -253,3 +253,16 @@ def receive_files(
     if not any_file:
         raise UploadRejected("no file was sent", hint="choose the export's files or one zip")
     return received
+
+
+def require_files(received: list[ReceivedFile], expected: list[str]) -> None:
+    """Refuse an upload without every file the site's mapping reads, before it is queued: a
+    site that sent the wrong export learns it at once, with the names it should send."""
+    names = {f.name for f in received}
+    missing = [name for name in expected if name not in names]
+    if missing:
+        sent = ", ".join(sorted(names))
+        raise UploadRejected(
+            f"the upload has no {', '.join(missing)} (it holds {sent})",
+            hint=f"your site's mapping reads {', '.join(expected)}: send those files",
+        )

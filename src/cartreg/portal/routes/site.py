@@ -14,7 +14,7 @@ from cartreg.portal.app import UPLOAD_PATH
 from cartreg.portal.auth import Principal, portal_of, require
 from cartreg.portal.processing import record_upload, upload_folder, upload_job
 from cartreg.portal.sites import site_mapping
-from cartreg.portal.uploads import UploadRejected, allowed_types, receive_files
+from cartreg.portal.uploads import UploadRejected, allowed_types, receive_files, require_files
 
 router = APIRouter()
 SiteUser = Annotated[Principal, Depends(require("site"))]
@@ -64,6 +64,7 @@ def upload(request: Request, who: SiteUser, files: Annotated[list[UploadFile], F
         received = receive_files(
             ((f.filename, f.file) for f in files), staging / "input", portal.config.limits
         )
+        require_files(received, mapping.source_files(portal.cdm))
     except UploadRejected as exc:
         shutil.rmtree(staging, ignore_errors=True)
         portal.record(who, "upload.rejected", outcome="denied", detail=exc.message[:300])
