@@ -150,6 +150,89 @@ def export_site(csv_rows: int, work: Path, seed: int) -> Path:
     return next((out / "sites").iterdir())
 
 
+DUPLICATE_RATE = "0.05"
+# consortia for the linkage tasks: the four export layouts (one de-identified site that gives
+# years and day offsets only), and four sites that all give calendar dates
+CONSORTIA = {
+    "four_layouts": ("redcap,excel,ehr,deid", ("redcap_a", "excel_b", "ehr_c", "deid_d")),
+    "dated_sites": ("redcap,excel,ehr", ("redcap_a", "excel_b", "ehr_c", "redcap_d")),
+}
+
+
+def linkage_consortium(patients: int, name: str, work: Path, seed: int) -> tuple[Path, Path]:
+    """Site exports with planted cross-site duplicates, each harmonized by `cartreg ingest`
+    with its sample mapping (a fourth REDCap site uses the REDCap mapping under its own site
+    id). Returns the folder of ingest outputs and the truth pairs."""
+    out = work / f"linkage_{name}_{patients}"
+    ingested = out / "ingested"
+    layouts, folders = CONSORTIA[name]
+    if not (ingested / folders[-1] / "tables").is_dir():
+        shutil.rmtree(out, ignore_errors=True)
+        _synth(
+            patients,
+            out,
+            seed,
+            "--sites",
+            "4",
+            "--layouts",
+            layouts,
+            "--duplicate-rate",
+            DUPLICATE_RATE,
+            "--clean",
+        )
+        cartreg = str(Path(sys.executable).parent / "cartreg")
+        for folder in folders:
+            mapping = REPO / "sample_data" / folder / "mapping.yaml"
+            if not mapping.is_file():  # the same EDC template at another site
+                text = (REPO / "sample_data" / "redcap_a" / "mapping.yaml").read_text()
+                mapping = out / f"{folder}.mapping.yaml"
+                mapping.write_text(text.replace("site_id: REDCAP_A", f"site_id: {folder.upper()}"))
+            args = [cartreg, "ingest", str(out / "sites" / folder), "--mapping", str(mapping)]
+            out_args = ["--out", str(ingested / folder), "--quiet", "--fail-on", "never"]
+            subprocess.run([*args, *out_args], check=True)
+    return ingested, out / "truth" / "duplicates.csv"
+
+
+def capacity_cohort(patients: int, work: Path, seed: int) -> tuple[Path, Path]:
+    """Truth tables of a four-layout consortium with planted duplicates (no exports: large
+    sizes are linked from the truth, with the de-identified site's dates removed)."""
+    out = work / f"capacity_{patients}"
+    if not (out / "truth" / "duplicates.csv").is_file():
+        _synth(
+            patients, out, seed, "--sites", "4", "--duplicate-rate", DUPLICATE_RATE, "--truth-only"
+        )
+    return out / "truth", out / "truth" / "duplicates.csv"
+
+
+def bench_linkage(
+    sizes: list[int], capacity: list[int], work: Path, seed: int, minimal: list[int] | None = None
+) -> dict[str, Any]:
+    """Precision and recall of the listed duplicate pairs and the linkage time, per consortium
+    and size; the capacity estimate against the recall measured as the consortium grows, with
+    what the sites record and with a minimal export (sex, birth year, age, infusion year,
+    product), whose evidence runs out at a few thousand patients."""
+    result: dict[str, Any] = {"accuracy": {}, "capacity": {}, "minimal": {}}
+    for patients in sizes:
+        for name in CONSORTIA:
+            print(f"linking {patients:,} patients ({name}) …", file=sys.stderr)
+            source, truth = linkage_consortium(patients, name, work, seed)
+            task = run_task(["linkage", str(source), str(truth)], 1).to_dict()
+            result["accuracy"].setdefault(str(patients), {})[name] = task
+    for patients in capacity:
+        print(f"capacity at {patients:,} patients …", file=sys.stderr)
+        source, truth = capacity_cohort(patients, work, seed)
+        result["capacity"][str(patients)] = run_task(
+            ["linkage", str(source), str(truth)], 1
+        ).to_dict()
+    for patients in minimal or []:
+        print(f"capacity of a minimal export at {patients:,} patients …", file=sys.stderr)
+        source, truth = capacity_cohort(patients, work, seed)
+        result["minimal"][str(patients)] = run_task(
+            ["linkage", str(source), str(truth), "minimal"], 1
+        ).to_dict()
+    return result
+
+
 def machine() -> dict[str, Any]:
     import psutil
 
@@ -251,6 +334,9 @@ def end_to_end(size: int, work: Path, repeat: int, seed: int, result: dict[str, 
     r["merge_sites_vs_read_checked"] = ratio(
         tasks["merge_sites"]["median_s"], tasks["read_checked"]["median_s"]
     )
+    r["merge_command_vs_read_checked"] = ratio(
+        tasks["merge_sites"]["detail"]["merge_command_s"], tasks["read_checked"]["median_s"]
+    )
     shutil.rmtree(checked, ignore_errors=True)
     shutil.rmtree(registry, ignore_errors=True)
 
@@ -310,6 +396,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                         "not run at this size (see --ingest-max-size)",
                     )
                 )
+    rows += linkage_targets(report, sizes)
     if "synth" in report:
         synth = report["synth"]
         rows.append(
@@ -321,6 +408,77 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
     help_s = report["startup"]["median_s"]
     rows.append(_target("cartreg --help under 0.3 s", help_s, help_s < 0.3))
+    return rows
+
+
+def linkage_targets(report: dict[str, Any], sizes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 17's targets: duplicate pairs found, linkage time, merge speed, capacity warning."""
+    rows = []
+    linkage = report.get("linkage", {})
+    for patients, consortia in linkage.get("accuracy", {}).items():
+        for name, task in consortia.items():
+            d = task["detail"]
+            value = f"precision {d['precision']}, recall {d['recall']}"
+            met = (d["precision"] or 0) >= 0.95 and (d["recall"] or 0) >= 0.95
+            rows.append(
+                _target(
+                    f"duplicate pairs at {int(patients):,} patients ({name}): precision and "
+                    "recall >= 0.95",
+                    value,
+                    met,
+                    f"p >= {d['threshold']}; "
+                    + ", ".join(
+                        f"{cls}: {v['precision']}/{v['recall']}"
+                        for cls, v in d["by_evidence"].items()
+                    ),
+                )
+            )
+    hundred = linkage.get("accuracy", {}).get("100000", {}).get("four_layouts")
+    if hundred:
+        rows.append(
+            _target(
+                "linkage of 100,000 patients <= 30 s",
+                hundred["median_s"],
+                hundred["median_s"] <= 30,
+            )
+        )
+    series = [
+        (label, patients, task)
+        for key, label in (("capacity", ""), ("minimal", "minimal export "))
+        for patients, task in linkage.get(key, {}).items()
+    ]
+    if series:
+        collapsed, warned_there, early, notes = 0, 0, 0, []
+        for label, patients, task in series:
+            for cls, v in task["detail"]["by_evidence"].items():
+                collapse = v["recall"] is not None and v["recall"] < 0.5
+                warned = bool(v.get("capacity_warning"))
+                collapsed += collapse
+                warned_there += collapse and warned
+                early += warned and not collapse
+                notes.append(
+                    f"{label}{int(patients):,} {cls}: recall {v['recall']} (predicted "
+                    f"{v.get('predicted_recall')}), warning {'yes' if warned else 'no'}"
+                )
+        rows.append(
+            _target(
+                "capacity warning fires at every size where recall collapses (< 0.5)",
+                f"{warned_there} of {collapsed} collapses warned, {early} warning(s) before",
+                collapsed > 0 and warned_there == collapsed,
+                "; ".join(notes),
+            )
+        )
+    if "1000000" in sizes and "merge_sites_vs_read_checked" in sizes["1000000"]["ratios"]:
+        value = sizes["1000000"]["ratios"]["merge_sites_vs_read_checked"]
+        merge_only = sizes["1000000"]["ratios"].get("merge_command_vs_read_checked")
+        rows.append(
+            _target(
+                "registry init, store of four sites and merge at 1M event rows <= 20x read_checked",
+                value,
+                value <= 20,
+                f"the merge command alone: {merge_only}x",
+            )
+        )
     return rows
 
 
@@ -358,6 +516,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             )
         lines += ["", "| ratio | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in data["ratios"].items()]
+    lines += linkage_markdown(report.get("linkage", {}))
     s = report["startup"]
     lines += [
         "",
@@ -370,6 +529,44 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"peak RSS {y['peak_rss_mb']} MB."
         )
     return "\n".join(lines) + "\n"
+
+
+def linkage_markdown(linkage: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    runs = [
+        (f"{int(n):,}", name, task)
+        for n, consortia in linkage.get("accuracy", {}).items()
+        for name, task in consortia.items()
+    ]
+    runs += [
+        (f"{int(n):,}", "four_layouts (truth)", t) for n, t in linkage.get("capacity", {}).items()
+    ]
+    runs += [
+        (f"{int(n):,}", "minimal export (truth)", t) for n, t in linkage.get("minimal", {}).items()
+    ]
+    if not runs:
+        return lines
+    lines += [
+        "",
+        "## Cross-site duplicates (issue 17)",
+        "",
+        "| patients | consortium | s | peak RSS MB | listed | precision | recall | dated: P / R "
+        "| year-only: P / R / predicted R | beyond capacity |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for patients, name, task in runs:
+        d = task["detail"]
+        by = d["by_evidence"]
+        dated = by.get("dated", {})
+        year = by.get("year_only", {})
+        lines.append(
+            f"| {patients} | {name} | {task['median_s']} | {task['peak_rss_mb']} | {d['listed']} "
+            f"| {d['precision']} | {d['recall']} "
+            f"| {dated.get('precision')} / {dated.get('recall')} "
+            f"| {year.get('precision')} / {year.get('recall')} / {year.get('predicted_recall')} "
+            f"| {', '.join(d['beyond_capacity']) or 'none'} |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,6 +600,23 @@ def main(argv: list[str] | None = None) -> int:
         default="0",
         help="also time `cartreg synth` of this many patients at 4 sites (e.g. 1m; 0 = skip)",
     )
+    parser.add_argument(
+        "--linkage-sizes",
+        default="10k,100k",
+        help="patients of the consortia whose cross-site duplicates are linked ('' = skip)",
+    )
+    parser.add_argument(
+        "--minimal-sizes",
+        default="",
+        help="patients of consortia linked on a minimal export only, where the capacity "
+        "warning must fire as recall collapses, e.g. 1k,3k,10k,30k",
+    )
+    parser.add_argument(
+        "--capacity-sizes",
+        default="",
+        help="patients of the consortia linked from truth tables to find where recall "
+        "collapses, e.g. 10k,100k,1m (1M needs about 8 GB)",
+    )
     args = parser.parse_args(argv)
     work = args.work or args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -431,6 +645,13 @@ def main(argv: list[str] | None = None) -> int:
             ingest=size <= parse_size(args.ingest_max_size),
             peers=size <= parse_size(args.peers_max_size),
             sites=size <= parse_size(args.sites_max_size),
+        )
+    linkage_sizes = [parse_size(t) for t in args.linkage_sizes.split(",") if t.strip()]
+    capacity_sizes = [parse_size(t) for t in args.capacity_sizes.split(",") if t.strip()]
+    minimal_sizes = [parse_size(t) for t in args.minimal_sizes.split(",") if t.strip()]
+    if linkage_sizes or capacity_sizes or minimal_sizes:
+        report["linkage"] = bench_linkage(
+            linkage_sizes, capacity_sizes, work, args.seed, minimal_sizes
         )
     report["targets"] = targets(report)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,10 @@ def test_harness_runs_at_10k_and_reports_every_task_and_target(tmp_path: Path) -
             "1",
             "--out",
             str(tmp_path),
+            "--linkage-sizes",
+            "1k",
+            "--capacity-sizes",
+            "1k",
         ],
         capture_output=True,
         text=True,
@@ -39,6 +43,7 @@ def test_harness_runs_at_10k_and_reports_every_task_and_target(tmp_path: Path) -
     expected |= {"read_exports", "check_sites", "read_checked", "merge_sites"}
     expected |= {f"peer_{e}" for e in ("cartreg", "pandera", "dataframely", "pointblank", "gx")}
     assert set(size["tasks"]) == expected
+    assert size["tasks"]["merge_sites"]["detail"]["merge_command_s"] > 0
     for task in size["tasks"].values():
         assert task["median_s"] > 0 and task["peak_rss_mb"] > 0
     # every engine found the same defects in the same data, so the comparison is like for like
@@ -57,5 +62,16 @@ def test_harness_runs_at_10k_and_reports_every_task_and_target(tmp_path: Path) -
         "validation",
         "cartreg",
     }
-    assert (tmp_path / "benchmarks.md").read_text().startswith("# cartreg benchmark results")
+    # the duplicate pairs were linked, scored against the truth, and the capacity estimated
+    linkage = report["linkage"]
+    for task in [*linkage["accuracy"]["1000"].values(), linkage["capacity"]["1000"]]:
+        detail = task["detail"]
+        assert detail["true_pairs"] == 50 and detail["listed"] > 0
+        assert 0 < detail["precision"] <= 1 and 0 < detail["recall"] <= 1
+    targets = {t["target"] for t in report["targets"]}
+    assert any(t.startswith("duplicate pairs at 1,000 patients (four_layouts)") for t in targets)
+    assert any(t.startswith("capacity warning fires at every size") for t in targets)
+    markdown = (tmp_path / "benchmarks.md").read_text()
+    assert markdown.startswith("# cartreg benchmark results")
+    assert "## Cross-site duplicates (issue 17)" in markdown
     assert report["versions"]["polars"] and report["machine"]["cores"]

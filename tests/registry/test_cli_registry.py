@@ -234,3 +234,59 @@ def test_merge_prints_the_first_duplicate_pairs_and_counts_the_rest(
     assert "UNREVIEWED" not in result.output
     assert f"… and 1 more pair(s) in {out / 'duplicates.csv'}" in result.output.replace("\n", "")
     assert pl.read_csv(out / "duplicates.csv").height == 1
+
+
+def test_review_explains_a_pair_and_link_records_a_decision_for_later_merges(
+    registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    monkeypatch.delenv("CARTREG_SECRET", raising=False)
+
+    reg = tmp_path / "registry.duckdb"
+    shutil.copy(registry, reg)  # decisions are written: keep the shared registry as it was
+    out = tmp_path / "m1"
+    assert _merge(reg, out).exit_code == 0
+    pair_id = pl.read_csv(out / "duplicates.csv")["pair_id"][0]
+
+    shown = run("registry", "review", pair_id, "--merged", str(out))
+    assert shown.exit_code == 0, shown.output
+    assert "infusion" in shown.output and "match probability" in shown.output
+    explained = json.loads(
+        run("registry", "review", pair_id, "--merged", str(out), "--json").output
+    )
+    steps = explained["steps"]
+    assert steps[0]["comparison"] == "prior"
+    assert steps[-1]["cumulative"] == pytest.approx(explained["match_weight"])
+    # the explanation names comparisons and levels, never a value of either record
+    text = json.dumps(steps)
+    for value in ("1970", "2022", "03-01", "03-02", "tisagenlecleucel", "Kymriah", "P001", "B17"):
+        assert value not in text
+
+    from cartreg.errors import InputError
+
+    with pytest.raises(InputError, match="is not listed"):  # exit 2, one line, in `cartreg`
+        run("registry", "review", "DUP-000000000000", "--merged", str(out))
+
+    keep = explained["key_a"]
+    args = ("--merged", str(out), "--registry", str(reg), "--reason", "same MRN on both letters")
+    with pytest.raises(InputError, match="pseudonyms"):
+        run("registry", "link", pair_id, "--decision", "same", "--keep", keep, *args)
+    linked = run(
+        "registry",
+        "link",
+        pair_id,
+        "--decision",
+        "same",
+        "--keep",
+        keep,
+        *args,
+        env={"CARTREG_SECRET": SECRET},
+    )
+    assert linked.exit_code == 0, linked.output
+    second = _merge(reg, tmp_path / "m2")
+    assert second.exit_code == 0, second.output
+    dups = pl.read_csv(tmp_path / "m2" / "duplicates.csv")
+    assert dups.select("decision", "keep").row(0) == ("same", keep)
+    manifest = json.loads((tmp_path / "m2" / "manifest.json").read_text())
+    assert manifest["reconciliation"]["patients"]["dropped_as_duplicates"] == 1

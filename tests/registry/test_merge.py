@@ -153,3 +153,75 @@ def test_merge_refuses_a_non_empty_output_and_an_empty_registry(
     init_registry(empty)
     with pytest.raises(InputError, match="no accepted submission"):
         merge_registry(empty, tmp_path / "o")
+
+
+def test_a_link_decision_survives_a_resubmission(
+    registry: Path, tmp_path: Path, make_output: MakeOutput, mapping_file: Path
+) -> None:
+    from cartreg.registry import open_registry
+    from cartreg.registry.linkage_store import decide_pair
+
+    first = merge_registry(registry, tmp_path / "m1", secret=SECRET)
+    row = first.duplicates.row(0, named=True)
+    assert {row["key_a"], row["key_b"]} == {
+        pseudonym(SECRET, "SITE_A-1"),
+        pseudonym(SECRET, "SITE_B-1"),
+    }
+    with open_registry(registry, write=True) as reg:
+        decide_pair(
+            reg,
+            key_a=row["key_a"],
+            key_b=row["key_b"],
+            decision="same",
+            keep=pseudonym(SECRET, "SITE_A-1"),
+            reason="one patient, referred by SITE_B",
+            reviewer="coordinator",
+            secret=SECRET,
+        )
+    # SITE_B sends its next cut: the same patients and a new one
+    b2 = combine(
+        patient("SITE_B", "1", infusion="2022-03-02"),
+        patient("SITE_B", "2", sex="M", birth_year=1955, infusion="2021-01-10"),
+        patient("SITE_B", "9", sex="M", birth_year=1990, infusion="2024-04-04"),
+    )
+    submit_output(registry, make_output("SITE_B", b2), site="SITE_B", mapping_path=mapping_file)
+    second = merge_registry(registry, tmp_path / "m2")  # no link file, no secret this time
+    pair = second.duplicates.filter(pl.col("key_b") == "SITE_B-1").row(0, named=True)
+    assert (pair["decision"], pair["keep"]) == ("same", "SITE_A-1")
+    patients = pl.read_parquet(tmp_path / "m2" / "tables" / "patients.parquet")
+    assert "SITE_B-1" not in patients["patient_key"].to_list()
+    assert second.linkage is not None and second.linkage.mode == "incremental"
+    assert second.linkage.new_records == 1  # only SITE_B-9 was scored
+    assert pair["cluster_id"] == first.duplicates["cluster_id"][0]
+
+
+def test_a_record_of_a_later_submission_joins_the_existing_cluster(
+    registry: Path, tmp_path: Path, make_output: MakeOutput, mapping_file: Path
+) -> None:
+    first = merge_registry(registry, tmp_path / "m1")
+    cluster = first.duplicates["cluster_id"][0]
+    assert cluster is not None
+    c = combine(patient("SITE_C", "3", infusion="2022-03-01"))  # the same patient, a third site
+    submit_output(registry, make_output("SITE_C", c), site="SITE_C", mapping_path=mapping_file)
+    second = merge_registry(registry, tmp_path / "m2")
+    assert second.linkage is not None
+    assert (second.linkage.mode, second.linkage.new_records) == ("incremental", 1)
+    members = second.linkage.clusters.filter(pl.col("cluster_id") == cluster)
+    assert sorted(members["unique_id"]) == ["SITE_A-1", "SITE_B-1", "SITE_C-3"]
+    dups = pl.read_csv(tmp_path / "m2" / "duplicates.csv")
+    assert set(dups["cluster_id"]) == {cluster}
+    # every comparison's weight is in the review list and adds up to the match weight
+    weights = dups.select(pl.sum_horizontal(pl.col("^mw_.*$")))
+    assert weights.to_series().round(6).to_list() == dups["match_weight"].round(6).to_list()
+
+
+def test_html_findings_explain_each_pair(registry: Path, tmp_path: Path) -> None:
+    html = tmp_path / "merge.html"
+    result = merge_registry(registry, tmp_path / "m", html_path=html)
+    page = html.read_text(encoding="utf-8")
+    pair = result.duplicates.row(0, named=True)
+    assert pair["pair_id"] in page and "PU-001" in page
+    assert "match probability" in page and "infusion within 3 days (+" in page
+    as_json = json.loads((tmp_path / "m" / "findings.json").read_text())
+    message = next(f["message"] for f in as_json if f["value"] == pair["pair_id"])
+    assert "infusion within 3 days (+" in message and "prior -" in message

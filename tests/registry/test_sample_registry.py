@@ -180,3 +180,47 @@ def test_merge_reconciles_and_lists_the_planted_duplicate(
         keys.add(hit["patient_key"][0])
     listed = [{r["key_a"], r["key_b"]} for r in result.duplicates.iter_rows(named=True)]
     assert keys in listed
+
+
+# identifiers and the compared fields, as the sites wrote them and as harmonized
+IDENTIFYING = (
+    "birth_year",
+    "birth_date",
+    "diagnosis_date",
+    "infusion_date",
+    "age_at_index_years",
+    "sex_raw",
+    "product",
+    "product_raw",
+    "ph_status",
+    "ph_status_raw",
+)
+
+
+def test_the_planted_pair_is_explained_without_a_value_of_its_records(
+    sample_registry: Path, tmp_path: Path
+) -> None:
+    from cartreg.registry.duplicates import pair_explanation
+
+    out = tmp_path / "merged"
+    result = merge_registry(sample_registry, out)
+    patients = pl.read_parquet(out / "tables" / "patients.parquet")
+    infusions = pl.read_parquet(out / "tables" / "car_t_infusions.parquet")
+    for row in result.duplicates.iter_rows(named=True):
+        keys = [row["key_a"], row["key_b"]]
+        values: set[str] = set()
+        for frame in (patients, infusions):
+            records = frame.filter(pl.col("patient_key").is_in(keys))
+            for column in IDENTIFYING:
+                if column in records.columns:
+                    values |= {str(v) for v in records[column].drop_nulls().to_list()}
+        values = {v for v in values if len(v) > 1}  # "F", "m": too short to mean anything
+        explained = pair_explanation({**row, "decision": None})
+        steps = json.dumps(explained["steps"])
+        finding = result.findings.filter(pl.col("value") == row["pair_id"])["message"][0]
+        shown = finding.replace(row["key_a"], "").replace(row["key_b"], "")
+        for value in values:
+            assert value not in steps, value
+            assert value not in shown, value
+        # the weights add up to the match weight
+        assert explained["steps"][-1]["cumulative"] == pytest.approx(row["match_weight"])

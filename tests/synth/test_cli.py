@@ -101,3 +101,20 @@ def test_subprocess_run_and_one_line_error(tmp_path: Path) -> None:
     assert too_big.returncode == 2
     assert "Excel" in too_big.stderr and "Traceback" not in too_big.stderr
     assert len(too_big.stderr.strip().splitlines()) == 1
+
+
+def test_duplicate_rate_writes_the_truth_pairs(tmp_path: Path) -> None:
+    args = ["synth", "--patients", "200", "--sites", "4", "--seed", "4", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, [*args, "--duplicate-rate", "0.05", "--truth-only"])
+    assert result.exit_code == 0, result.output
+    truth = pl.read_csv(tmp_path / "truth" / "duplicates.csv")
+    assert truth.columns == ["patient_key_a", "patient_key_b"] and truth.height == 10
+    patients = pl.read_parquet(tmp_path / "truth" / "patients.parquet")
+    assert set(truth["patient_key_b"]) <= set(patients["patient_key"])
+    one_site = CliRunner().invoke(
+        cli, ["synth", "--patients", "20", "--sites", "1", "--duplicate-rate", "0.1", "--summary"]
+    )
+    from cartreg.errors import InputError
+
+    assert isinstance(one_site.exception, InputError)  # `cartreg` prints it, exit code 2
+    assert "at least two sites" in str(one_site.exception)

@@ -1,4 +1,5 @@
-"""``cartreg registry``: the consortium registry (init, submit, status, diff, accept, merge)."""
+"""``cartreg registry``: the consortium registry (init, submit, status, diff, accept, merge,
+and the review of duplicate pairs)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ SHOWN_PAIRS = 20  # duplicate pairs printed by `registry merge`; the CSV has all
 
 @click.group()
 def registry() -> None:
-    """Consortium registry: submit, status, diff, merge.
+    """Consortium registry: submit, status, diff, merge, review duplicate pairs.
 
     Lifecycle: submit (ingest + validate + store as a new version) -> review (status, diff) ->
-    accept/reject -> merge (latest accepted version of each site).
+    accept/reject -> merge (latest accepted version of each site) -> review and link the
+    duplicate pairs it lists (kept for every later merge).
     """
 
 
@@ -347,6 +349,36 @@ def reject(
     _decide(registry_path, site, version, reason, who, lock_timeout, "rejected")
 
 
+def _report_linkage(linkage: dict[str, Any]) -> None:
+    """Capacity warnings and the EM check of a merge's linkage, for the terminal."""
+    from rich.markup import escape
+
+    out = console()
+    out.print(
+        f"record linkage ({linkage['mode']}, {linkage['new_records']} of {linkage['records']} "
+        f"records scored): prior {linkage['prior_weight']:+.1f} bits, "
+        f"listed at p >= {linkage['min_probability']}"
+    )
+    for row in linkage["capacity"]:
+        if not row["separable"]:
+            out.print(
+                escape(
+                    f"[linkage capacity] {row['site_a']} ~ {row['site_b']}: the evidence both "
+                    f"record ({row['evidence']}) finds about {row['predicted_recall']:.0%} of "
+                    f"their duplicates at this size (capacity about "
+                    f"{row['capacity_records']:,} records)"
+                ),
+                style="yellow",
+            )
+    em = linkage.get("em_check")
+    if em is not None:
+        state = "converged" if em["converged"] else "did NOT converge (estimates unreliable)"
+        out.print(
+            f"EM check: {state}; {len(em['disagreements'])} level(s) differ from the expert "
+            "weights by more than 1 bit (see findings.json, REG-LINKAGE-EM)"
+        )
+
+
 @registry.command("merge")
 @click.option(
     "--out",
@@ -371,18 +403,41 @@ def reject(
     help="Reviewed link file (YAML or CSV) deciding duplicate pairs.",
 )
 @click.option(
-    "--window-days",
-    type=click.IntRange(min=0),
-    default=3,
-    show_default=True,
-    help="Max days between index infusions of a duplicate pair.",
+    "--no-pseudonyms",
+    is_flag=True,
+    help="Keep site-prefixed local keys (no consortium secret is used, even if one is set).",
 )
 @click.option(
-    "--min-score",
-    type=click.FloatRange(0, 1),
-    default=0.7,
-    show_default=True,
-    help="Lowest duplicate score listed.",
+    "--min-probability",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Lowest match probability of a listed duplicate pair (default: the linkage model's, 0.7).",
+)
+@click.option(
+    "--expected-duplicate-rate",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Share of patients expected to be reported by two sites (sets the linkage prior; "
+    "default: the model's, 0.05).",
+)
+@click.option(
+    "--relink",
+    is_flag=True,
+    help="Score every pair again instead of only the records new or changed since the last merge.",
+)
+@click.option(
+    "--em-check",
+    is_flag=True,
+    help="Also estimate the linkage weights by EM and report where they disagree with the "
+    "expert values (slower; never used for scoring).",
+)
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the merge's findings (duplicate pairs with their explanations) as an "
+    "HTML report.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
 @_fail_on()
@@ -394,8 +449,12 @@ def merge(
     registry_path: Path,
     secret_file: Path | None,
     links_path: Path | None,
-    window_days: int,
-    min_score: float,
+    no_pseudonyms: bool,
+    min_probability: float | None,
+    expected_duplicate_rate: float | None,
+    relink: bool,
+    em_check: bool,
+    html_out: Path | None,
     overwrite: bool,
     fail_on: str,
     lock_timeout: float,
@@ -410,13 +469,16 @@ def merge(
     result = merge_registry(
         registry_path,
         out_dir,
-        secret=load_secret(secret_file),
+        secret=None if no_pseudonyms else load_secret(secret_file),
         links_path=links_path,
-        window_days=window_days,
-        min_score=min_score,
+        min_probability=min_probability,
+        expected_duplicate_rate=expected_duplicate_rate,
+        relink=relink,
+        em_check=em_check,
         overwrite=overwrite,
         cdm=cdm_from_context(ctx),
         lock_timeout=lock_timeout,
+        html_path=html_out,
     )
     out = console()
     manifest = result.manifest
@@ -437,17 +499,142 @@ def merge(
         # The terminal shows the first pairs; duplicates.csv has them all (a large merge can
         # list hundreds of thousands, which would take minutes to print and nobody would read).
         for row in result.duplicates.head(SHOWN_PAIRS).iter_rows(named=True):
+            probability = row["match_probability"]
+            shown = "not scored" if probability is None else f"p={probability:.3f}"
             out.print(
                 escape(
                     f"  {row['pair_id']}: {row['key_a']} ({row['site_a']}) ~ {row['key_b']} "
-                    f"({row['site_b']}) score {row['score']} [{row['evidence']}] "
-                    f"{row['decision'] or 'UNREVIEWED'}"
+                    f"({row['site_b']}) {shown} {row['decision'] or 'UNREVIEWED'}"
                 )
             )
         if result.duplicates.height > SHOWN_PAIRS:
             more = result.duplicates.height - SHOWN_PAIRS
             out.print(f"  … and {more} more pair(s) in {out_dir / 'duplicates.csv'}")
+        out.print(
+            f"  explain a pair: cartreg registry review PAIR_ID --merged {escape(str(out_dir))}"
+        )
+    _report_linkage(dups["linkage"])
     if result.findings.height:
         out.print(findings_summary(result.findings))
     out.print(f"wrote {out_dir}")
     ctx.exit(exit_code_for(result.findings, fail_on))
+
+
+def _merged_option() -> Callable[[F], F]:
+    return click.option(
+        "--merged",
+        "merged_dir",
+        required=True,
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="Output folder of the merge that listed the pair (its duplicates.csv).",
+    )
+
+
+@registry.command("review")
+@click.argument("pair_id")
+@_merged_option()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def review(pair_id: str, merged_dir: Path, as_json: bool) -> None:
+    """Explain a listed duplicate pair: each comparison's match weight.
+
+    PAIR_ID is as in the merge's duplicates.csv (DUP-...). The explanation names comparisons
+    and levels only, never a value of the two records.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cartreg.registry.duplicates import pair_explanation, read_pair
+
+    explained = pair_explanation(read_pair(merged_dir, pair_id))
+    if as_json:
+        click.echo(json.dumps(explained, indent=2, default=str))
+        return
+    out = console()
+    out.print(
+        escape(
+            f"{explained['pair_id']}: {explained['key_a']} ({explained['site_a']}) ~ "
+            f"{explained['key_b']} ({explained['site_b']})"
+            + (f", cluster {explained['cluster_id']}" if explained["cluster_id"] else "")
+        )
+    )
+    table = Table(title="match weight, comparison by comparison (bits; + for, - against)")
+    for name in ("comparison", "level", "weight", "running total"):
+        table.add_column(name, justify="right" if name in ("weight", "running total") else "left")
+    for step in explained["steps"]:
+        table.add_row(
+            escape(step["comparison"]),
+            escape(step["level"]),
+            f"{step['match_weight']:+.2f}",
+            f"{step['cumulative']:+.2f}",
+        )
+    out.print(table)
+    probability = explained["match_probability"]
+    if probability is None:
+        out.print("not scored by the current model (listed because it was reviewed)")
+    else:
+        out.print(
+            f"match weight {explained['match_weight']:+.2f} -> match probability {probability:.4f}"
+        )
+    decision = explained["decision"]
+    out.print(
+        escape(f"reviewed: {decision}, keep {explained['keep'] or 'both'} ({explained['reason']})")
+        if decision
+        else f"not reviewed: decide with `cartreg registry link {explained['pair_id']} ...`"
+    )
+
+
+@registry.command("link")
+@click.argument("pair_id")
+@_merged_option()
+@click.option(
+    "--decision", required=True, type=click.Choice(["same", "distinct"]), help="The verdict."
+)
+@click.option("--keep", default=None, help="For 'same': the key of the record that stays.")
+@click.option("--reason", required=True, help="Why (kept with the decision).")
+@click.option("--who", default=None, help="Reviewer (default: login name).")
+@_registry_option()
+@click.option(
+    "--secret-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Consortium secret, to record a decision on pseudonymous keys (else $CARTREG_SECRET).",
+)
+@_lock_option()
+def link(
+    pair_id: str,
+    merged_dir: Path,
+    decision: str,
+    keep: str | None,
+    reason: str,
+    who: str | None,
+    registry_path: Path,
+    secret_file: Path | None,
+    lock_timeout: float,
+) -> None:
+    """Record a reviewed decision on PAIR_ID in the registry: it holds for every later merge."""
+    from rich.markup import escape
+
+    from cartreg.registry.duplicates import read_pair
+    from cartreg.registry.linkage_store import decide_pair
+    from cartreg.registry.pseudonym import load_secret
+    from cartreg.registry.store import current_user, open_registry
+
+    row = read_pair(merged_dir, pair_id)
+    with open_registry(registry_path, write=True, lock_timeout=lock_timeout) as reg:
+        decide_pair(
+            reg,
+            key_a=row["key_a"],
+            key_b=row["key_b"],
+            decision=decision,
+            keep=keep,
+            reason=reason,
+            reviewer=who or current_user(),
+            secret=load_secret(secret_file),
+        )
+    console().print(
+        escape(
+            f"{row['pair_id']}: recorded '{decision}'"
+            + (f", keep {keep}" if keep else "")
+            + "; it applies from the next merge"
+        )
+    )

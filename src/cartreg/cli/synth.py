@@ -62,6 +62,14 @@ def _layouts(value: str) -> tuple[str, ...]:
     help="Site layouts to cycle through (the Excel layout is limited to ~1M rows per sheet).",
 )
 @click.option("--truth-only", is_flag=True, help="Write only the truth tables, no site exports.")
+@click.option(
+    "--duplicate-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of patients also reported by a second site, with realistic discrepancies; "
+    "the pairs go to truth/duplicates.csv.",
+)
 def synth(
     n_patients: int,
     n_sites: int,
@@ -72,6 +80,7 @@ def synth(
     sample_data: bool,
     layouts: str,
     truth_only: bool,
+    duplicate_rate: float,
 ) -> None:
     """Simulate a synthetic multi-site cohort of adults with B-ALL given CD19 CAR T.
 
@@ -103,12 +112,15 @@ def synth(
                 layouts=chosen,
                 truth_only=truth_only,
                 progress=lambda text: status.update(text),
+                duplicate_rate=duplicate_rate,
             )
         err.print(f"wrote {n_patients:,} patients at {len(sites)} sites to {out}")
         if summary:
             tables = {p.stem: pl.read_parquet(p) for p in sorted((out / "truth").glob("*.parquet"))}
     elif summary:
-        tables = simulate_cohort(n_patients, n_sites, seed, layouts=chosen).tables
+        tables = simulate_cohort(
+            n_patients, n_sites, seed, layouts=chosen, duplicate_rate=duplicate_rate
+        ).tables
     else:
         raise click.UsageError("give --out DIR, --summary, or both")
     if tables is not None:

@@ -355,7 +355,7 @@ def merge_job(
             progress.note("merging", "merging the latest accepted version of each site")
             result = writer.call(
                 lambda registry: merge_registry(
-                    registry, folder / "dataset", secret=config.secret, cdm=cdm
+                    registry, folder / "dataset", secret=config.secret, cdm=cdm, who=actor.name
                 )
             )
             summary = merge_summary(result.manifest)

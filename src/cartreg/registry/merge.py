@@ -6,10 +6,15 @@ half-written)::
     OUT/tables/<table>.parquet   every CDM table, all sites
     OUT/manifest.json            site versions that went in, row reconciliation, file sha256
     OUT/findings.json            CDM + data-quality findings on the merged whole, PU-001 pairs
-    OUT/duplicates.csv           candidate cross-site duplicates with scores and decisions
+    OUT/duplicates.csv           probable cross-site duplicates: match probability, the match
+                                 weight of each comparison, cluster id, review decision
 
 Patient keys (and the row ids that embed them) are HMAC pseudonyms when a consortium secret is
 given; otherwise they stay site-prefixed local ids and the manifest says so.
+
+The merge writes to the registry only what record linkage keeps between merges (reviewed links
+from ``--links``, scored pairs, cluster ids; :mod:`cartreg.registry.duplicates`), in one
+transaction before the output folder appears.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +33,16 @@ from cartreg import __version__
 from cartreg.errors import InputError
 from cartreg.findings import empty_findings, sort_findings
 from cartreg.registry import duplicates as dup
+from cartreg.registry import linkage_store
 from cartreg.registry.pseudonym import pseudonymize_tables
-from cartreg.registry.store import DEFAULT_LOCK_TIMEOUT, Registry, now_utc, open_registry
+from cartreg.registry.store import (
+    DEFAULT_LOCK_TIMEOUT,
+    Registry,
+    current_user,
+    now_utc,
+    open_registry,
+    transaction,
+)
 from cartreg.registry.submit import sha256_file
 
 if TYPE_CHECKING:
@@ -43,6 +57,7 @@ class MergeResult:
     duplicates: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=dup.CANDIDATE_SCHEMA)
     )
+    linkage: dup.LinkageResult | None = None
 
 
 def latest_accepted(registry: Registry) -> pl.DataFrame:
@@ -71,12 +86,13 @@ def load_merged_tables(
             continue
         cols = [c for c in registry.table_columns(spec.name) if c != "submission_id"]
         select = ", ".join(f'"{c}"' for c in cols)
-        order = ", ".join(f'"{c}"' for c in ("site_id", *spec.primary_key) if c in cols)
+        order = [c for c in ("site_id", *spec.primary_key) if c in cols]
+        # polars sorts the (unique) keys in a fraction of the time DuckDB takes to sort the
+        # whole rows; the order is the same byte order either way
         tables[spec.name] = registry.frame(
-            f'SELECT {select} FROM "cdm_{spec.name}" WHERE submission_id IN ({placeholders}) '
-            f"ORDER BY {order}",
+            f'SELECT {select} FROM "cdm_{spec.name}" WHERE submission_id IN ({placeholders})',
             submission_ids,
-        )
+        ).sort(order)
     return tables
 
 
@@ -96,13 +112,6 @@ def rule_catalog_version() -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-def rule_findings(tables: dict[str, pl.DataFrame], cdm: CDM) -> tuple[pl.DataFrame, str]:
-    """Run the data-quality rules (cross-site ones included) on the given tables."""
-    from cartreg.rules import run_rules
-
-    return run_rules(tables, cdm=cdm).findings, rule_catalog_version()
-
-
 def _is_merge_output(folder: Path) -> bool:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -117,27 +126,48 @@ def merge_registry(
     *,
     secret: bytes | None = None,
     links_path: Path | str | None = None,
-    window_days: int = dup.DEFAULT_WINDOW_DAYS,
-    min_score: float = dup.DEFAULT_MIN_SCORE,
+    min_probability: float | None = None,
+    expected_duplicate_rate: float | None = None,
+    relink: bool = False,
+    em_check: bool = False,
     overwrite: bool = False,
     cdm: CDM | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    who: str | None = None,
+    html_path: Path | str | None = None,
 ) -> MergeResult:
-    """Merge the latest accepted version of every site into ``out_dir``."""
+    """Merge the latest accepted version of every site into ``out_dir``.
+
+    Duplicate patients are linked incrementally (records new or changed since the last merge
+    are scored; ``relink`` scores everything again); ``em_check`` sets EM's estimates beside
+    the expert linkage weights. ``html_path`` also writes the findings as an HTML report.
+    """
     if not isinstance(registry, Registry):
-        with open_registry(registry, lock_timeout=lock_timeout) as opened:
+        with open_registry(registry, write=True, lock_timeout=lock_timeout) as opened:
             return merge_registry(
                 opened,
                 out_dir,
                 secret=secret,
                 links_path=links_path,
-                window_days=window_days,
-                min_score=min_score,
+                min_probability=min_probability,
+                expected_duplicate_rate=expected_duplicate_rate,
+                relink=relink,
+                em_check=em_check,
                 overwrite=overwrite,
                 cdm=cdm,
+                who=who,
+                html_path=html_path,
             )
-    from cartreg.cdm import load_cdm, validate_tables
+    from cartreg.cdm import load_cdm
+    from cartreg.rules.model import load_rules
+    from cartreg.validation import build_report
 
+    if not registry.writable:
+        raise InputError(
+            "a merge keeps reviewed links and linkage state in the registry",
+            where=str(registry.path),
+            hint="open it with open_registry(path, write=True)",
+        )
     cdm = cdm or load_cdm()
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -165,20 +195,18 @@ def merge_registry(
     tables = load_merged_tables(registry, ids, cdm)
 
     # Duplicates are found on site keys; the review list and findings show published keys.
-    candidates = dup.find_duplicates(tables, window_days=window_days, min_score=min_score)
     aliases: pl.DataFrame | None = None
     if secret is not None:
         published, aliases = pseudonymize_tables(tables, secret)
     else:
         published = tables
-    resolved = dup.resolve(
-        candidates,
-        links
-        if links is not None
-        else pl.DataFrame(schema=dict.fromkeys(dup.LINK_COLUMNS, pl.String)),
-        aliases,
-    )
-    dropped_keys = resolved.filter(pl.col("drop").is_not_null())["drop"].unique().to_list()
+    file_links = dup.canonical_links(links, aliases) if links is not None else dup.empty_links()
+    kept_links = linkage_store.load_decisions(registry)
+    decisions = pl.concat([kept_links, file_links])
+    previous = linkage_store.load_state(registry)
+    # What a reviewed `same` leaves out is known before any pair is scored, so the linkage
+    # (splink on DuckDB, in a thread) runs beside the validation of the pooled data (polars).
+    dropped_keys = dup.dropped_keys(decisions, tables)
 
     # Per site and table: rows that went in and rows dropped as reviewed duplicates.
     recon: dict[str, dict[str, dict[str, int]]] = {}
@@ -206,6 +234,36 @@ def merge_registry(
     }
     merged = {name: published[name].filter(keep_mask[name]) for name in published}
 
+    catalogue = load_rules(cdm=cdm)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        linking = pool.submit(
+            dup.link_patients,
+            tables,
+            threshold=min_probability,
+            previous=previous,
+            decisions=decisions,
+            relink=relink,
+            em_check=em_check,
+            expected_duplicate_rate=expected_duplicate_rate,
+        )
+        try:
+            # CDM and data-quality findings of the pooled data, as `cartreg validate` reports
+            # them (schema checks beside the rules, identifier values masked). The catalogue's
+            # PU-001 flags both records of every look-alike pair and knows nothing of reviewed
+            # links: the linked, link-aware pairs replace it in a merge, so it is not run.
+            report = build_report(
+                merged,
+                rules=[r for r in catalogue if r.id != dup.RULE_ID],
+                cdm=cdm,
+                source={"merge": out_dir.name},
+                generated_at=now_utc().isoformat(),
+            )
+        finally:
+            linkage = linking.result()
+    resolved = dup.resolve(linkage.pairs, decisions)
+    listed_drops = set(resolved["drop"].drop_nulls().to_list())
+    if listed_drops != set(dropped_keys):  # a decided pair is always listed
+        raise AssertionError(f"dropped records differ: {sorted(listed_drops ^ set(dropped_keys))}")
     if aliases is not None and aliases.height:
         to_psn = dict(
             zip(aliases["patient_key"].to_list(), aliases["pseudonym"].to_list(), strict=True)
@@ -214,15 +272,15 @@ def merge_registry(
             pl.col(c).replace(to_psn) for c in ("key_a", "key_b", "keep", "drop")
         ).pipe(dup.with_pair_ids)
     else:
-        shown = resolved
+        shown = resolved.pipe(dup.with_pair_ids)
+    rule_version = rule_catalog_version()
     findings_parts = [
-        validate_tables(merged, cdm=cdm),
+        report.findings,
         dup.duplicate_findings(shown, published),
+        dup.capacity_findings(linkage.capacity, linkage.threshold),
     ]
-    rule_found, rule_version = rule_findings(merged, cdm)
-    # The catalog's PU-001 flags both records of every pair and knows nothing of reviewed
-    # links; the scored, link-aware pairs above replace it in a merge.
-    findings_parts.append(rule_found.filter(pl.col("rule_id") != dup.RULE_ID))
+    if linkage.em is not None:
+        findings_parts.append(dup.em_findings(linkage.em))
     findings_parts = [f for f in findings_parts if f.height]
     findings = (
         sort_findings(
@@ -250,20 +308,9 @@ def merge_registry(
                     "sha256": sha256_file(target),
                 }
             )
-        shown.select(
-            "pair_id",
-            "site_a",
-            "key_a",
-            "site_b",
-            "key_b",
-            "score",
-            "days_apart",
-            "evidence",
-            "decision",
-            "keep",
-            "reason",
-            "reviewer",
-        ).write_csv(work / "duplicates.csv")
+        shown.select(*dup.CANDIDATE_SCHEMA, *dup.LINK_COLUMNS[2:]).write_csv(
+            work / "duplicates.csv"
+        )
         (work / "findings.json").write_text(
             json.dumps(findings.to_dicts(), indent=2, default=str) + "\n", encoding="utf-8"
         )
@@ -330,9 +377,9 @@ def merge_registry(
                 "unreviewed": resolved.filter(pl.col("decision").is_null()).height,
                 "linked_same": resolved.filter(pl.col("decision") == "same").height,
                 "linked_distinct": resolved.filter(pl.col("decision") == "distinct").height,
-                "window_days": window_days,
-                "min_score": min_score,
+                "min_probability": linkage.threshold,
                 "file": "duplicates.csv",
+                "linkage": linkage.summary(),
             },
             "findings": {str(s): int(n) for s, n in severities},
         }
@@ -342,10 +389,30 @@ def merge_registry(
             )
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         work.chmod(0o755)  # mkdtemp makes it private; the dataset is meant to be shared
+        with transaction(registry):
+            new_links = linkage_store.unrecorded(file_links, kept_links)
+            linkage_store.record_decisions(
+                registry,
+                new_links,
+                who=who or current_user(),
+                source=f"link file {Path(links_path).name}" if links_path else "",
+            )
+            linkage_store.save_state(registry, linkage)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         work.rename(out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return MergeResult(out_dir=out_dir, manifest=manifest, findings=findings, duplicates=shown)
+    if html_path is not None:
+        from dataclasses import replace
+
+        from cartreg.reports.html import render_html
+
+        Path(html_path).parent.mkdir(parents=True, exist_ok=True)
+        # PU-001 is not run, but its guidance goes with the pairs that replace it
+        shown_report = replace(report, findings=findings, rules=catalogue)
+        Path(html_path).write_text(render_html(shown_report), encoding="utf-8")
+    return MergeResult(
+        out_dir=out_dir, manifest=manifest, findings=findings, duplicates=shown, linkage=linkage
+    )

@@ -77,6 +77,8 @@ class Cohort:
     sites: list[SiteInfo]
     params: CohortParams
     seed: int
+    # cross-site duplicates planted in ``tables`` (patient_key_a original, patient_key_b copy)
+    duplicates: pl.DataFrame | None = None
 
     def site_tables(self, site_id: str) -> dict[str, pl.DataFrame]:
         return {
@@ -192,13 +194,43 @@ def simulate_cohort(
     params: CohortParams | None = None,
     layouts: tuple[str, ...] = LAYOUTS,
     cdm: CDM | None = None,
+    duplicate_rate: float = 0.0,
 ) -> Cohort:
     """Simulate the truth cohort: ``n_patients`` spread over ``n_sites`` centres, in memory.
 
     For large cohorts use :func:`iter_cohort_chunks`, which bounds memory; its first chunk is
-    this function's result for ``min(n_patients, chunk_size)`` patients.
+    this function's result for ``min(n_patients, chunk_size)`` patients. ``duplicate_rate``
+    reports that share of the patients a second time at another site (see
+    :mod:`cartreg.synth.duplicates`).
     """
-    return _simulate(n_patients, n_sites, np.random.default_rng(seed), seed, params, layouts, cdm)
+    cohort = _simulate(n_patients, n_sites, np.random.default_rng(seed), seed, params, layouts, cdm)
+    return _with_duplicates(cohort, duplicate_rate, [seed, 0], np.zeros(n_sites, dtype=np.int64))
+
+
+def _with_duplicates(cohort: Cohort, rate: float, stream: list[int], offsets: Arr) -> Cohort:
+    """Plant cross-site duplicates from their own random stream, so that a cohort without them
+    is unchanged, and each site's new local ids follow its last one."""
+    from cartreg.synth.duplicates import empty_pairs, plant_duplicates
+
+    if rate <= 0:
+        cohort.duplicates = empty_pairs()
+        return cohort
+    counts = cohort.tables["patients"]["site_id"].value_counts()
+    per_site = dict(zip(counts["site_id"].to_list(), counts["count"].to_list(), strict=True))
+    next_number = {
+        s.site_id: int(offsets[i]) + per_site.get(s.site_id, 0) + 1
+        for i, s in enumerate(cohort.sites)
+    }
+    tables, pairs = plant_duplicates(
+        cohort.tables,
+        [s.site_id for s in cohort.sites],
+        [s.layout for s in cohort.sites],
+        next_number,
+        rate,
+        np.random.default_rng([*stream, 0xD0B]),
+    )
+    cohort.tables, cohort.duplicates = tables, pairs
+    return cohort
 
 
 def iter_cohort_chunks(
@@ -210,6 +242,7 @@ def iter_cohort_chunks(
     params: CohortParams | None = None,
     layouts: tuple[str, ...] = LAYOUTS,
     cdm: CDM | None = None,
+    duplicate_rate: float = 0.0,
 ) -> Iterator[Cohort]:
     """The cohort in chunks of ``chunk_size`` patients, each with its own seeded stream.
 
@@ -225,6 +258,7 @@ def iter_cohort_chunks(
         size = min(chunk_size, n_patients - done)
         rng = np.random.default_rng(seed if chunk == 0 else [seed, chunk])
         cohort = _simulate(size, n_sites, rng, seed, params, layouts, cdm, offsets=offsets)
+        cohort = _with_duplicates(cohort, duplicate_rate, [seed, chunk], offsets)
         for name, frame in cohort.tables.items():
             start = rows.get(name, 0)
             if start:
@@ -233,6 +267,10 @@ def iter_cohort_chunks(
         counts = cohort.tables["patients"]["site_id"].value_counts()
         per_site = dict(zip(counts["site_id"].to_list(), counts["count"].to_list(), strict=True))
         offsets = offsets + np.asarray([per_site.get(s.site_id, 0) for s in cohort.sites])
+        if chunk == 0:
+            # one local number per site for the patient the first chunk's defects copy to it
+            # (``render_sites``): it must not be the next chunk's first patient
+            offsets = offsets + 1
         done += size
         chunk += 1
         yield cohort

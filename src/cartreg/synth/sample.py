@@ -38,6 +38,7 @@ from cartreg.synth.defects import (
     plant_table_defects,
     simple_patients,
 )
+from cartreg.synth.duplicates import empty_pairs
 from cartreg.synth.render import deid, ehr, excel, redcap
 from cartreg.synth.render.common import Export, merge_exports, write_export
 
@@ -52,6 +53,8 @@ Progress = Callable[[str], None]
 class Rendered:
     exports: list[Export]
     answer_key: pl.DataFrame
+    # the patient copied to a second site as a planted defect (PU-001), as a truth pair
+    duplicate: pl.DataFrame | None = None
 
 
 def _build(layout: str, site: SiteInfo, tables: dict[str, pl.DataFrame], seed: int) -> Export:
@@ -116,7 +119,13 @@ def render_sites(
         rows.extend(
             locate(by_site[dst_id], Planted(dst_id, "patients", dst_key, text, ("PU-001",)))
         )
-    return Rendered(exports, answer_key_frame(rows))
+    pair = None
+    if duplicate is not None:
+        pair = pl.DataFrame(
+            {"patient_key_a": [duplicate[1]], "patient_key_b": [duplicate[3]]},
+            schema={"patient_key_a": pl.String, "patient_key_b": pl.String},
+        )
+    return Rendered(exports, answer_key_frame(rows), pair)
 
 
 def write_answer_key(frame: pl.DataFrame, path: Path) -> None:
@@ -176,11 +185,15 @@ def synthesize(
     truth_only: bool = False,
     chunk_size: int = CHUNK_SIZE,
     progress: Progress | None = None,
+    duplicate_rate: float = 0.0,
 ) -> list[SiteInfo]:
-    """``cartreg synth``: ``out/truth/*.parquet``, ``out/sites/<site>/…``, ``out/defects.csv``.
+    """``cartreg synth``: ``out/truth/*.parquet``, ``out/truth/duplicates.csv``,
+    ``out/sites/<site>/…``, ``out/defects.csv``.
 
     Patients are simulated and written ``chunk_size`` at a time, so memory stays bounded for
     millions of patients. Defects (unless ``clean``) are planted in the first chunk only.
+    ``duplicate_rate`` reports that share of the patients a second time at another site; the
+    truth pairs (with the one planted as a defect) go to ``truth/duplicates.csv``.
     """
     import pyarrow.parquet as pq
 
@@ -192,7 +205,15 @@ def synthesize(
     excel_parts: dict[str, Export] = {}
     answer_key: pl.DataFrame | None = None
     sites: list[SiteInfo] = []
-    chunks = iter_cohort_chunks(n_patients, n_sites, seed, chunk_size=chunk_size, layouts=layouts)
+    pairs: list[pl.DataFrame] = []
+    chunks = iter_cohort_chunks(
+        n_patients,
+        n_sites,
+        seed,
+        chunk_size=chunk_size,
+        layouts=layouts,
+        duplicate_rate=duplicate_rate,
+    )
     try:
         for i, cohort in enumerate(chunks):
             sites = cohort.sites
@@ -204,9 +225,13 @@ def synthesize(
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(truth / f"{name}.parquet", table.schema)
                 writers[name].write_table(table)
+            if cohort.duplicates is not None:
+                pairs.append(cohort.duplicates)
             if truth_only:
                 continue
             rendered = render_sites(cohort, clean=clean or i > 0)
+            if rendered.duplicate is not None:
+                pairs.append(rendered.duplicate)
             if i == 0 and not clean:
                 answer_key = rendered.answer_key
             for export in rendered.exports:
@@ -227,6 +252,8 @@ def synthesize(
         write_export(export, out / "sites" / site_id.lower())
     if answer_key is not None:
         write_answer_key(answer_key, out / "defects.csv")
+    truth_pairs = pl.concat(pairs) if pairs else empty_pairs()
+    truth_pairs.write_csv(truth / "duplicates.csv", line_terminator="\n")
     return sites
 
 
