@@ -6,10 +6,13 @@ of another site's submission, upload, report and query are not found (404), neve
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
+import polars as pl
 import pytest
 from fastapi.routing import iter_route_contexts
 
@@ -177,6 +180,20 @@ def test_unknown_ids_are_not_found(world: World, path: str) -> None:
 def test_statistician_sees_only_pseudonymised_merges(world: World) -> None:
     page = world.clients["statistician"].get("/data").text
     assert f'href="/merges/{world.ids["merge"]}"' in page
+    download = world.clients["statistician"].get(f"/merges/{world.ids['merge']}/dataset.zip")
+    assert download.status_code == 200
+    keys: list[str] = []
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        for name in archive.namelist():
+            if name.endswith(".parquet"):
+                frame = pl.read_parquet(io.BytesIO(archive.read(name)))
+            elif name == "duplicates.csv":
+                frame = pl.read_csv(io.BytesIO(archive.read(name)), infer_schema=False)
+            else:
+                continue
+            for column in (c for c in frame.columns if c == "patient_key" or c.startswith("key_")):
+                keys += frame[column].drop_nulls().cast(pl.String).to_list()
+    assert keys and all(key.startswith("PSN-") for key in keys)  # never a site's own ids
     for forbidden in ("/site", "/coord", "/queries", f"/submissions/{world.ids['submission_a']}"):
         assert world.clients["statistician"].get(forbidden).status_code == 403
 
