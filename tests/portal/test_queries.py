@@ -3,11 +3,14 @@ the coordinator's triage, and a scorecard that shows a site only its own card.""
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
+import polars as pl
+
 from tests.portal.conftest import World
-from tests.portal.helpers import token
+from tests.portal.helpers import SAMPLE, token
 from tests.queries.conftest import answer_workbook
 
 
@@ -83,3 +86,30 @@ def test_a_sites_scorecard_shows_only_that_site(world: World) -> None:
     assert 'id="site-EHR_C"' in own.text and "REDCAP_A" not in own.text
     consortium = world.clients["coordinator"].get("/coord/scorecard").text
     assert 'id="site-EHR_C"' in consortium and 'id="site-REDCAP_A"' in consortium
+
+
+def test_a_workbook_that_is_not_one_gets_a_clear_message(world: World, tmp_path: Path) -> None:
+    """Another spreadsheet, a cut-off workbook, an empty file, a workbook with its columns
+    removed: refused in one line, nothing recorded."""
+    mine = _workbook(world, "site_b", tmp_path).read_bytes()
+    stripped = tmp_path / "stripped.xlsx"
+    frame = pl.read_excel(io.BytesIO(mine), engine="openpyxl")
+    frame.select(frame.columns[:2]).write_excel(stripped)
+    cases = {
+        "export.xlsx": (SAMPLE / "excel_b/CAR-T_Register_Export.xlsx").read_bytes(),
+        "cut.xlsx": mine[: len(mine) // 2],
+        "empty.xlsx": b"",
+        "stripped.xlsx": stripped.read_bytes(),
+        "answers.csv": b"query_id,response\nEHR_C-Q1,confirmed correct as is\n",
+    }
+    before = world.clients["site_b"].get("/queries?state=answered").text.count('href="/queries/')
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        response = _send(world, "site_b", path)
+        assert response.status_code == 400, (name, response.status_code)
+        message = re.findall(r"<p[^>]*>(.*?)</p>", response.text, flags=re.S)[0]
+        assert "internal error" not in message and "Traceback" not in response.text, name
+        assert str(tmp_path) not in response.text and "/work/" not in response.text, name
+    after = world.clients["site_b"].get("/queries?state=answered").text.count('href="/queries/')
+    assert after == before

@@ -24,6 +24,7 @@ from cartreg.queries.lifecycle import OPEN, RESPONSES, mask_identifiers, site_qu
 from cartreg.registry.store import Registry
 
 FORMAT = "cartreg-queries 1"
+_GIVEN = "by `cartreg queries export` or the portal"
 SHEET, ABOUT = "queries", "about"
 RESPONSE, COMMENT = "response", "comment"
 # (header, width, source column); the last two are the site's.
@@ -223,14 +224,14 @@ def read_workbook(path: Path | str) -> Answers:
         raise InputError(
             f"not a readable XLSX workbook ({type(exc).__name__})",
             where=str(path),
-            hint="send back the file `cartreg queries export` wrote, saved as .xlsx",
+            hint=f"send back the query workbook you were given, saved as .xlsx ({_GIVEN})",
         ) from None
     try:
         if SHEET not in book.sheetnames or ABOUT not in book.sheetnames:
             raise InputError(
                 f"no '{SHEET}' and '{ABOUT}' sheets: not a query workbook",
                 where=str(path),
-                hint="use the workbook `cartreg queries export` wrote",
+                hint=f"send back the query workbook you were given ({_GIVEN})",
             )
         facts = {
             str(row[0]): _text(row[1])
@@ -241,7 +242,7 @@ def read_workbook(path: Path | str) -> Answers:
             raise InputError(
                 "the 'about' sheet does not describe a cartreg query workbook",
                 where=str(path),
-                hint="use the workbook `cartreg queries export` wrote",
+                hint=f"send back the query workbook you were given ({_GIVEN})",
             )
         rows = list(book[SHEET].iter_rows(values_only=True))
     finally:
