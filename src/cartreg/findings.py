@@ -114,6 +114,16 @@ def findings_frame(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.Series("finding_id", ids, dtype=pl.String))
 
 
+def rule_columns(rule_id: str, severity: Severity, category: str, **fixed: str) -> list[pl.Expr]:
+    """The literal fields shared by every finding of one rule: ``rule_id``, ``severity``,
+    ``category`` and any other field given (e.g. ``table="patients"``); the rest of a finding
+    comes from the frame, or is null (:func:`findings_frame`)."""
+    import polars as pl
+
+    values = {"rule_id": rule_id, "severity": severity, "category": category, **fixed}
+    return [pl.lit(v, dtype=pl.String).alias(k) for k, v in values.items()]
+
+
 def from_records(findings: list[Finding]) -> pl.DataFrame:
     import polars as pl
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cartreg.cdm import CDM, load_cdm
-from tests.registry.helpers import MakeOutput, Rows, write_output
+from tests.registry.helpers import MakeOutput, Rows, combine, patient, write_output
 
 
 @pytest.fixture(scope="session")
@@ -30,4 +30,18 @@ def make_output(tmp_path: Path, cdm: CDM) -> MakeOutput:
 def mapping_file(tmp_path: Path) -> Path:
     path = tmp_path / "mapping.yaml"
     path.write_text("site_id: SITE_A\nmapping_version: '1'\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def stored(tmp_path: Path, make_output: MakeOutput, mapping_file: Path) -> Path:
+    """A registry holding one accepted version of SITE_A (two patients)."""
+    from cartreg.registry import init_registry, submit_output
+
+    path = tmp_path / "registry.duckdb"
+    init_registry(path)
+    out = make_output(
+        "SITE_A", combine(patient("SITE_A", "1", assessments=3), patient("SITE_A", "2"))
+    )
+    submit_output(path, out, site="SITE_A", mapping_path=mapping_file)
     return path

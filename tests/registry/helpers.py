@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from cartreg.cdm import CDM
@@ -133,3 +135,29 @@ def snapshot(path: Path) -> dict[str, object]:
         for name in reg.data_tables():
             snap[name] = reg.scalar(f'SELECT count(*) FROM "cdm_{name}"')
     return snap
+
+
+def data_blocks(path: Path) -> dict[int, set[str]]:
+    """File offset of every block holding column data -> the tables stored in it."""
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        size = conn.execute("SELECT block_size FROM pragma_database_size()").fetchone()
+        assert size is not None
+        block_size = int(size[0])
+        tables = [r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+        blocks: dict[int, set[str]] = {}
+        for table in tables:
+            for (block,) in conn.execute(
+                "SELECT DISTINCT block_id FROM pragma_storage_info(?) WHERE block_id >= 0",
+                [table],
+            ).fetchall():
+                blocks.setdefault(3 * 4096 + int(block) * block_size, set()).add(table)
+    finally:
+        conn.close()
+    return blocks
+
+
+def damage(path: Path, offset: int, size: int = 4096) -> None:
+    with path.open("r+b") as handle:
+        handle.seek(offset + 64)  # past the block's checksum, into its data
+        handle.write(os.urandom(size))

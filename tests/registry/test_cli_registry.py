@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
         str(path),
     )
     assert b.exit_code == 0, b.output
-    second = run("registry", "submit", str(FIXTURES / "site_a" / "v2"), *site_a, *reg)
+    # v2 drops P003: not accepted without a reason (REG-PATIENTS-LOST)
+    lost = ("--accept-reason", "P003 withdrew consent")
+    second = run("registry", "submit", str(FIXTURES / "site_a" / "v2"), *site_a, *reg, *lost)
     assert "stored version 2 as accepted" in second.output
+    assert "1 patient(s) of accepted version 1 are missing" in second.output
     again = run("registry", "submit", str(FIXTURES / "site_a" / "v2"), *site_a, *reg)
     assert again.exit_code == 0 and "recorded as a no-op" in again.output
     return path
@@ -179,7 +183,15 @@ def test_accept_and_reject_change_what_is_merged(registry: Path, tmp_path: Path)
         str(registry),
     )
     assert rejected.exit_code == 0, rejected.output
-    result = run("registry", "merge", "--out", str(tmp_path / "m"), "--registry", str(registry))
+    result = run(
+        "registry",
+        "merge",
+        "--out",
+        str(tmp_path / "m"),
+        "--registry",
+        str(registry),
+        "--no-pseudonyms",
+    )
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert [(s["site_id"], s["version"]) for s in manifest["sites"]] == [
         ("SITE_A", 1),
@@ -199,6 +211,29 @@ def test_accept_and_reject_change_what_is_merged(registry: Path, tmp_path: Path)
         str(registry),
     )
     assert accepted.exit_code == 0
+
+
+def test_merge_needs_a_secret_unless_told_to_publish_local_keys(
+    registry: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "m"
+    base = ("registry", "merge", "--out", str(out), "--registry", str(registry))
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(SECRET, encoding="utf-8")
+    # no secret at all; a secret file together with --no-pseudonyms ($CARTREG_SECRET alone is
+    # ignored under --no-pseudonyms: the flag is the explicit choice)
+    for args, env in [((), {}), (("--no-pseudonyms", "--secret-file", str(secret_file)), {})]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cartreg", *base, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={k: v for k, v in os.environ.items() if k != "CARTREG_SECRET"} | env,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert "secret" in proc.stderr and "--no-pseudonyms" in proc.stderr
+        assert not out.exists()
 
 
 def test_unusable_input_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -290,3 +325,39 @@ def test_review_explains_a_pair_and_link_records_a_decision_for_later_merges(
     assert dups.select("decision", "keep").row(0) == ("same", keep)
     manifest = json.loads((tmp_path / "m2" / "manifest.json").read_text())
     assert manifest["reconciliation"]["patients"]["dropped_as_duplicates"] == 1
+
+
+def test_a_header_only_export_is_refused_and_nothing_is_stored(
+    registry: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "site_b_empty"
+    site.mkdir()
+    for name in ("patients.csv", "events.csv"):
+        header = (FIXTURES / "site_b" / name).read_text(encoding="utf-8").splitlines()[0]
+        (site / name).write_text(header + "\n", encoding="utf-8")
+    before = registry.read_bytes()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cartreg",
+            "registry",
+            "submit",
+            str(site),
+            "--site",
+            "SITE_B",
+            "--mapping",
+            str(FIXTURES / "site_b" / "mapping.yaml"),
+            "--registry",
+            str(registry),
+            "--fail-on",
+            "never",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "no patients" in proc.stderr or "no data rows" in proc.stderr
+    assert registry.read_bytes() == before

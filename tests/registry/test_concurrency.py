@@ -126,14 +126,15 @@ def test_concurrent_submits_serialize(
     marker = tmp_path / "paused"
     slow = start_submit(
         seeded,
-        make_output(SITE, patient(SITE, "2")),
+        make_output(SITE, combine(patient(SITE, "1"), patient(SITE, "2"))),
         mapping_file,
         pause_at="begin",
         marker=marker,
         pause_seconds=1.5,
     )
     wait_for(marker, slow)
-    fast = start_submit(seeded, make_output(SITE, combine(patient(SITE, "3"))), mapping_file)
+    everyone = combine(*(patient(SITE, k) for k in "123"))
+    fast = start_submit(seeded, make_output(SITE, everyone), mapping_file)
     out_slow, err_slow = slow.communicate(timeout=60)
     out_fast, err_fast = fast.communicate(timeout=60)
     assert slow.returncode == 0 and fast.returncode == 0, (err_slow, err_fast)
@@ -142,8 +143,8 @@ def test_concurrent_submits_serialize(
     with open_registry(seeded) as reg:
         status = registry_status(reg)
         assert status["version"].to_list() == [1, 2, 3]
-        assert status["patients"].to_list() == [1, 1, 1]
-        assert reg.scalar("SELECT count(*) FROM cdm_patients") == 3
+        assert status["patients"].to_list() == [1, 2, 3]
+        assert reg.scalar("SELECT count(*) FROM cdm_patients") == 6
 
 
 def test_second_submit_fails_clearly_when_lock_wait_runs_out(

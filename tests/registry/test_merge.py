@@ -43,7 +43,7 @@ def all_text(folder: Path) -> bytes:
 def test_merge_unions_latest_accepted_versions_and_reconciles(
     registry: Path, tmp_path: Path
 ) -> None:
-    result = merge_registry(registry, tmp_path / "merged")
+    result = merge_registry(registry, tmp_path / "merged", no_pseudonyms=True)
     out = tmp_path / "merged"
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(s["site_id"], s["version"]) for s in manifest["sites"]] == [
@@ -74,7 +74,7 @@ def test_merge_unions_latest_accepted_versions_and_reconciles(
 def test_file_checksums_in_manifest_match(registry: Path, tmp_path: Path) -> None:
     import hashlib
 
-    merge_registry(registry, tmp_path / "m")
+    merge_registry(registry, tmp_path / "m", no_pseudonyms=True)
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     for entry in [*manifest["tables"], *manifest["files"]]:
         data = (tmp_path / "m" / entry["file"]).read_bytes()
@@ -99,7 +99,7 @@ def test_pseudonymous_keys_hide_local_ids_and_never_store_the_secret(
     # A resubmission of site A keeps the key of the same local id.
     submit_output(
         registry,
-        make_output("SITE_A", combine(patient("SITE_A", "1"), patient("SITE_A", "5"))),
+        make_output("SITE_A", combine(*(patient("SITE_A", k) for k in "125"))),
         site="SITE_A",
         mapping_path=mapping_file,
     )
@@ -124,7 +124,9 @@ def test_link_file_decides_which_record_is_kept(
             "reason": ["same DOB and MRN at both sites"],
         }
     ).write_csv(links)
-    result = merge_registry(registry, tmp_path / "m", secret=secret, links_path=links)
+    result = merge_registry(
+        registry, tmp_path / "m", secret=secret, links_path=links, no_pseudonyms=not by_pseudonym
+    )
     patients = pl.read_parquet(tmp_path / "m" / "tables" / "patients.parquet")
     assert key("SITE_B-1") not in patients["patient_key"].to_list()
     assert key("SITE_A-1") in patients["patient_key"].to_list()
@@ -142,17 +144,17 @@ def test_merge_refuses_a_non_empty_output_and_an_empty_registry(
     out.mkdir()
     (out / "x").write_text("keep me")
     with pytest.raises(InputError, match="not empty"):
-        merge_registry(registry, out)
+        merge_registry(registry, out, secret=SECRET)
     with pytest.raises(InputError, match="not a previous merge output"):
-        merge_registry(registry, out, overwrite=True)
+        merge_registry(registry, out, overwrite=True, secret=SECRET)
     assert (out / "x").read_text() == "keep me"
-    merge_registry(registry, tmp_path / "m")
-    again = merge_registry(registry, tmp_path / "m", overwrite=True)
+    merge_registry(registry, tmp_path / "m", secret=SECRET)
+    again = merge_registry(registry, tmp_path / "m", overwrite=True, secret=SECRET)
     assert (tmp_path / "m" / "manifest.json").is_file() and again.manifest["sites"]
     empty = tmp_path / "empty.duckdb"
     init_registry(empty)
     with pytest.raises(InputError, match="no accepted submission"):
-        merge_registry(empty, tmp_path / "o")
+        merge_registry(empty, tmp_path / "o", secret=SECRET)
 
 
 def test_a_link_decision_survives_a_resubmission(
@@ -185,7 +187,9 @@ def test_a_link_decision_survives_a_resubmission(
         patient("SITE_B", "9", sex="M", birth_year=1990, infusion="2024-04-04"),
     )
     submit_output(registry, make_output("SITE_B", b2), site="SITE_B", mapping_path=mapping_file)
-    second = merge_registry(registry, tmp_path / "m2")  # no link file, no secret this time
+    second = merge_registry(
+        registry, tmp_path / "m2", no_pseudonyms=True
+    )  # no link file, no secret
     pair = second.duplicates.filter(pl.col("key_b") == "SITE_B-1").row(0, named=True)
     assert (pair["decision"], pair["keep"]) == ("same", "SITE_A-1")
     patients = pl.read_parquet(tmp_path / "m2" / "tables" / "patients.parquet")
@@ -198,12 +202,12 @@ def test_a_link_decision_survives_a_resubmission(
 def test_a_record_of_a_later_submission_joins_the_existing_cluster(
     registry: Path, tmp_path: Path, make_output: MakeOutput, mapping_file: Path
 ) -> None:
-    first = merge_registry(registry, tmp_path / "m1")
+    first = merge_registry(registry, tmp_path / "m1", no_pseudonyms=True)
     cluster = first.duplicates["cluster_id"][0]
     assert cluster is not None
     c = combine(patient("SITE_C", "3", infusion="2022-03-01"))  # the same patient, a third site
     submit_output(registry, make_output("SITE_C", c), site="SITE_C", mapping_path=mapping_file)
-    second = merge_registry(registry, tmp_path / "m2")
+    second = merge_registry(registry, tmp_path / "m2", no_pseudonyms=True)
     assert second.linkage is not None
     assert (second.linkage.mode, second.linkage.new_records) == ("incremental", 1)
     members = second.linkage.clusters.filter(pl.col("cluster_id") == cluster)
@@ -217,7 +221,7 @@ def test_a_record_of_a_later_submission_joins_the_existing_cluster(
 
 def test_html_findings_explain_each_pair(registry: Path, tmp_path: Path) -> None:
     html = tmp_path / "merge.html"
-    result = merge_registry(registry, tmp_path / "m", html_path=html)
+    result = merge_registry(registry, tmp_path / "m", html_path=html, no_pseudonyms=True)
     page = html.read_text(encoding="utf-8")
     pair = result.duplicates.row(0, named=True)
     assert pair["pair_id"] in page and "PU-001" in page

@@ -23,8 +23,35 @@ def test_secret_from_file_or_environment(tmp_path: Path) -> None:
     assert load_secret(environ={}) is None
     with pytest.raises(ConfigError, match="too short"):
         load_secret(environ={"CARTREG_SECRET": "short"})
-    with pytest.raises(ConfigError, match="cannot read secret file"):
+    with pytest.raises(ConfigError, match="secret file not found"):
         load_secret(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "secret is empty"),
+        (b" \n\t\n", "secret is empty"),
+        (bytes(range(256)), "binary, not text"),
+        (b"\x00" * 32, "control characters"),
+        (b"first-line-0123456789\nsecond-line-0123456789", "line breaks"),
+        (b"x" * 5000, "larger than 4096 bytes"),
+    ],
+)
+def test_an_unusable_secret_file_is_a_clear_config_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "secret"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_secret(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_secret_file_that_is_a_folder_or_device_is_refused(tmp_path: Path) -> None:
+    for path in (tmp_path, Path("/dev/zero")):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            load_secret(path)
 
 
 @given(local_ids, local_ids)

@@ -83,7 +83,7 @@ def test_errors_reject_unless_accepted_with_a_reason(
     assert (accepted.version, accepted.status) == (2, "accepted")
     relaxed = submit_output(
         registry,
-        make_output(SITE, patient(SITE, "3"), findings=[ERROR]),
+        make_output(SITE, combine(patient(SITE, "2"), patient(SITE, "3")), findings=[ERROR]),
         site=SITE,
         mapping_path=mapping_file,
         fail_on="never",
@@ -140,3 +140,54 @@ def test_exception_inside_the_transaction_leaves_registry_unchanged(
     with pytest.raises(Exception, match=r"(?i)conversion|cast|date"):
         submit_output(registry, out, site=SITE, mapping_path=mapping_file)
     assert snapshot(registry) == before
+
+
+def test_an_export_without_patients_is_never_stored(
+    registry: Path, make_output: MakeOutput, mapping_file: Path
+) -> None:
+    """A header-only or empty export (tables with no rows) would replace the site's data."""
+    submit_output(
+        registry, make_output(SITE, patient(SITE, "1")), site=SITE, mapping_path=mapping_file
+    )
+    before = snapshot(registry)
+    for fail_on, reason in (("error", None), ("never", "site says so")):
+        with pytest.raises(InputError, match="no patients"):
+            submit_output(
+                registry,
+                make_output(SITE, {}),
+                site=SITE,
+                mapping_path=mapping_file,
+                fail_on=fail_on,
+                accept_reason=reason,
+            )
+    assert snapshot(registry) == before
+
+
+def test_a_resubmission_losing_patients_needs_a_reason(
+    registry: Path, make_output: MakeOutput, mapping_file: Path
+) -> None:
+    three = combine(*(patient(SITE, k) for k in "123"))
+    submit_output(registry, make_output(SITE, three), site=SITE, mapping_path=mapping_file)
+    two = make_output(SITE, combine(patient(SITE, "1"), patient(SITE, "3")))
+    # --fail-on never does not let it through: losing patients is not a matter of severity.
+    lost = submit_output(registry, two, site=SITE, mapping_path=mapping_file, fail_on="never")
+    assert (lost.version, lost.status, lost.patients_lost) == (2, "rejected", 1)
+    assert lost.lost_from_version == 1
+    with open_registry(registry) as reg:
+        found = reg.frame(
+            "SELECT rule_id, severity, value, source_file, source_row FROM submission_findings "
+            "WHERE submission_id = 2"
+        )
+    assert found.rows() == [("REG-PATIENTS-LOST", "error", "SITE_A-2", "patients.csv", 3)]
+    # Against the latest *accepted* version (1, not the rejected 2); accepted with a reason.
+    still = make_output(SITE, combine(*(patient(SITE, k) for k in "134")))
+    accepted = submit_output(
+        registry, still, site=SITE, mapping_path=mapping_file, accept_reason="SITE_A-2 withdrew"
+    )
+    assert (accepted.version, accepted.status, accepted.patients_lost) == (3, "accepted", 1)
+    with open_registry(registry) as reg:
+        log = reg.conn.execute("SELECT submission_id, status, reason FROM decisions").fetchall()
+    assert log == [(3, "accepted", "SITE_A-2 withdrew")]
+    # The next version is compared with version 3: nothing lost, accepted as usual.
+    more = make_output(SITE, combine(*(patient(SITE, k) for k in "1345")))
+    assert submit_output(registry, more, site=SITE, mapping_path=mapping_file).status == "accepted"

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 
 if TYPE_CHECKING:
     from cartreg.cdm import CDM
@@ -416,7 +417,7 @@ def select_population(
                 "patient_key",
                 pl.col("site_id_patient").alias("site_id"),
                 pl.lit("error_finding").alias("reason_code"),
-                pl.format("error {} on {}.{}", "rule_id", "table", "column").alias("reason"),
+                format_text("error {} on {}.{}", "rule_id", "table", "column").alias("reason"),
                 "rule_id",
                 "table",
                 "column",
@@ -438,7 +439,7 @@ def select_population(
                 "patient_key",
                 pl.col("site_id_patient").alias("site_id"),
                 "covariate",
-                pl.format("error {} on {}.{}", "rule_id", "table", "column").alias("reason"),
+                format_text("error {} on {}.{}", "rule_id", "table", "column").alias("reason"),
             )
             .unique(maintain_order=True)
         )
@@ -507,7 +508,7 @@ def _duplicate_exclusions(
         .then("key_b")
         .otherwise("key_a")
         .alias("patient_key"),
-        pl.format("reviewed duplicate of {}", "keep").alias("reason"),
+        format_text("reviewed duplicate of {}", "keep").alias("reason"),
     )
     same_rows = same.join(site_of, on="patient_key").select(
         "patient_key", "site_id", pl.lit("duplicate_same").alias("reason_code"), "reason"
@@ -539,7 +540,7 @@ def _duplicate_exclusions(
                 "patient_key",
                 "site_id",
                 pl.lit("duplicate_unreviewed").alias("reason_code"),
-                pl.format("unreviewed candidate duplicate of {} (analysed)", "kept").alias(
+                format_text("unreviewed candidate duplicate of {} (analysed)", "kept").alias(
                     "reason"
                 ),
             ),

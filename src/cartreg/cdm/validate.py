@@ -10,7 +10,7 @@ lineage columns.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pandera.errors
@@ -19,7 +19,9 @@ import polars as pl
 from cartreg.cdm.model import CDM, ColumnSpec, TableSpec, load_cdm
 from cartreg.cdm.schema import CHECK_RULES, build_schema, polars_dtype
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 from cartreg.findings import MASK, empty_findings, findings_frame, sort_findings
+from cartreg.progress import OnStep, Step
 
 _ROW = "__cartreg_row"  # position of a row in the frame handed to pandera
 _THREADS = 4  # tables validated at once
@@ -151,7 +153,7 @@ def _convert(
                 pl.lit(col.name).alias("column"),
                 value.alias("value"),
                 pl.col(_ROW),
-                pl.format(
+                format_text(
                     "'{}' is not a valid {} for column {}{}",
                     value,
                     pl.lit(col.dtype),
@@ -254,10 +256,10 @@ def _pandera_findings(
     column = pl.col("column")
     message = (
         pl.when(rule == "CDM-REQUIRED")
-        .then(pl.format("required column {} is empty", column))
+        .then(format_text("required column {} is empty", column))
         .when(rule == "CDM-VOCAB")
         .then(
-            pl.format(
+            format_text(
                 "'{}' is not a term of vocabulary {}",
                 value,
                 column.replace_strict(vocab_of, default="?", return_dtype=pl.String),
@@ -265,7 +267,7 @@ def _pandera_findings(
         )
         .when(rule == "CDM-RANGE")
         .then(
-            pl.format(
+            format_text(
                 "{} = {} is outside its allowed range {}",
                 column,
                 value,
@@ -274,14 +276,14 @@ def _pandera_findings(
         )
         .when(rule == "CDM-PATTERN")
         .then(
-            pl.format(
+            format_text(
                 "'{}' does not match the pattern {} of {}",
                 value,
                 column.replace_strict(patterns, default="?", return_dtype=pl.String),
                 column,
             )
         )
-        .otherwise(pl.format("duplicate key ({}) = {}: the key must be unique", column, value))
+        .otherwise(format_text("duplicate key ({}) = {}: the key must be unique", column, value))
     )
     categories = {r: f"{c}/{s}" for r, (c, s) in _CATEGORIES.items()}
     cat = rule.replace_strict(categories, default="conformance/value", return_dtype=pl.String)
@@ -389,9 +391,14 @@ def find_table_files(folder: Path, cdm: CDM) -> dict[str, Path]:
 
 
 def validate_tables(
-    tables: Path | str | Mapping[str, pl.DataFrame | pl.LazyFrame], *, cdm: CDM | None = None
+    tables: Path | str | Mapping[str, pl.DataFrame | pl.LazyFrame],
+    *,
+    cdm: CDM | None = None,
+    on_step: OnStep | None = None,
 ) -> pl.DataFrame:
-    """Validate a folder of table files, or a mapping of table name to frame, against the CDM."""
+    """Validate a folder of table files, or a mapping of table name to frame, against the CDM.
+
+    ``on_step`` hears of each table checked (stage ``schema``)."""
     cdm = cdm or load_cdm()
     if isinstance(tables, str | Path):
         files = find_table_files(Path(tables), cdm)
@@ -403,10 +410,16 @@ def validate_tables(
     # Tables are checked side by side: pandera spends much of its time in Python between polars
     # calls, which another table's polars work can fill (~20% off at 1 M rows on 2 cores).
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-        results = list(
-            pool.map(lambda item: validate_table(item[0], item[1], cdm=cdm), frames.items())
-        )
-    results = [r for r in results if r.height]
+        jobs = {
+            pool.submit(validate_table, name, frame, cdm=cdm): name
+            for name, frame in frames.items()
+        }
+        by_table: dict[str, pl.DataFrame] = {}
+        for done, job in enumerate(as_completed(jobs), start=1):
+            by_table[jobs[job]] = job.result()
+            if on_step is not None:
+                on_step(Step("schema", done, len(jobs), jobs[job]))
+    results = [by_table[name] for name in frames if by_table[name].height]
     if not results:
         return empty_findings()
     combined: pl.DataFrame = pl.concat(results, how="vertical_relaxed")

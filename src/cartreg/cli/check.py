@@ -12,6 +12,7 @@ from cartreg.cli.common import (
     exit_code_for,
     run_ingest,
     submission_arguments,
+    validation_progress,
 )
 from cartreg.cli.validate import emit, load_policies, now_utc, report_options
 
@@ -47,13 +48,15 @@ def check(
     # its size to validation's peak (at 10M rows, 8.9 GiB instead of the larger of the two).
     del result
     console(stderr=True).print(f"ingested {rows} rows into {out_dir}")
-    report = validate_output(
-        out_dir,
-        rules_dir=rules_dir,
-        cdm=cdm,
-        waivers=waiver_list,
-        overrides=override_list,
-        generated_at=now_utc(),
-    )
+    with validation_progress() as on_step:
+        report = validate_output(
+            out_dir,
+            rules_dir=rules_dir,
+            cdm=cdm,
+            waivers=waiver_list,
+            overrides=override_list,
+            generated_at=now_utc(),
+            on_step=on_step,
+        )
     emit(report, fmt, report_path)
     ctx.exit(exit_code_for(report.findings, fail_on))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
 
     from cartreg.cdm import CDM
     from cartreg.ingest import IngestResult
+    from cartreg.progress import OnStep, Step
 
 FAIL_ON_CHOICES = ("error", "warning", "info", "never")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -169,3 +171,44 @@ def run_ingest(
                 f"{source['rows_harmonized']} harmonized, {source['rows_quarantined']} quarantined"
             )
     return result
+
+
+_STAGE_LABELS = {"schema": "schema checks (tables)", "rules": "data-quality rules"}
+
+
+@contextmanager
+def validation_progress(quiet: bool = False) -> Iterator[OnStep | None]:
+    """A bar per validation stage (tables checked, rules run, with counts) on a terminal;
+    ``None`` (nothing shown) in pipes and logs, or when ``quiet``."""
+    err = console(stderr=True)
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[item]}"),
+        console=err,
+        transient=True,
+    ) as progress:
+        tasks = {
+            stage: progress.add_task(label, total=None, item="")
+            for stage, label in _STAGE_LABELS.items()
+        }
+
+        def on_step(step: Step) -> None:  # called from the schema and the rules threads
+            task = tasks.get(step.stage)
+            if task is not None:
+                progress.update(task, completed=step.done, total=step.total, item=step.item)
+
+        yield on_step

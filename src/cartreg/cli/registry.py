@@ -1,5 +1,5 @@
 """``cartreg registry``: the consortium registry (init, submit, status, diff, accept, merge,
-and the review of duplicate pairs)."""
+the review of duplicate pairs, backup, restore, verify)."""
 
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ SHOWN_PAIRS = 20  # duplicate pairs printed by `registry merge`; the CSV has all
 
 @click.group()
 def registry() -> None:
-    """Consortium registry: submit, status, diff, merge, review duplicate pairs.
+    """Consortium registry: submit, status, diff, merge, review duplicate pairs, backup.
 
     Lifecycle: submit (ingest + validate + store as a new version) -> review (status, diff) ->
     accept/reject -> merge (latest accepted version of each site) -> review and link the
-    duplicate pairs it lists (kept for every later merge).
+    duplicate pairs it lists (kept for every later merge). `backup` and `restore` make and put
+    back verified copies; `verify` reads the whole registry.
     """
 
 
@@ -71,6 +72,12 @@ def _report_submit(result: Any, fmt: str = "text", report_path: Path | None = No
     if changes:
         words = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in changes.items())
         out.print(f"queries: {words} (see `cartreg queries list --site {result.site_id}`)")
+    if result.patients_lost:
+        out.print(
+            f"{result.patients_lost} patient(s) of accepted version {result.lost_from_version} "
+            "are missing from this submission (REG-PATIENTS-LOST findings; "
+            f"`cartreg registry diff --site {result.site_id}` lists them)"
+        )
     if result.status == "rejected":
         out.print(
             "rejected versions are kept but never merged; fix the data and resubmit, or run "
@@ -392,8 +399,13 @@ def _report_linkage(linkage: dict[str, Any]) -> None:
     "--secret-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="File holding the consortium secret for pseudonymous keys "
-    "(else $CARTREG_SECRET; without either, keys stay site-local).",
+    help="File holding the consortium secret for pseudonymous keys (else $CARTREG_SECRET).",
+)
+@click.option(
+    "--no-pseudonyms",
+    is_flag=True,
+    help="Merge without a secret: publish site-local patient keys (never the default; "
+    "$CARTREG_SECRET is then not used).",
 )
 @click.option(
     "--links",
@@ -401,11 +413,6 @@ def _report_linkage(linkage: dict[str, Any]) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="Reviewed link file (YAML or CSV) deciding duplicate pairs.",
-)
-@click.option(
-    "--no-pseudonyms",
-    is_flag=True,
-    help="Keep site-prefixed local keys (no consortium secret is used, even if one is set).",
 )
 @click.option(
     "--min-probability",
@@ -448,8 +455,8 @@ def merge(
     out_dir: Path,
     registry_path: Path,
     secret_file: Path | None,
-    links_path: Path | None,
     no_pseudonyms: bool,
+    links_path: Path | None,
     min_probability: float | None,
     expected_duplicate_rate: float | None,
     relink: bool,
@@ -469,7 +476,9 @@ def merge(
     result = merge_registry(
         registry_path,
         out_dir,
-        secret=None if no_pseudonyms else load_secret(secret_file),
+        # $CARTREG_SECRET is ignored under --no-pseudonyms; an explicit --secret-file is not
+        secret=load_secret(secret_file) if secret_file or not no_pseudonyms else None,
+        no_pseudonyms=no_pseudonyms,
         links_path=links_path,
         min_probability=min_probability,
         expected_duplicate_rate=expected_duplicate_rate,
@@ -638,3 +647,53 @@ def link(
             + "; it applies from the next merge"
         )
     )
+
+
+def _print_copy(result: Any, what: str) -> None:
+    tables = len(result.rows)
+    console().print(
+        f"{what} {result.path}: {tables} tables, {result.total_rows} rows, verified "
+        f"(sha256 {result.sha256})"
+    )
+
+
+@registry.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@_registry_option()
+@_lock_option()
+def backup(target: Path, registry_path: Path, lock_timeout: float) -> None:
+    """Write a verified copy of the registry to the new file TARGET.
+
+    Submits wait while the copy is made; reads go on. Restore it with `registry restore`.
+    """
+    from cartreg.registry.backup import backup_registry
+
+    _print_copy(backup_registry(registry_path, target, lock_timeout=lock_timeout), "wrote")
+
+
+@registry.command("restore")
+@click.argument("backup_path", type=click.Path(dir_okay=False, path_type=Path))
+@_registry_option()
+@_lock_option()
+def restore(backup_path: Path, registry_path: Path, lock_timeout: float) -> None:
+    """Replace the registry by a verified copy of the backup BACKUP_PATH.
+
+    The replaced registry file is kept next to it as <registry>.replaced-<time>.
+    """
+    from cartreg.registry.backup import restore_registry
+
+    result = restore_registry(backup_path, registry_path, lock_timeout=lock_timeout)
+    _print_copy(result, "restored")
+    if result.replaced is not None:
+        console().print(f"the replaced registry was kept as {result.replaced}")
+
+
+@registry.command("verify")
+@_registry_option()
+@_lock_option()
+def verify(registry_path: Path, lock_timeout: float) -> None:
+    """Read every table of the registry; exit 2 if any of it is damaged."""
+    from cartreg.registry.backup import verify_registry
+
+    rows = verify_registry(registry_path, lock_timeout=lock_timeout)
+    console().print(f"{registry_path}: {len(rows)} tables, {sum(rows.values())} rows, all readable")

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cartreg.cli.common import cdm_from_context, console, exit_code_for, fail_on_option
+from cartreg.cli.common import (
+    cdm_from_context,
+    console,
+    exit_code_for,
+    fail_on_option,
+    validation_progress,
+)
 
 if TYPE_CHECKING:
     from cartreg.validation import Report
@@ -160,13 +166,15 @@ def validate(
     from cartreg.validation import validate_output
 
     waiver_list, override_list = load_policies(waivers, overrides)
-    report = validate_output(
-        list(out_dirs),
-        rules_dir=rules_dir,
-        cdm=cdm_from_context(ctx),
-        waivers=waiver_list,
-        overrides=override_list,
-        generated_at=now_utc(),
-    )
+    with validation_progress() as on_step:
+        report = validate_output(
+            list(out_dirs),
+            rules_dir=rules_dir,
+            cdm=cdm_from_context(ctx),
+            waivers=waiver_list,
+            overrides=override_list,
+            generated_at=now_utc(),
+            on_step=on_step,
+        )
     emit(report, fmt, report_path)
     ctx.exit(exit_code_for(report.findings, fail_on))

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from cartreg.cdm.model import CDM, TableSpec
+from cartreg.exprs import format_text
 from cartreg.ingest.harmonize import ORDER
 
 ROW_IDS: dict[str, tuple[str, str, str]] = {
@@ -364,8 +365,8 @@ def exact_age(birth: pl.Expr, on: pl.Expr) -> pl.Expr:
 
     before = month_day(on) < month_day(birth)
     full = years - before.cast(pl.Int32)
-    last = birth.dt.offset_by(pl.format("{}y", full))
-    following = birth.dt.offset_by(pl.format("{}y", full + 1))
+    last = birth.dt.offset_by(format_text("{}y", full))
+    following = birth.dt.offset_by(format_text("{}y", full + 1))
     fraction = (on - last).dt.total_days() / (following - last).dt.total_days()
     return full.cast(pl.Float64) + fraction
 

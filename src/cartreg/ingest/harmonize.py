@@ -18,6 +18,7 @@ import polars as pl
 
 from cartreg.cdm.model import CDM, ColumnSpec, TableSpec
 from cartreg.errors import ConfigError, did_you_mean
+from cartreg.exprs import format_text
 from cartreg.findings import MASK, empty_findings, findings_frame
 from cartreg.ingest.mapping import (
     ColumnRule,
@@ -424,7 +425,7 @@ def _column_findings(
         if detail:
             message = pl.lit(f"{table.name}.{target} from '{source}': {detail}")
         elif spec.dtype == "date":
-            message = pl.format(
+            message = format_text(
                 "{}.{} from '{}': {} (formats tried: {})",
                 pl.lit(table.name),
                 pl.lit(target),
@@ -926,7 +927,7 @@ def harmonize_rule(
                 pl.when(pl.col("rule_id") == "ING-MISSING-KEY")
                 .then(pl.lit(f"no patient id in '{rule.patient_id}'; row quarantined"))
                 .otherwise(
-                    pl.format(
+                    format_text(
                         "required {}.{} missing or unreadable; row quarantined",
                         pl.lit(table.name),
                         pl.col("column"),

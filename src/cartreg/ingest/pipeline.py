@@ -23,6 +23,7 @@ import polars as pl
 
 from cartreg.cdm import CDM, load_cdm
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 from cartreg.findings import empty_findings, findings_frame, sort_findings
 from cartreg.ingest.derive import derive_tables, event_order
 from cartreg.ingest.harmonize import ORDER, SharedParses, harmonize_rule, shared_parse_keys
@@ -149,7 +150,7 @@ def _quarantine_records(
     frame: pl.DataFrame, reasons: pl.DataFrame, identifiers: list[str]
 ) -> pl.DataFrame:
     summary = (
-        reasons.with_columns(pl.format("{}({})", "rule_id", "column").alias("reason"))
+        reasons.with_columns(format_text("{}({})", "rule_id", "column").alias("reason"))
         .group_by("source_row", maintain_order=True)
         .agg(
             pl.col("reason").unique(maintain_order=True).str.join("; ").alias("quarantine_reasons")
@@ -323,7 +324,7 @@ def quarantine_repeated_keys(collected: Collected, cdm: CDM, site_id: str) -> No
                 "source_file",
                 "source_row",
                 "value",
-                pl.format(
+                format_text(
                     "{}.{} '{}' repeats the record of {} row {}, which is kept; this record is "
                     "quarantined: remove or merge the repeated record at the site",
                     "table",

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from cartreg.exprs import format_text
 from cartreg.findings import finding_id
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ def event_identities(rows: pl.DataFrame, shape: TableShape, column: str | None) 
             rows, ["patient_key", "__kind", *order, "__content"], ["patient_key", "__kind"], "__k"
         ).with_columns(
             (pl.lit("#") + pl.col("__k").cast(pl.String)).alias("__anchor"),
-            pl.format("no. {} in time order", pl.col("__k")).alias("__anchor_label"),
+            format_text("no. {} in time order", pl.col("__k")).alias("__anchor_label"),
         )
     else:
         text = _timing_text(timing_cols, rows)
@@ -247,7 +248,9 @@ def event_identities(rows: pl.DataFrame, shape: TableShape, column: str | None) 
         [
             pl.col("__anchor_label"),
             kind_label,
-            pl.when(pl.col("__n") > 1).then(pl.format("(copy {})", pl.col("__n"))).otherwise(None),
+            pl.when(pl.col("__n") > 1)
+            .then(format_text("(copy {})", pl.col("__n")))
+            .otherwise(None),
         ],
         separator=" ",
         ignore_nulls=True,
@@ -360,7 +363,7 @@ def _on_quarantine(pending: pl.DataFrame, quarantine: Sequence[QuarantinedRows])
                 .then(pl.concat_str([pl.col("site_id"), pl.lit("-"), pl.col("__local")]))
                 .alias("patient_key"),
                 (pl.lit("Q|") + pl.col("__digest")).alias("event"),
-                pl.format("quarantined row {}", pl.col("source_row")).alias("event_label"),
+                format_text("quarantined row {}", pl.col("source_row")).alias("event_label"),
                 pl.lit("quarantine").alias("anchor"),
             )
         )
@@ -416,13 +419,13 @@ def fingerprint_findings(
         pl.when(pl.col("anchor").is_not_null())
         .then(pl.col("event"))
         .when(positional)
-        .then(pl.format("row|{}|{}", pl.col("source_file").fill_null(""), pl.col("source_row")))
+        .then(format_text("row|{}|{}", pl.col("source_file").fill_null(""), pl.col("source_row")))
         .otherwise(pl.lit(""))
         .alias("event"),
         pl.when(pl.col("anchor").is_not_null())
         .then(pl.col("event_label"))
         .when(positional)
-        .then(pl.format("{} row {}", pl.col("source_file").fill_null(""), pl.col("source_row")))
+        .then(format_text("{} row {}", pl.col("source_file").fill_null(""), pl.col("source_row")))
         .otherwise(pl.lit(""))
         .alias("event_label"),
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 from cartreg.findings import FINDING_FIELDS, MASK, SEVERITY_ORDER
 from cartreg.registry.store import Registry, transaction
 from cartreg.rules.waivers import Waiver
@@ -308,10 +309,10 @@ def plan_submission(
         .when(returned)
         .then(pl.lit("finding returned in version <VERSION>"))
         .when(expired)
-        .then(pl.format("waiver expired on {}", pl.col("waiver_expires")))
+        .then(format_text("waiver expired on {}", pl.col("waiver_expires")))
         .when(changed)
         .then(
-            pl.format(
+            format_text(
                 "value changed from {} to {} since the query was closed as {}",
                 pl.col("closed_value").fill_null("empty"),
                 shown,
@@ -366,9 +367,9 @@ def plan_submission(
         pl.lit(CLOSED).alias("to_state"),
         pl.lit(RESOLVED).alias("resolution"),
         pl.when(state.eq(CLOSED))
-        .then(pl.format("no longer found in version <VERSION> (was {})", resolution))
+        .then(format_text("no longer found in version <VERSION> (was {})", resolution))
         .when(patient_gone)
-        .then(pl.format("patient {} is not in version <VERSION>", pl.col("patient_key")))
+        .then(format_text("patient {} is not in version <VERSION>", pl.col("patient_key")))
         .otherwise(pl.lit("not found in version <VERSION>"))
         .alias("reason"),
         pl.lit(None, dtype=pl.Date).alias("expires"),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from cartreg.exprs import format_text
 from cartreg.queries.fingerprint import fingerprint_findings, fingerprint_output, load_quarantine
 from cartreg.queries.lifecycle import SiteQueries, SubmissionPlan, load_site, plan_submission
 from cartreg.registry.store import DEFAULT_LOCK_TIMEOUT, Registry, open_registry
@@ -102,7 +103,7 @@ class QueryWaivers:
         )
         reasons = self.snapshot.queries.filter(pl.col("resolution") == "waived").select(
             "query_id",
-            pl.format("query {} closed as waived: {}", "query_id", "closed_reason").alias(
+            format_text("query {} closed as waived: {}", "query_id", "closed_reason").alias(
                 "why_then"
             ),
             pl.col("waiver_expires").alias("expires_then"),

@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 from cartreg.queries.lifecycle import OPEN, RESPONSES, mask_identifiers, site_queries
 from cartreg.registry.store import Registry
 
@@ -86,7 +87,7 @@ def export_frame(
         .replace_strict(guidance, default="", return_dtype=pl.String)
         .alias("guidance"),
         pl.col("opened_at").dt.date().cast(pl.String).alias("opened"),
-        pl.format("{} row {}", pl.col("source_file"), pl.col("source_row")).alias("source"),
+        format_text("{} row {}", pl.col("source_file"), pl.col("source_row")).alias("source"),
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 from cartreg.findings import MASK, empty_findings, findings_frame
 
 if TYPE_CHECKING:
@@ -282,7 +283,7 @@ def diff_versions(
                         pl.col("source_file").cast(pl.String),
                         pl.col("source_row").cast(pl.Int64),
                         pl.col("record_key").alias("value"),
-                        pl.format(
+                        format_text(
                             "record lost: {} {} was in accepted version {} and is missing "
                             "from version {}",
                             pl.lit(spec.name),

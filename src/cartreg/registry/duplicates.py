@@ -31,6 +31,7 @@ from cartreg.registry import linkage as lk
 
 if TYPE_CHECKING:
     pass
+from cartreg.exprs import format_text
 
 RULE_ID = "PU-001"
 CAPACITY_RULE_ID = "REG-LINKAGE-CAPACITY"
@@ -177,7 +178,7 @@ def _evidence_text(model: lk.LinkageModel) -> pl.Expr:
     """``comparison: level`` for every comparison with evidence, in model order."""
     parts = [
         pl.when(pl.col(f"level_{c.name}").is_not_null()).then(
-            pl.format("{}: {}", pl.lit(c.name), pl.col(f"level_{c.name}"))
+            format_text("{}: {}", pl.lit(c.name), pl.col(f"level_{c.name}"))
         )
         for c in model.comparisons
     ]
@@ -574,7 +575,9 @@ def _with_pair_in_id(frame: pl.DataFrame) -> pl.DataFrame:
 def _signed(weight: pl.Expr) -> pl.Expr:
     """A weight as text with its sign and one decimal (``+8.6``, ``-3.5``)."""
     rounded = weight.round(1)
-    return pl.when(rounded >= 0).then(pl.format("+{}", rounded)).otherwise(rounded.cast(pl.String))
+    return (
+        pl.when(rounded >= 0).then(format_text("+{}", rounded)).otherwise(rounded.cast(pl.String))
+    )
 
 
 def explain(model: lk.LinkageModel | None = None) -> pl.Expr:
@@ -591,7 +594,7 @@ def explain(model: lk.LinkageModel | None = None) -> pl.Expr:
         )
         parts.append(
             pl.when(level.is_not_null()).then(
-                pl.format(
+                format_text(
                     "{} {} ({})", pl.lit(comp.name), level, _signed(pl.col(f"mw_{comp.name}"))
                 )
             )
@@ -637,7 +640,7 @@ def duplicate_findings(
             "source_file",
             "source_row",
             pl.col("pair_id").alias("value"),
-            pl.format(
+            format_text(
                 "possible cross-site duplicate: {} ({}) and {} ({}), {}; {}",
                 "key_a",
                 "site_a",
@@ -645,7 +648,7 @@ def duplicate_findings(
                 "site_b",
                 pl.when(scored)
                 .then(
-                    pl.format(
+                    format_text(
                         "match probability {} (weight {}: prior {}, {})",
                         pl.col("match_probability").round(4),
                         _signed(pl.col("match_weight")),
@@ -656,7 +659,7 @@ def duplicate_findings(
                 .otherwise(pl.lit("not scored by the current model (listed for its review)")),
                 pl.when(reviewed)
                 .then(
-                    pl.format(
+                    format_text(
                         "reviewed: {}, kept {}",
                         "decision",
                         pl.coalesce(pl.col("keep"), pl.lit("both")),
@@ -687,8 +690,8 @@ def capacity_findings(capacity: pl.DataFrame, threshold: float) -> pl.DataFrame:
             pl.lit("uniqueness").alias("subcategory"),
             pl.lit("patients").alias("table"),
             pl.col("site_b").alias("site_id"),
-            pl.format("{}~{}", "site_a", "site_b").alias("value"),
-            pl.format(
+            format_text("{}~{}", "site_a", "site_b").alias("value"),
+            format_text(
                 "linkage capacity exceeded between {} and {}: with the evidence both record "
                 "({}) the model can tell about {}% of their expected {} shared patients from "
                 "look-alikes at p >= {} ({} pairs of records); a pair agreeing on all of it "

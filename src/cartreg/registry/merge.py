@@ -9,8 +9,9 @@ half-written)::
     OUT/duplicates.csv           probable cross-site duplicates: match probability, the match
                                  weight of each comparison, cluster id, review decision
 
-Patient keys (and the row ids that embed them) are HMAC pseudonyms when a consortium secret is
-given; otherwise they stay site-prefixed local ids and the manifest says so.
+Patient keys (and the row ids that embed them) are HMAC pseudonyms made with the consortium
+secret. A merge without a secret must be asked for (``no_pseudonyms``): the keys then stay
+site-prefixed local ids and the manifest says so.
 
 The merge writes to the registry only what record linkage keeps between merges (reviewed links
 from ``--links``, scored pairs, cluster ids; :mod:`cartreg.registry.duplicates`), in one
@@ -30,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from cartreg import __version__
-from cartreg.errors import InputError
+from cartreg.errors import CartregError, InputError
 from cartreg.findings import empty_findings, sort_findings
 from cartreg.registry import duplicates as dup
 from cartreg.registry import linkage_store
+from cartreg.registry.links import check_links
 from cartreg.registry.pseudonym import pseudonymize_tables
 from cartreg.registry.store import (
     DEFAULT_LOCK_TIMEOUT,
@@ -135,13 +137,24 @@ def merge_registry(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     who: str | None = None,
     html_path: Path | str | None = None,
+    no_pseudonyms: bool = False,
 ) -> MergeResult:
     """Merge the latest accepted version of every site into ``out_dir``.
 
     Duplicate patients are linked incrementally (records new or changed since the last merge
     are scored; ``relink`` scores everything again); ``em_check`` sets EM's estimates beside
     the expert linkage weights. ``html_path`` also writes the findings as an HTML report.
+    Patient keys are pseudonymized with ``secret``; without one, ``no_pseudonyms=True`` must
+    say that site-local keys may be published.
     """
+    hint = (
+        "give --secret-file or set $CARTREG_SECRET; pass --no-pseudonyms only to publish "
+        "site-local patient keys"
+    )
+    if secret is None and not no_pseudonyms:
+        raise CartregError("a merge needs the consortium secret", hint=hint)
+    if secret is not None and no_pseudonyms:
+        raise CartregError("a consortium secret was given with --no-pseudonyms", hint=hint)
     if not isinstance(registry, Registry):
         with open_registry(registry, write=True, lock_timeout=lock_timeout) as opened:
             return merge_registry(
@@ -157,6 +170,7 @@ def merge_registry(
                 cdm=cdm,
                 who=who,
                 html_path=html_path,
+                no_pseudonyms=no_pseudonyms,
             )
     from cartreg.cdm import load_cdm
     from cartreg.rules.model import load_rules
@@ -200,7 +214,19 @@ def merge_registry(
         published, aliases = pseudonymize_tables(tables, secret)
     else:
         published = tables
-    file_links = dup.canonical_links(links, aliases) if links is not None else dup.empty_links()
+    link_warnings = empty_findings()
+    file_links = dup.empty_links()
+    if links is not None:
+        # contradictions within the file are errors; links that cannot apply are warnings
+        applying, link_warnings = check_links(
+            links,
+            patients=tables["patients"]
+            if "patients" in tables
+            else pl.DataFrame(schema={"patient_key": pl.String, "site_id": pl.String}),
+            aliases=aliases,
+            source=Path(str(links_path)),
+        )
+        file_links = dup.canonical_links(applying, aliases)
     kept_links = linkage_store.load_decisions(registry)
     decisions = pl.concat([kept_links, file_links])
     previous = linkage_store.load_state(registry)
@@ -278,6 +304,7 @@ def merge_registry(
         report.findings,
         dup.duplicate_findings(shown, published),
         dup.capacity_findings(linkage.capacity, linkage.threshold),
+        link_warnings,
     ]
     if linkage.em is not None:
         findings_parts.append(dup.em_findings(linkage.em))

@@ -20,6 +20,7 @@ from cartreg.errors import ConfigError
 
 SECRET_ENV = "CARTREG_SECRET"
 MIN_SECRET_CHARS = 16
+MAX_SECRET_BYTES = 4096
 PREFIX = "PSN"
 DIGEST_CHARS = 24  # 96 bits: collisions are negligible for any realistic registry
 
@@ -28,14 +29,11 @@ def load_secret(
     secret_file: Path | str | None = None, *, environ: Mapping[str, str] | None = None
 ) -> bytes | None:
     """The consortium secret from ``secret_file`` (preferred) or ``$CARTREG_SECRET``; None if
-    neither is given."""
+    neither is given. The secret is one line of text (surrounding whitespace is dropped)."""
     env = os.environ if environ is None else environ
     if secret_file is not None:
         path = Path(secret_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read secret file: {exc.strerror}", path=path) from None
+        text = _read_secret_file(path)
         where: Path | str = path
     elif env.get(SECRET_ENV):
         text = env[SECRET_ENV]
@@ -43,13 +41,40 @@ def load_secret(
     else:
         return None
     secret = text.strip()
+    hint = f"use at least {MIN_SECRET_CHARS} random characters, e.g. `openssl rand -hex 32`"
+    if not secret:
+        raise ConfigError("consortium secret is empty", path=where, hint=hint)
+    if any(ord(c) < 32 or ord(c) == 127 for c in secret):
+        raise ConfigError(
+            "consortium secret holds control characters or line breaks", path=where, hint=hint
+        )
     if len(secret) < MIN_SECRET_CHARS:
         raise ConfigError(
-            f"consortium secret is too short ({len(secret)} characters)",
-            path=where,
-            hint=f"use at least {MIN_SECRET_CHARS} random characters, e.g. `openssl rand -hex 32`",
+            f"consortium secret is too short ({len(secret)} characters)", path=where, hint=hint
         )
     return secret.encode("utf-8")
+
+
+def _read_secret_file(path: Path) -> str:
+    hint = "write the secret as one line of text, e.g. `openssl rand -hex 32 > FILE`"
+    if not path.is_file():  # a folder, a device (/dev/zero) or a pipe is not a secret file
+        what = "not found" if not path.exists() else "not a regular file"
+        raise ConfigError(f"secret file {what}", path=path, hint=hint)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file: {exc.strerror}", path=path) from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise ConfigError(
+            f"secret file is larger than {MAX_SECRET_BYTES} bytes: is it the right file?",
+            path=path,
+            hint=hint,
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("secret file is binary, not text", path=path, hint=hint) from None
 
 
 def pseudonym(secret: bytes, patient_key: str) -> str:

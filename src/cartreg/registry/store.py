@@ -17,6 +17,12 @@ Concurrency: DuckDB lets one process open a file read-write. On top of that, wri
 exclusive ``flock`` on ``<registry>.lock`` and readers a shared one, waiting up to a timeout, so
 two submits serialize instead of colliding, and a reader never meets a half-open writer. The OS
 drops an ``flock`` when its process dies, so a killed submit never leaves a stale lock.
+
+Integrity: a file is opened only if it carries DuckDB's magic bytes, on a connection that can
+neither load nor install extensions (DuckDB 2 otherwise downloads one for a file it does not
+recognise, e.g. an SQLite database). Every writer first reads the whole store
+(:func:`verify_store`), so a corrupt file is refused before anything is written; a corrupt block
+met later, by a reader or inside a write transaction, is the same one-line error.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -66,6 +73,10 @@ class RegistryError(CartregError):
 
 class RegistryLockedError(RegistryError):
     """Another process holds the registry."""
+
+
+class RegistryCorruptError(RegistryError):
+    """The registry file's contents fail DuckDB's checksums or cannot be read back."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +181,20 @@ def current_user() -> str:
 @contextmanager
 def _file_lock(path: Path, *, exclusive: bool, timeout: float) -> Iterator[None]:
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError:
+        raise RegistryError(
+            "the registry's lock file is a folder",
+            where=str(lock_path),
+            hint="remove that folder; cartreg creates the lock file itself",
+        ) from None
+    except OSError as exc:
+        raise RegistryError(
+            f"cannot open the registry's lock file: {exc.strerror}",
+            where=str(lock_path),
+            hint="the registry's folder must be writable by every user of the registry",
+        ) from None
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     deadline = time.monotonic() + timeout
     try:
@@ -194,23 +218,141 @@ def _file_lock(path: Path, *, exclusive: bool, timeout: float) -> Iterator[None]
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+# DuckDB writes "DUCK" after the 8-byte header checksum of every database file.
+_DUCKDB_MAGIC = (8, b"DUCK")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# DuckDB 2 loads (and first downloads) an extension for a file it does not recognise. A registry
+# connection needs none: these settings are given at connect time, before the file is opened,
+# and then locked so that no later statement can switch them back on.
+_NO_EXTENSIONS = {
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+}
+
+
+def _check_file_kind(path: Path) -> None:
+    """Refuse a file that is not a DuckDB database before DuckDB sees it."""
     try:
-        return duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        text = str(exc)
-        if "lock" in text.lower():
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except FileNotFoundError:
+        return  # a new registry
+    except OSError as exc:
+        raise RegistryError(f"cannot read registry: {exc.strerror}", where=str(path)) from None
+    offset, magic = _DUCKDB_MAGIC
+    if head[offset : offset + len(magic)] == magic:
+        return
+    if head.startswith(_SQLITE_MAGIC):
+        what = "an SQLite database"
+    elif not head:
+        what = "an empty file"
+    else:
+        what = "not a DuckDB file"
+    raise RegistryError(
+        f"this is {what}, not a cartreg registry",
+        where=str(path),
+        hint="give the path of a registry made by `cartreg registry init`",
+    )
+
+
+def connect_duckdb(path: Path | str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that cannot load or install extensions (settings locked)."""
+    conn = duckdb.connect(str(path), read_only=read_only, config=dict(_NO_EXTENSIONS))
+    conn.execute("SET lock_configuration = true")
+    return conn
+
+
+def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    _check_file_kind(path)
+    try:
+        return connect_duckdb(path, read_only=read_only)
+    except duckdb.Error as exc:
+        if is_corruption(exc, path):
+            raise corrupt_error(exc, path) from None
+        if isinstance(exc, duckdb.IOException) and "set lock" in str(exc).lower():
             raise RegistryLockedError(
                 "registry file is held open by another process",
                 where=str(path),
                 hint="close the other program (DuckDB shell, notebook) that has it open",
             ) from None
-        raise RegistryError(
-            f"cannot open registry: {text.splitlines()[0]}", where=str(path)
-        ) from None
+        raise RegistryError(f"cannot open registry: {_first_line(exc)}", where=str(path)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# DuckDB's words for a damaged database file. A read failure counts only when it names the
+# registry file: the same words about a Parquet file being stored are the input's problem.
+_CORRUPT_DATABASE = re.compile(
+    r"corrupt database file|does not match stored checksum|wal does not match", re.IGNORECASE
+)
+_READ_FAILURE = re.compile(
+    r"could not read enough bytes|failed to read|invalid (?:block|pointer|metadata)|deserializ",
+    re.IGNORECASE,
+)
+_BLOCK = re.compile(r"block at location (\d+)")
+
+
+def is_corruption(exc: BaseException, path: Path | str) -> bool:
+    """Whether a DuckDB error says that the database file ``path`` is damaged."""
+    if not isinstance(exc, duckdb.Error):
+        return False
+    text = str(exc)
+    if _CORRUPT_DATABASE.search(text):
+        return True
+    name = Path(path).name
+    return bool(name) and name in text and bool(_READ_FAILURE.search(text))
+
+
+def corrupt_error(exc: BaseException, path: Path | str, table: str = "") -> RegistryCorruptError:
+    block = _BLOCK.search(str(exc))
+    detail = f"bad checksum at byte {block.group(1)}" if block else _first_line(exc)[:80]
+    return RegistryCorruptError(
+        f"registry file is corrupt ({detail}{f' in {table}' if table else ''}); nothing written",
+        where=str(path),
+        hint="restore a backup: `cartreg registry restore BACKUP`",
+    )
+
+
+@contextmanager
+def reporting_corruption(path: Path | str, table: str = "") -> Iterator[None]:
+    """Turn DuckDB's errors about damaged contents into :class:`RegistryCorruptError`."""
+    try:
+        yield
     except duckdb.Error as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RegistryError(f"not a readable DuckDB registry: {first}", where=str(path)) from None
+        if is_corruption(exc, path):
+            raise corrupt_error(exc, path, table) from None
+        raise
+
+
+def verify_store(
+    conn: duckdb.DuckDBPyConnection, path: Path | str = ""
+) -> dict[str, tuple[int, tuple[Any, ...]]]:
+    """Read every value of every table of the store; return each table's row count and content
+    digest (order-independent: a sum of value hashes per column).
+
+    Hashing every value makes DuckDB read, and check the checksum of, every data block. The
+    tables come from the catalog, not from a list: tables added by later migrations are covered
+    without change. Raises :class:`RegistryCorruptError` on the first damaged block.
+    """
+    tables = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND schema_name = 'main' "
+            "AND NOT temporary ORDER BY table_name"
+        ).fetchall()
+    ]
+    digests: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    for table in tables:
+        with reporting_corruption(path, table):
+            row = conn.execute(f'SELECT count(*), sum(hash(COLUMNS(*))) FROM "{table}"').fetchone()
+        assert row is not None
+        digests[table] = (int(row[0]), tuple(row[1:]))
+    return digests
 
 
 class Registry:
@@ -361,7 +503,9 @@ def init_registry(path: Path | str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOU
     with _file_lock(path, exclusive=True, timeout=lock_timeout):
         conn = _connect(path, read_only=False)
         try:
-            return migrate(conn, path=path)
+            with reporting_corruption(path):
+                verify_store(conn, path)
+                return migrate(conn, path=path)
         finally:
             conn.close()
 
@@ -387,26 +531,29 @@ def open_registry(
     with _file_lock(path, exclusive=write, timeout=lock_timeout):
         conn = _connect(path, read_only=not write)
         try:
-            current = _stored_version(conn)
-            target = migrations[-1].version
-            if write:
-                migrate(conn, migrations=migrations, path=path)
-            elif current is None or current == 0:
-                raise RegistryError(
-                    "this DuckDB file is not a cartreg registry",
-                    where=str(path),
-                    hint="give the path of a registry made by `cartreg registry init`",
-                )
-            elif current > target:
-                migrate(conn, migrations=migrations, path=path)  # raises the "newer" error
-            elif current < target:
-                raise RegistryError(
-                    f"registry store schema version {current} is older than this cartreg "
-                    f"({target})",
-                    where=str(path),
-                    hint="run `cartreg registry init` on it once to upgrade",
-                )
-            yield Registry(path, conn, writable=write)
+            # A damaged block met by any query is reported (a write transaction rolled back).
+            with reporting_corruption(path):
+                current = _stored_version(conn)
+                target = migrations[-1].version
+                if write:
+                    verify_store(conn, path)
+                    migrate(conn, migrations=migrations, path=path)
+                elif current is None or current == 0:
+                    raise RegistryError(
+                        "this DuckDB file is not a cartreg registry",
+                        where=str(path),
+                        hint="give the path of a registry made by `cartreg registry init`",
+                    )
+                elif current > target:
+                    migrate(conn, migrations=migrations, path=path)  # raises the "newer" error
+                elif current < target:
+                    raise RegistryError(
+                        f"registry store schema version {current} is older than this cartreg "
+                        f"({target})",
+                        where=str(path),
+                        hint="run `cartreg registry init` on it once to upgrade",
+                    )
+                yield Registry(path, conn, writable=write)
         finally:
             conn.close()
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from cartreg.validation import Report, TableWaiverLookup
 
 STATUSES = ("accepted", "rejected", "noop")
+PATIENTS_LOST = "REG-PATIENTS-LOST"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class SubmitResult:
     # what the submission did to the site's queries (opened, resolved, reopened, ...)
     query_changes: dict[str, int] = field(default_factory=dict)
     report: Report | None = None  # the version's validation report, when submit ran it
+    patients_lost: int = 0  # patients of the latest accepted version missing from this one
+    lost_from_version: int | None = None
 
     @property
     def is_noop(self) -> bool:
@@ -201,6 +204,62 @@ def _insert_findings(registry: Registry, submission_id: int, findings: pl.DataFr
         registry.conn.unregister("_cartreg_findings")
 
 
+def require_patients(out_dir: Path, where: Path) -> None:
+    """Refuse an ingest output without patients (an empty or header-only export)."""
+    import polars as pl
+
+    parquet = out_dir / "tables" / "patients.parquet"
+    if not parquet.is_file() or pl.scan_parquet(parquet).select(pl.len()).collect().item() == 0:
+        raise InputError(
+            "the submission has no patients (an empty or header-only export); nothing stored",
+            where=str(where),
+            hint="check the export: a site's data is never replaced by an empty version",
+        )
+
+
+def lost_patients(registry: Registry, out_dir: Path, site: str) -> tuple[int | None, pl.DataFrame]:
+    """Patients of ``site``'s latest accepted version that ``out_dir`` no longer has, as
+    REG-PATIENTS-LOST error findings located where the accepted version had them; and that
+    version (None when the site has no accepted version)."""
+    import polars as pl
+
+    from cartreg.findings import empty_findings, findings_frame, rule_columns
+
+    base = registry.first_row(
+        "SELECT submission_id, version FROM submissions WHERE site_id = ? "
+        "AND status = 'accepted' AND version IS NOT NULL ORDER BY version DESC LIMIT 1",
+        [site],
+    )
+    if base is None or "patients" not in registry.data_tables():
+        return None, empty_findings()
+    parquet = out_dir / "tables" / "patients.parquet"
+    lost = registry.frame(
+        "SELECT p.patient_key, p.site_id, p.source_file, p.source_row FROM cdm_patients p "
+        "WHERE p.submission_id = ? AND p.patient_key IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM read_parquet(?) n WHERE n.patient_key = p.patient_key) "
+        "ORDER BY p.patient_key",
+        [base[0], str(parquet)],
+    )
+    if lost.height == 0:
+        return int(base[1]), empty_findings()
+    version = int(base[1])
+    return version, findings_frame(
+        lost.select(
+            *rule_columns(
+                PATIENTS_LOST, "error", "completeness", table="patients", column="patient_key"
+            ),
+            pl.col("site_id").cast(pl.String),
+            pl.col("source_file").cast(pl.String),
+            pl.col("source_row").cast(pl.Int64),
+            pl.col("patient_key").cast(pl.String).alias("value"),
+            pl.lit(
+                f"patient of accepted version {version} is missing from this submission; "
+                "resubmit it, or accept the loss with --accept-reason"
+            ).alias("message"),
+        )
+    )
+
+
 def submit_output(
     registry: Registry | Path | str,
     out_dir: Path | str,
@@ -262,6 +321,15 @@ def submit_output(
     sources = [s for s in manifest.get("sources") or [] if isinstance(s, dict)]
     fingerprint = inputs_fingerprint(sources, mapping_sha)
     _check_site(out_dir, site, manifest, registry)
+    require_patients(out_dir, out_dir)
+    # A resubmission that drops patients of the accepted version is not accepted silently,
+    # whatever --fail-on says: each lost patient is an error finding, and only an explicit
+    # --accept-reason accepts the version.
+    lost_from, lost = lost_patients(registry, out_dir, site)
+    if lost.height:
+        import polars as pl
+
+        findings = pl.concat([findings, lost], how="vertical_relaxed")
     who = who or current_user()
     when = now_utc()
     plan = plan_output(
@@ -275,7 +343,7 @@ def submit_output(
         waivers=waivers,
     )
     counts = count_severities(findings.filter(~findings["finding_id"].is_in(plan.suppressed_ids)))
-    blocked = blocks(counts, fail_on)
+    blocked = blocks(counts, fail_on) or lost.height > 0
 
     pause_point("locked")
     with transaction(registry):
@@ -377,7 +445,9 @@ def submit_output(
         counts["info"],
         rows,
         fingerprint,
-        plan.changes(),
+        query_changes=plan.changes(),
+        patients_lost=lost.height,
+        lost_from_version=lost_from if lost.height else None,
     )
 
 
@@ -566,6 +636,7 @@ def submit_submission(
     out_dir = Path(keep_output) if keep_output is not None else work / "out"
     try:
         result = ingest_submission(Path(submission_dir), Path(mapping_path), out_dir, cdm=cdm)
+        require_patients(out_dir, Path(submission_dir))
         return validate_and_submit(
             registry,
             out_dir,

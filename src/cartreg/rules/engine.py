@@ -9,7 +9,7 @@ in a few polars batches; per-site counting, waivers and findings are vectorized.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,9 @@ from typing import Any
 import polars as pl
 
 from cartreg.cdm import CDM, load_cdm
+from cartreg.exprs import format_text
 from cartreg.findings import SEVERITY_ORDER, empty_findings, findings_frame, sort_findings
+from cartreg.progress import OnStep, Step
 from cartreg.rules.checks import REGISTRY, VIOLATION_COLUMNS, CheckContext, CheckOutput
 from cartreg.rules.checks.base import SEVERITY
 from cartreg.rules.frames import conform
@@ -117,9 +119,11 @@ BATCH_RULES = 20
 
 
 def _collect(
-    outputs: dict[str, CheckOutput],
+    outputs: dict[str, CheckOutput], on_batch: Callable[[list[str]], None] | None = None
 ) -> tuple[dict[str, tuple[pl.DataFrame, pl.DataFrame]], dict[str, str]]:
-    """Collect the rules in batches; when a batch fails, per rule to tell which one broke."""
+    """Collect the rules in batches; when a batch fails, per rule to tell which one broke.
+
+    ``on_batch`` hears of the ids of each batch collected."""
     ids = list(outputs)
     results: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
     errors: dict[str, str] = {}
@@ -137,8 +141,10 @@ def _collect(
                     results[rid] = (v, d)
                 except Exception as exc:
                     errors[rid] = _first_line(exc)
-            continue
-        results.update({rid: (done[2 * i], done[2 * i + 1]) for i, rid in enumerate(batch)})
+        else:
+            results.update({rid: (done[2 * i], done[2 * i + 1]) for i, rid in enumerate(batch)})
+        if on_batch is not None:
+            on_batch(batch)
     return results, errors
 
 
@@ -183,11 +189,13 @@ def run_rules(
     as_of: dt.date | None = None,
     rules_dir: Path | str | None = None,
     waive: WaiverLookup | None = None,
+    on_step: OnStep | None = None,
 ) -> RuleRun:
     """Run ``rules`` (default: the bundled catalog) over CDM ``tables`` (name -> frame).
 
     ``as_of`` is the day waiver expiry is judged against (default: the day of the call);
     ``waive`` picks further findings to waive once they are known (waived registry queries).
+    ``on_step`` hears of the rules done (stage ``rules``; rules that cannot apply count at once).
     """
     cdm = cdm or load_cdm()
     rule_list = tuple(rules) if rules is not None else load_rules(rules_dir, cdm=cdm)
@@ -205,7 +213,17 @@ def run_rules(
             outputs[rule.id] = REGISTRY[rule.check_type].build(ctx, rule.params)
         except Exception as exc:
             fixed[rule.id] = _result_row(rule, "ERROR", error=_first_line(exc))
-    collected, errors = _collect(outputs)
+    done = len(rule_list) - len(outputs)
+
+    def on_batch(batch: list[str]) -> None:
+        nonlocal done
+        done += len(batch)
+        if on_step is not None:
+            on_step(Step("rules", done, len(rule_list), batch[-1]))
+
+    if on_step is not None and done:
+        on_step(Step("rules", done, len(rule_list)))
+    collected, errors = _collect(outputs, on_batch)
     by_id = {r.id: r for r in rule_list}
     for rid, message in errors.items():
         fixed[rid] = _result_row(by_id[rid], "ERROR", error=message)
@@ -286,7 +304,7 @@ def _to_findings(violations: pl.DataFrame) -> pl.DataFrame:
         return empty_findings()
     message = (
         pl.when(pl.col("detail").is_not_null())
-        .then(pl.format("{}: {}", pl.col("__name"), pl.col("detail")))
+        .then(format_text("{}: {}", pl.col("__name"), pl.col("detail")))
         .otherwise(pl.col("__name"))
     )
     frame = violations.with_columns(message.alias("message")).drop("detail", "__name")

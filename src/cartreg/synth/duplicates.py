@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 
 PAIR_COLUMNS = ("patient_key_a", "patient_key_b")
 # Constructs a referring centre may only know as "a CD19 CAR T in a trial".
@@ -203,7 +204,7 @@ def _patient_changes() -> list[pl.Expr]:
     month_only = pl.col("month_only") & (pl.col("new_layout") == "ehr")
     return [
         (pl.col("birth_year") + pl.col("birth_delta")).alias("birth_year"),
-        pl.col("birth_date").dt.offset_by(pl.format("{}y", pl.col("birth_delta"))),
+        pl.col("birth_date").dt.offset_by(format_text("{}y", pl.col("birth_delta"))),
         (pl.col("age_at_index_years") - pl.col("birth_delta")).alias("age_at_index_years"),
         pl.when(month_only).then(dx.dt.truncate("1mo")).otherwise(dx).alias("diagnosis_date"),
         pl.when(month_only)

@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from cartreg.errors import InputError
+from cartreg.exprs import format_text
 from cartreg.findings import findings_frame
 from cartreg.ingest.readers.base import ReadResult, drop_blank_rows, require_file, with_lineage
 
@@ -342,7 +343,7 @@ def _read_text(
                 pl.lit("value").alias("subcategory"),
                 pl.lit(label).alias("source_file"),
                 pl.col("source_row"),
-                pl.format(
+                format_text(
                     "line has {} fields, the header has {}; "
                     "missing fields read as empty, extra fields dropped",
                     pl.col("fields"),

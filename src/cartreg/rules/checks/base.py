@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from cartreg.errors import ConfigError, did_you_mean
+from cartreg.exprs import format_text
 from cartreg.rules.conditions import check_condition, compile_condition
 
 VIOLATION_COLUMNS: tuple[str, ...] = (
@@ -147,7 +148,7 @@ def shown(ctx: CheckContext, table: str, column: str, expr: pl.Expr) -> pl.Expr:
 def describe(ctx: CheckContext, table: str, columns: list[str]) -> pl.Expr:
     """``"a=1, b=null"`` for the given columns (identifiers masked)."""
     parts = [
-        pl.format(
+        format_text(
             "{}={}", pl.lit(c), shown(ctx, table, c.rpartition(".")[2], pl.col(c)).fill_null("null")
         )
         for c in dict.fromkeys(columns)

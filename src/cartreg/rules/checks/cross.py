@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from cartreg.exprs import format_text
 from cartreg.rules.checks.base import (
     CheckContext,
     CheckOutput,
@@ -43,7 +44,7 @@ def foreign_key(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
         table=table,
         column=",".join(columns),
         value=key,
-        detail=pl.format(
+        detail=format_text(
             "({}) = ({}) has no matching row in {}",
             pl.lit(", ".join(columns)),
             key,
@@ -101,7 +102,7 @@ def count_per_key(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
         table=table,
         column=",".join(keys),
         value=pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|"),
-        detail=pl.format("{} {} found, expected {}", pl.col("__n"), pl.lit(what), pl.lit(bounds)),
+        detail=format_text("{} {} found, expected {}", pl.col("__n"), pl.lit(what), pl.lit(bounds)),
     )
     return CheckOutput(violations, per_site(scope))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 
+from cartreg.exprs import format_text
 from cartreg.rules.checks.base import (
     ROW_ID,
     CheckContext,
@@ -32,7 +33,7 @@ def _value_check(ctx: CheckContext, p: Mapping[str, Any], bad: pl.Expr, what: st
         table=table,
         column=column,
         value=value,
-        detail=pl.format("{} = {} {}", pl.lit(column), value, pl.lit(what)),
+        detail=format_text("{} = {} {}", pl.lit(column), value, pl.lit(what)),
     )
     return CheckOutput(violations, per_site(in_scope))
 
@@ -43,9 +44,9 @@ def not_null(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     table, column = str(p["table"]), str(p["column"])
     scope = where(ctx.table(table), p.get("where"))
     detail_cols = sorted(condition_columns(p.get("where")))
-    detail = pl.format("{} is empty", pl.lit(column))
+    detail = format_text("{} is empty", pl.lit(column))
     if detail_cols:
-        detail = pl.format("{} is empty ({})", pl.lit(column), describe(ctx, table, detail_cols))
+        detail = format_text("{} is empty ({})", pl.lit(column), describe(ctx, table, detail_cols))
     violations = located(
         scope.filter(pl.col(column).is_null()),
         table=table,
@@ -127,7 +128,9 @@ def unique(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
         table=table,
         column=",".join(columns),
         value=key,
-        detail=pl.format("repeats ({}) = ({}) of an earlier row", pl.lit(", ".join(columns)), key),
+        detail=format_text(
+            "repeats ({}) = ({}) of an earlier row", pl.lit(", ".join(columns)), key
+        ),
     )
     return CheckOutput(violations, per_site(scope))
 
@@ -171,7 +174,7 @@ def sequence(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
         table=table,
         column=number,
         value=pl.col(number),
-        detail=pl.format(
+        detail=format_text(
             "{} = {} but by {} ({} = {}) this is event {}",
             pl.lit(number),
             pl.col(number),
