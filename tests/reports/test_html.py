@@ -13,6 +13,14 @@ from cartreg.reports.html import render_html
 from cartreg.validation import Report
 
 CHROMIUM = Path("/usr/bin/chromium")
+# headless in a container, and no call home (updates, sync, safe browsing)
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def test_html_is_self_contained_and_escaped(report: Report) -> None:
@@ -57,13 +65,7 @@ def test_html_in_headless_chromium(report: Report, tmp_path: Path) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
+            args=list(CHROMIUM_ARGS),
         )
         try:
             page = browser.new_page()

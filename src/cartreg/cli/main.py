@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "queries": ("cartreg.cli.queries", "Follow findings to sites and back: export, import, close."),
     "analyze": ("cartreg.cli.analyze", "Time-to-event datasets and outcome analyses."),
     "demo": ("cartreg.cli.demo", "Run the whole pipeline on sample_data/."),
+    "serve": ("cartreg.cli.serve", "Run the consortium portal (web server) over a registry."),
+    "users": ("cartreg.cli.users", "Portal users: add, list, disable."),
+    "sites": ("cartreg.cli.sites", "Portal sites: register the mapping of a site's uploads."),
+    "audit": ("cartreg.cli.audit", "Print the portal's audit log and check its hash chain."),
 }
 
 

@@ -174,12 +174,10 @@ def export(
     """Write a site's open queries to an XLSX workbook with drop-down answer columns."""
     from cartreg.queries.clock import now
     from cartreg.queries.submission import identifier_columns
-    from cartreg.queries.workbook import write_workbook
+    from cartreg.queries.workbook import all_guidance, write_workbook
     from cartreg.registry.store import open_registry
-    from cartreg.validation import STAGE_CHECKS
 
-    guidance = _guidance()
-    guidance.update({rid: guide for rid, (_, _, guide) in STAGE_CHECKS.items()})
+    guidance = all_guidance()
     with open_registry(registry_path, lock_timeout=lock_timeout) as reg:
         count = write_workbook(
             reg,
@@ -190,12 +188,6 @@ def export(
             when=now(),
         )
     console().print(escape(f"wrote {out_path} ({count} open queries of {site.upper()})"))
-
-
-def _guidance() -> dict[str, str]:
-    from cartreg.rules.model import load_rules
-
-    return {rule.id: rule.guidance for rule in load_rules()}
 
 
 @queries.command("import")

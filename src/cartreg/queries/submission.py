@@ -130,7 +130,7 @@ class QueryWaivers:
 
 
 def report_waivers(
-    registry_path: Path | str,
+    registry_path: Registry | Path | str,
     *,
     site: str,
     cdm: CDM,
@@ -144,10 +144,14 @@ def report_waivers(
     waived query and no ``waivers`` are given.
 
     Opens the registry as a writer (a submit is about to write; an older store is upgraded now
-    rather than after the ingest).
+    rather than after the ingest); an open registry is only read (the portal takes the snapshot
+    under a read lock and validates without one).
     """
-    with open_registry(registry_path, write=True, lock_timeout=lock_timeout) as registry:
-        snapshot = load_site(registry, site)
+    if isinstance(registry_path, Registry):
+        snapshot = load_site(registry_path, site)
+    else:
+        with open_registry(registry_path, write=True, lock_timeout=lock_timeout) as registry:
+            snapshot = load_site(registry, site)
     if not waivers and snapshot.queries.filter(pl.col("resolution") == "waived").height == 0:
         return None
     return QueryWaivers(

@@ -26,6 +26,7 @@ from cartreg.registry.store import Registry
 from cartreg.spreadsheet import neutralize_text, new_workbook
 
 FORMAT = "cartreg-queries 1"
+_GIVEN = "by `cartreg queries export` or the portal"
 SHEET, ABOUT = "queries", "about"
 RESPONSE, COMMENT = "response", "comment"
 # (header, width, source column); the last two are the site's.
@@ -79,6 +80,16 @@ def export_frame(
         pl.col("opened_at").dt.date().cast(pl.String).alias("opened"),
         format_text("{} row {}", pl.col("source_file"), pl.col("source_row")).alias("source"),
     )
+
+
+def all_guidance() -> dict[str, str]:
+    """What a site should do, by rule id: the data-quality rules and the ingest/schema checks."""
+    from cartreg.rules.model import load_rules
+    from cartreg.validation import STAGE_CHECKS
+
+    guidance = {rule.id: rule.guidance for rule in load_rules()}
+    guidance.update({rid: guide for rid, (_, _, guide) in STAGE_CHECKS.items()})
+    return guidance
 
 
 def write_workbook(
@@ -199,14 +210,14 @@ def read_workbook(path: Path | str) -> Answers:
         raise InputError(
             f"not a readable XLSX workbook ({type(exc).__name__})",
             where=str(path),
-            hint="send back the file `cartreg queries export` wrote, saved as .xlsx",
+            hint=f"send back the query workbook you were given, saved as .xlsx ({_GIVEN})",
         ) from None
     try:
         if SHEET not in book.sheetnames or ABOUT not in book.sheetnames:
             raise InputError(
                 f"no '{SHEET}' and '{ABOUT}' sheets: not a query workbook",
                 where=str(path),
-                hint="use the workbook `cartreg queries export` wrote",
+                hint=f"send back the query workbook you were given ({_GIVEN})",
             )
         facts = {
             str(row[0]): _text(row[1])
@@ -217,7 +228,7 @@ def read_workbook(path: Path | str) -> Answers:
             raise InputError(
                 "the 'about' sheet does not describe a cartreg query workbook",
                 where=str(path),
-                hint="use the workbook `cartreg queries export` wrote",
+                hint=f"send back the query workbook you were given ({_GIVEN})",
             )
         rows = list(book[SHEET].iter_rows(values_only=True))
     finally:

@@ -1,7 +1,8 @@
 """The registry store: one embedded DuckDB file, a versioned store schema, and a writer lock.
 
-Layout (store schema version 2, documented in docs/registry.md; the query tables of version 2
-in docs/queries.md and :mod:`cartreg.queries.schema`):
+Layout (store schema version 3, documented in docs/registry.md; the query tables of version 2
+in docs/queries.md and :mod:`cartreg.queries.schema`; the portal's tables of version 3 in
+docs/portal.md and :mod:`cartreg.portal.schema`):
 
 * ``registry_meta(key, value)``: ``store_schema_version``, ``created_at``, ``created_by_cartreg``.
 * ``schema_migrations(version, description, applied_at, cartreg_version)``: one row per migration.
@@ -42,6 +43,7 @@ import duckdb
 
 from cartreg import __version__
 from cartreg.errors import CartregError
+from cartreg.portal.schema import PORTAL_TABLES
 from cartreg.queries.schema import QUERY_TABLES
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from cartreg.cdm import CDM
 
 DEFAULT_REGISTRY = "registry.duckdb"
-STORE_SCHEMA_VERSION = 2
+STORE_SCHEMA_VERSION = 3
 DEFAULT_LOCK_TIMEOUT = 30.0
 PAUSE_ENV = "CARTREG_TEST_PAUSE_AT"
 PAUSE_FILE_ENV = "CARTREG_TEST_PAUSE_FILE"
@@ -131,6 +133,7 @@ _V1 = (
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial store schema", _V1),
     Migration(2, "queries: state, history and finding fingerprints", QUERY_TABLES),
+    Migration(3, "portal: users, sessions, site mappings, uploads, merges, audit", PORTAL_TABLES),
 )
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
     from cartreg.cdm import CDM
     from cartreg.rules.waivers import Waiver
-    from cartreg.validation import Report
+    from cartreg.validation import Report, TableWaiverLookup
 
 STATUSES = ("accepted", "rejected", "noop")
 PATIENTS_LOST = "REG-PATIENTS-LOST"
@@ -499,6 +500,48 @@ def validate_output(out_dir: Path | str, *, cdm: CDM | None = None) -> tuple[pl.
     return report.findings, rule_catalog_version()
 
 
+def validate_for_submit(
+    out_dir: Path | str,
+    *,
+    cdm: CDM,
+    when: datetime,
+    waive: TableWaiverLookup | None = None,
+    waivers: Sequence[Waiver] = (),
+    ingest_findings: pl.DataFrame | None = None,
+) -> tuple[Report, pl.DataFrame]:
+    """The validation report of an ingest output as a submit at ``when`` shows it (findings of
+    waived queries hidden through ``waive``), and every finding the submit stores.
+
+    Reads no registry: the caller takes the query snapshot (``report_waivers``) first.
+    """
+    import polars as pl
+
+    from cartreg import validation
+    from cartreg.findings import FINDING_FIELDS
+
+    report = validation.validate_output(
+        Path(out_dir),
+        cdm=cdm,
+        waivers=waivers,
+        waive=waive,
+        as_of=when.date(),
+        generated_at=when.replace(microsecond=0).isoformat(),
+    )
+    parts = [
+        f.select(FINDING_FIELDS)
+        for f in (ingest_findings, report.findings, report.waived)
+        if f is not None and f.height
+    ]
+    findings = (
+        pl.concat(parts, how="vertical_relaxed").unique(
+            "finding_id", keep="first", maintain_order=True
+        )
+        if parts
+        else load_output_findings(Path(out_dir))
+    )
+    return report, findings
+
+
 def validate_and_submit(
     registry: Path | str,
     out_dir: Path | str,
@@ -518,9 +561,6 @@ def validate_and_submit(
     The report hides the findings of the site's waived queries (and of ``waivers``) as waived;
     they are stored with the version all the same. The result carries the report.
     """
-    import polars as pl
-
-    from cartreg import validation
     from cartreg.cdm import load_cdm
     from cartreg.queries.submission import report_waivers
     from cartreg.registry.merge import rule_catalog_version
@@ -537,27 +577,8 @@ def validate_and_submit(
         waivers=waivers,
         lock_timeout=lock_timeout,
     )
-    report = validation.validate_output(
-        Path(out_dir),
-        cdm=cdm,
-        waivers=waivers,
-        waive=waive,
-        as_of=when.date(),
-        generated_at=when.replace(microsecond=0).isoformat(),
-    )
-    from cartreg.findings import FINDING_FIELDS
-
-    parts = [
-        f.select(FINDING_FIELDS)
-        for f in (ingest_findings, report.findings, report.waived)
-        if f is not None and f.height
-    ]
-    findings = (
-        pl.concat(parts, how="vertical_relaxed").unique(
-            "finding_id", keep="first", maintain_order=True
-        )
-        if parts
-        else load_output_findings(Path(out_dir))
+    report, findings = validate_for_submit(
+        out_dir, cdm=cdm, when=when, waive=waive, waivers=waivers, ingest_findings=ingest_findings
     )
     result = submit_output(
         registry,
