@@ -498,3 +498,24 @@ def test_the_docs_long_and_linked_examples_are_the_fixture_mappings(tmp_path: Pa
             for key, value in shown.items():
                 assert {k: whole[key][k] for k in value} == value, (site, key)
     assert checked >= 10
+
+
+@pytest.mark.parametrize("ending", [b"\r", b"\r\n"])
+def test_eav_extract_with_other_line_endings_gives_the_same_tables(
+    tmp_path: Path, ending: bytes
+) -> None:
+    """The title cell (`cell: C1`) and the rows read the same from CR-only and CRLF files."""
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(FIXTURES / "eav_site", site)
+    for name in ("observations.csv", "demographics.csv"):
+        path = site / name
+        path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", ending))
+    cdm = load_cdm()
+    expected = ingest_submission(
+        FIXTURES / "eav_site", FIXTURES / "eav_site" / "mapping.yaml", None, cdm=cdm
+    )
+    got = ingest_submission(site, site / "mapping.yaml", None, cdm=cdm)
+    for name, table in expected.tables.items():
+        assert got.tables[name].equals(table), name

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -52,6 +51,9 @@ def read_cell(spec: SourceSpec, path: Path, ref: str) -> str | None:
     return _text_cell(path, spec, row, column)
 
 
+_HEAD_BYTES = 1 << 20  # where a title cell is looked for
+
+
 def _excel_cell(path: Path, sheet: str | None, row: int, column: int) -> str | None:
     import fastexcel
 
@@ -68,20 +70,16 @@ def _excel_cell(path: Path, sheet: str | None, row: int, column: int) -> str | N
 
 
 def _text_cell(path: Path, spec: SourceSpec, row: int, column: int) -> str | None:
-    lines: list[bytes] = []
     with path.open("rb") as handle:
-        # The title rows and the header: the header tells the delimiter.
-        for _ in range(max(row, spec.header_row)):
-            line = handle.readline()
-            if not line:
-                break
-            lines.append(line)
+        # The title rows and the header (it tells the delimiter) are at the top: a bounded
+        # read, split on any line ending (a CR-only file has no b"\n" to stop a readline).
+        head = handle.read(_HEAD_BYTES)
+    data, _ = decode(head, spec.encoding)
+    lines = data.decode("utf-8", errors="replace").splitlines()[: max(row, spec.header_row)]
     if len(lines) < row:
         return None
-    data, _ = decode(b"".join(lines), spec.encoding)
-    text = data.decode("utf-8", errors="replace")
-    delimiter = spec.delimiter or _delimiter(text.splitlines()[-1])
-    fields = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    delimiter = spec.delimiter or _delimiter(lines[-1])
+    fields = list(csv.reader(lines, delimiter=delimiter))
     if len(fields) < row or len(fields[row - 1]) < column:
         return None
     value = fields[row - 1][column - 1].strip()
