@@ -519,3 +519,39 @@ def test_eav_extract_with_other_line_endings_gives_the_same_tables(
     got = ingest_submission(site, site / "mapping.yaml", None, cdm=cdm)
     for name, table in expected.tables.items():
         assert got.tables[name].equals(table), name
+
+
+def test_a_row_of_a_code_no_rule_asks_for_is_quarantined_not_mapped(tmp_path: Path) -> None:
+    """A pivot rule selects only the rows of the codes its columns take: a ferritin row that
+    no rule maps is quarantined with a finding, never counted as harmonized."""
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(FIXTURES / "eav_site", site)
+    observations = site / "observations.csv"
+    with observations.open("a", encoding="utf-8") as handle:
+        handle.write("E01;20210401;FERRITIN;1250;ng/mL\n")
+    rows = len(observations.read_text(encoding="utf-8").splitlines()) - 2  # title and header
+    result = ingest_submission(site, site / "mapping.yaml", None, cdm=load_cdm())
+    source = next(s for s in result.manifest["sources"] if s["file"] == "observations.csv")
+    assert (source["rows_read"], source["rows_quarantined"]) == (rows, 1)
+    not_mapped = result.findings.filter(pl.col("rule_id") == "ING-NOT-MAPPED")
+    assert not_mapped["source_row"].to_list() == [rows + 2]
+
+
+def test_a_bound_read_into_a_column_without_a_qualifier_is_reported(tmp_path: Path) -> None:
+    """`<0.01` MRD has no qualifier column to go to: the number is kept and a warning says the
+    value is a bound, not a measurement; `<5` blasts go to their qualifier column silently."""
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(FIXTURES / "eav_site", site)
+    observations = site / "observations.csv"
+    text = observations.read_text(encoding="utf-8")
+    observations.write_text(text.replace("E01;20210429;MRD;0.01;%", "E01;20210429;MRD;<0.01;%"))
+    result = ingest_submission(site, site / "mapping.yaml", None, cdm=load_cdm())
+    bound = result.findings.filter(pl.col("rule_id") == "ING-QUALIFIER")
+    assert bound.select("column", "severity", "value").rows() == [("mrd_value", "warning", "<0.01")]
+    assert "is a bound" in bound["message"][0] and "__code" not in bound["message"][0]
+    mrd = result.tables["disease_assessments"].filter(pl.col("mrd_value").is_not_null())
+    assert mrd["mrd_value"].to_list() == pytest.approx([0.0001])

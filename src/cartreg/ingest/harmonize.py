@@ -386,9 +386,12 @@ def _parse_column(
             typed = pl.when(whole).then(value).otherwise(None).cast(pl.Int64)
         else:
             typed = value
-        bad = pl.when(~ok).then(pl.lit("unparseable"))
-        out.append(typed.alias(target))
         qualifier_target = qualifier_column(table, target)
+        bad = pl.when(~ok).then(pl.lit("unparseable"))
+        if written is not None and qualifier_target is None:
+            # '<0,01' into a column without a qualifier: the bound would pass for a measurement
+            bad = bad.when(value.is_not_null() & written.is_not_null()).then(pl.lit(BOUND_KEPT))
+        out.append(typed.alias(target))
         if qualifier is not None and qualifier_target and qualifier_target not in mapped_targets:
             out.append(qualifier.alias(qualifier_target))
     else:
@@ -416,6 +419,7 @@ def _with_parsed(
 
 _MAX_EXACT_INT = float(2**53)
 NO_MATCH = "no_match"
+BOUND_KEPT = "bound_kept"  # a number written as a bound, stored where no qualifier can say so
 
 _PROBLEM_RULES = {
     "date": ("ING-DATE", "conformance"),
@@ -464,7 +468,9 @@ def _date_message(
         .otherwise(pl.lit(""))
     )
     return pl.concat_str(
-        pl.lit(f"{table}.{rule_col.target} from '{rule_col.source or 'constant'}': "),
+        pl.lit(
+            f"{table}.{rule_col.target} from '{rule_col.shown or rule_col.source or 'constant'}': "
+        ),
         shown,
         problem,
         elsewhere,
@@ -522,7 +528,30 @@ def _column_findings(
                     ).alias("message"),
                 )
             )
-    problems = frame.filter(pl.col(_bad(target)).is_not_null() & (pl.col(_bad(target)) != NO_MATCH))
+    bounds = frame.filter(pl.col(_bad(target)) == BOUND_KEPT)
+    if bounds.height:
+        out.append(
+            bounds.select(
+                pl.lit("ING-QUALIFIER").alias("rule_id"),
+                pl.lit("warning").alias("severity"),
+                pl.lit("conformance").alias("category"),
+                pl.lit("value").alias("subcategory"),
+                pl.lit(table.name).alias("table"),
+                pl.lit(target).alias("column"),
+                pl.lit(site_id).alias("site_id"),
+                "source_file",
+                "source_row",
+                value.alias("value"),
+                pl.lit(
+                    f"{table.name}.{target} from '{source}': the value is a bound ('<' or '>'), "
+                    f"not a measurement, and {target} has no qualifier column: the number is "
+                    "kept without its sign; check it, or record the measured value"
+                ).alias("message"),
+            )
+        )
+    problems = frame.filter(
+        pl.col(_bad(target)).is_not_null() & ~pl.col(_bad(target)).is_in([NO_MATCH, BOUND_KEPT])
+    )
     if problems.height:
         if detail:
             message = pl.lit(f"{table.name}.{target} from '{source}': {detail}")
@@ -906,6 +935,9 @@ def harmonize_rule(
     frame = frame.filter(condition_expr(after, frame.schema))
     if rule.pivot_code is not None:
         frame, rule = pivot_rows(frame, rule)
+        # a row of a code no column asks for is not this rule's: NOT-MAPPED unless another
+        # rule selects it (nothing is counted as harmonized that went nowhere)
+        selected = selected.filter(pl.col("source_row").is_in(frame["source_row"].implode()))
     frame, rule = single_values(frame, rule, mapping, linked)
     frame = split_rows(frame, rule)
     if any(c.lookup is not None for c in rule.columns.values()):
