@@ -283,3 +283,17 @@ def test_local_spellings_that_translate_to_a_code_become_vocabulary_overrides(
     assert "vocabulary_overrides:  # REVIEW" in text
     german = draft_mapping([SAMPLE / "excel_b" / "CAR-T_Register_Export.xlsx"], cdm)
     assert 'yes_no_unknown: {"unbekannt": UNKNOWN}' in german
+
+
+def test_h_and_m_without_f_are_read_as_hombre_and_mujer(tmp_path: Path, cdm: CDM) -> None:
+    """Spanish H/M: M is mujer. Drafting only H -> M would read every woman as a man."""
+    path = tmp_path / "demografia.csv"
+    rows = [f"P{i:02d};{'HM'[i % 2]};{1950 + i}" for i in range(10)]
+    path.write_text("ID_ESTUDIO;SEXO;ANIO_NAC\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    text, draft = _draft(tmp_path, cdm, path)
+    assert draft["vocabulary_overrides"]["sex"] == {"H": "M", "M": "F"}
+    assert "M is female" in text
+    # French H/F keeps F as a term: only H is translated
+    path.write_text("ID;Sexe\nP1;H\nP2;F\n", encoding="utf-8")
+    _, french = _draft(tmp_path, cdm, path)
+    assert french["vocabulary_overrides"]["sex"] == {"H": "M"}

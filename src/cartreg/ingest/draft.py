@@ -369,10 +369,19 @@ def _overrides(values: pl.Series, cdm: CDM, vocabulary: str) -> tuple[tuple[str,
     """(value, code) for the values that are not terms but whose translation is."""
     distinct = sorted({str(v) for v in values.drop_nulls().to_list() if str(v).strip()})
     vocab = cdm.vocabularies[vocabulary]
+    if vocabulary == "sex" and _hombre_mujer(distinct):
+        # H (hombre, homme) beside M and no F: M is mujer, not male; reading it as a term
+        # would make every woman a man
+        return tuple((v, "M" if v.upper() == "H" else "F") for v in distinct if v.upper() in "HM")
     pairs = (
         (v, _translated_code(v, cdm, vocabulary)) for v in distinct if vocab.code_for(v) is None
     )
     return tuple((v, c) for v, c in pairs if c is not None)
+
+
+def _hombre_mujer(distinct: list[str]) -> bool:
+    letters = {v.strip().upper() for v in distinct}
+    return {"H", "M"} <= letters and "F" not in letters
 
 
 def _not_terms(values: pl.Series, cdm: CDM, vocabulary: str, shown: int = 4) -> str:
@@ -951,6 +960,8 @@ def _override_lines(cdm: CDM, proposals: list[Proposal]) -> list[str]:
     if not found:
         return []
     lines = ["vocabulary_overrides:  # REVIEW: local spellings read as these codes; check each"]
+    if any(code == "F" and value.upper() == "M" for value, code in found.get("sex", {}).items()):
+        lines.append("  # REVIEW: sex has H and M and no F: read as hombre/mujer, so M is female")
     for vocabulary, pairs in sorted(found.items()):
         inner = ", ".join(f"{_q(v)}: {c}" for v, c in sorted(pairs.items()))
         lines.append(f"  {vocabulary}: {{{inner}}}")
