@@ -138,6 +138,13 @@ def test_content_must_match_the_extension_whatever_the_declared_type(
         _receive(tmp_path, (name, data))
 
 
+def test_utf16_text_with_its_byte_order_mark_is_text(tmp_path: Path) -> None:
+    """The readers take UTF-16 with a BOM (docs/mapping.md): its NUL bytes are no binary."""
+    for bom, codec in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        folder = tmp_path / codec
+        assert _receive(folder, ("records.csv", bom + CSV.decode().encode(codec)))
+
+
 def test_the_same_file_twice_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UploadRejected, match="sent twice"):
         _receive(tmp_path, ("a.csv", CSV), ("a.csv", CSV))

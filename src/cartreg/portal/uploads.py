@@ -94,7 +94,9 @@ def _check_content(path: Path, relative: str) -> None:
     with path.open("rb") as handle:
         head = handle.read(_SNIFF_BYTES)
         if suffix in TEXT_TYPES:
-            if b"\x00" in head or head.startswith(_BINARY_STARTS):
+            # UTF-16 text (with its byte-order mark) is half NUL bytes, and the readers take it
+            utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+            if (b"\x00" in head and not utf16) or head.startswith(_BINARY_STARTS):
                 raise UploadRejected(
                     f"{relative} is not a text file (binary content under a {suffix} name)",
                     hint="export the data as text, or send the original file with its own "
