@@ -10,7 +10,7 @@ def test_a_message_becomes_one_printable_line() -> None:
 
 
 def test_long_paths_are_cut_before_the_message_is() -> None:
-    path = "/tmp/" + "/".join(["a-long-folder"] * 20) + "/site/mapping.yaml"
+    path = "/tmp/" + "/".join(["a-long-folder"] * 40) + "/site/mapping.yaml"
     line = console_line(f"{path}: sources.x.file: 'x.csv' is outside the submission folder")
     assert line == "…/site/mapping.yaml: sources.x.file: 'x.csv' is outside the submission folder"
 

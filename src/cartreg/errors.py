@@ -12,7 +12,8 @@ from pathlib import Path
 from cartreg.redact import redact_text
 
 # The longest line the CLI prints for an error (the exit-code contract in cli/main.py).
-MESSAGE_LIMIT = 200
+MESSAGE_LIMIT = 400  # room for what, where and how to fix; paths are shortened first
+_UNCAPPED = 10_000  # an error's own text: quoted values are still cut short
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _PATH = re.compile(r"(?<!\S)(?:[A-Za-z]:)?[/\\][^\s:'\"()]+")
 
@@ -22,10 +23,11 @@ class CartregError(Exception):
 
     def __init__(self, message: str, *, where: str = "", hint: str = "") -> None:
         # Messages may quote what a parser saw: identifier-looking parts are masked and
-        # echoed records cut short (see cartreg.redact).
-        self.message = redact_text(message)
+        # echoed records cut short (see cartreg.redact). The length is left to the one line
+        # the CLI prints (console_line), which shortens paths before it cuts anything.
+        self.message = redact_text(message, limit=_UNCAPPED)
         self.where = where
-        self.hint = redact_text(hint)
+        self.hint = redact_text(hint, limit=_UNCAPPED)
         super().__init__(self.one_line())
 
     def one_line(self) -> str:

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cartreg.cli.main import cli
+from cartreg.errors import MESSAGE_LIMIT
 from cartreg.paths import repo_root
 
 EXAMPLE = repo_root() / "docs" / "examples" / "harmonized"
@@ -144,8 +145,8 @@ def test_run_maps_every_outcome_to_the_contract(
     assert err.count("\n") == 1 and err.startswith("internal error: PanicException")
 
 
-def test_errors_are_one_line_of_at_most_200_characters(tmp_path: Path) -> None:
-    deep = tmp_path.joinpath(*(["a-rather-long-folder-name"] * 12))
+def test_errors_are_one_line_of_at_most_400_characters(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*(["a-rather-long-folder-name"] * 20))
     deep.mkdir(parents=True)
     proc = subprocess.run(
         [sys.executable, "-m", "cartreg", "ingest", str(deep / "site"), "--mapping",
@@ -154,5 +155,5 @@ def test_errors_are_one_line_of_at_most_200_characters(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     line = proc.stderr.strip()
-    assert "\n" not in line and len(line) <= 200 + len("error: ")
+    assert "\n" not in line and len(line) <= MESSAGE_LIMIT + len("error: ")
     assert line.endswith("submission folder not found") and "…/" in line

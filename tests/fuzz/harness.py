@@ -4,7 +4,7 @@ For every case:
 
 * the exit code is 0, 1 or 2 (3 is a bug, and so is a crash);
 * stdout and stderr hold no traceback and no ``panicked`` (Rust panic) text; an exit 2 is one
-  line of at most 200 characters;
+  line of at most 400 characters;
 * when ingest succeeds (0 or 1), every source reconciles: rows harmonized + quarantined =
   rows read = the reader's independent record count, or an ``ING-COUNT`` error says they
   do not;

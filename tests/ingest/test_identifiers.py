@@ -31,6 +31,8 @@ SITES = sorted(ROOT.glob("sample_data/*/mapping.yaml")) + sorted(
 EXPECTED = {
     ("csv_site", "baseline"): {"patient_name", "dob"},
     ("redcap_site", "records"): {"mrn"},
+    # a FHIR Patient carries the person: names and the full birth date (read as a year only)
+    ("fhir_site", "patient"): {"name", "name.family", "birthDate"},
 }
 
 IDENTIFIER_NAMES = [

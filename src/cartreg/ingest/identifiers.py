@@ -394,6 +394,15 @@ def _flags(domains: Mapping[str, pl.Series], birth: Collection[str]) -> pl.DataF
     return frame.select("c", "v", "strong", "weak") if frame.height else empty
 
 
+# Code-system namespaces (FHIR ``coding.system``, ``identifier.system``): URLs that name a
+# terminology or an authority, never a person.
+TERMINOLOGY_URL = (
+    r"^(?i:https?://(?:terminology\.hl7\.org|hl7\.org|loinc\.org|snomed\.info|"
+    r"unitsofmeasure\.org|www\.whocc\.no|id\.who\.int|icd\.who\.int|www\.nlm\.nih\.gov|"
+    r"www\.ama-assn\.org|www\.cms\.gov|fhir\.[a-z0-9.-]+)(?:/\S*)?)$"
+)
+
+
 def value_evidence(leaves: Mapping[str, Leaf], birth: Collection[str] = ()) -> dict[str, Evidence]:
     """The :class:`Evidence` of each column, computed on its distinct values (one pass of each
     pattern for all columns together) and counted back onto rows only where a value matched.
@@ -406,10 +415,15 @@ def value_evidence(leaves: Mapping[str, Leaf], birth: Collection[str] = ()) -> d
     for (column,), hits in flags.group_by("c"):
         leaf, found = leaves[str(column)], evidence[str(column)]
         # Matched on the values as read (a Categorical compares codes, not text).
-        strong = hits.filter(pl.col("strong").is_not_null())
-        if strong.height:
-            where = leaf.values.is_in(strong.get_column("v").implode()).fill_null(False)
-            positions = where.arg_true()
+        strong = hits.filter(
+            pl.col("strong").is_not_null()
+            & ~pl.col("v").str.contains(TERMINOLOGY_URL)  # the whole value is such a URL
+        )
+        where = leaf.values.is_in(strong.get_column("v").implode()).fill_null(False)
+        positions = where.arg_true()
+        # A Categorical's categories can outlive its rows (rows a reader rejected): a value
+        # found only there is in no row.
+        if positions.len():
             if leaf.rows is not None:
                 # The earliest row holding such a value (parts of a split file come in any order).
                 at = int(positions[leaf.rows.gather(positions).arg_min() or 0])

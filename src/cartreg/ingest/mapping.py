@@ -1070,7 +1070,7 @@ def _conditions(raw: Any, path: Path, key: str) -> tuple[Condition, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise _fail(path, key, "must be a list of conditions")
+        raise _fail(path, key, f"must be a list, got {_shown(raw)}", "a list of conditions")
     conditions: list[Condition] = []
     for j, cond in enumerate(raw):
         ckey = f"{key}[{j}]"
