@@ -877,11 +877,22 @@ def draft_mapping(paths: list[Path], cdm: CDM, *, site_id: str | None = None) ->
             )
         else:
             lines.append('    patient_id: ""  # REVIEW: no id column recognised; name it here')
-    lines.append(
-        "tables:"
-        if rules
-        else "tables: {}  # REVIEW: no column was recognised: map them by hand (docs/mapping.md)"
-    )
+    with_id = next((s for s in sources if s.patient_id), None)
+    if rules:
+        lines.append("tables:")
+    elif with_id is not None:
+        # A mapping maps at least one table: the patients of the id column are what is known.
+        lines += [
+            "tables:  # REVIEW: no other column was recognised: map them by hand (docs/mapping.md)",
+            "  patients:",
+            f"    - source: {with_id.name}",
+            "      key: [patient_key]",
+            "      columns: {}",
+        ]
+    else:
+        lines.append(
+            "tables: {}  # REVIEW: no column was recognised: map them by hand (docs/mapping.md)"
+        )
     for table in cdm.tables:
         if table not in rules:
             continue
