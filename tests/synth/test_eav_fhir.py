@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import ModuleType
 
 import polars as pl
 import pytest
 
 from cartreg.cdm import load_cdm
 from cartreg.ingest import ingest_submission
+from cartreg.synth import long_linked
+from cartreg.synth.answer_key import compare_with_answer_key
 from cartreg.synth.cohort import Cohort, SiteInfo, simulate_cohort
-from cartreg.synth.render import eav
-from cartreg.synth.render.common import write_export
+from cartreg.synth.defects import Picker, answer_key_frame
+from cartreg.synth.render import fhir
+from cartreg.synth.render.common import Export, write_export
 from cartreg.validation import validate_output
 
-LAYOUTS: dict[str, ModuleType] = {"eav": eav}
+LAYOUTS = long_linked.LAYOUTS
 PATIENTS = 40
 SEED = 14
 
@@ -103,11 +105,10 @@ def _site(cohort: Cohort, layout: str) -> SiteInfo:
     return next(s for s in cohort.sites if s.layout == layout)
 
 
-def _submit(folder: Path, layout: str, site: SiteInfo, tables: dict[str, pl.DataFrame]) -> Path:
-    """Render, write, and put the layout's mapping next to the export."""
-    export = LAYOUTS[layout].build(site, tables)
+def _submit(folder: Path, site: SiteInfo, export: Export) -> Path:
+    """Write the export and put the layout's mapping next to it."""
     write_export(export, folder)
-    (folder / "mapping.yaml").write_text(LAYOUTS[layout].mapping(site), encoding="utf-8")
+    (folder / "mapping.yaml").write_text(long_linked.mapping(site), encoding="utf-8")
     return folder
 
 
@@ -154,7 +155,7 @@ def test_clean_render_gives_no_finding_and_the_truth_field_by_field(
 ) -> None:
     site = _site(cohort, layout)
     truth = cohort.site_tables(site.site_id)
-    folder = _submit(tmp_path / "site", layout, site, truth)
+    folder = _submit(tmp_path / "site", site, long_linked.build(site, truth))
     out = tmp_path / "out"
     result = ingest_submission(folder, folder / "mapping.yaml", out, cdm=load_cdm())
     for source in result.manifest["sources"]:
@@ -175,3 +176,41 @@ def test_clean_render_gives_no_finding_and_the_truth_field_by_field(
         assert expected.height > 0, table
         diff = expected.join(got, on=list(FIELDS[table]), how="anti", nulls_equal=True)
         assert got.height == expected.height and diff.height == 0, (table, diff.rows()[:3])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_planted_defect_is_reported_by_the_rule_the_answer_key_names(
+    layout: str, cohort: Cohort, tmp_path: Path
+) -> None:
+    site = _site(cohort, layout)
+    tables = cohort.site_tables(site.site_id)
+    export = long_linked.build(site, tables)
+    planted = long_linked.plant_cell_defects(site, export, tables, Picker(SEED))
+    assert len(planted) == 3
+    key = answer_key_frame([row for p in planted for row in long_linked.locate(export, p)])
+    key.write_csv(tmp_path / "defects.csv")
+    folder = _submit(tmp_path / "site", site, export)
+    ingest_submission(folder, folder / "mapping.yaml", tmp_path / "out", cdm=load_cdm())
+    comparison = compare_with_answer_key(
+        validate_output(tmp_path / "out").findings, tmp_path / "defects.csv"
+    )
+    assert comparison.expected and not comparison.missed, comparison.missed
+    assert not comparison.unexpected_errors, comparison.unexpected_errors
+
+
+def test_fhir_names_and_hospital_numbers_never_reach_the_output(
+    cohort: Cohort, tmp_path: Path
+) -> None:
+    site = _site(cohort, "fhir")
+    folder = _submit(tmp_path / "site", site, fhir.build(site, cohort.site_tables(site.site_id)))
+    bundle = json.loads((folder / fhir.BUNDLE).read_text(encoding="utf-8"))
+    people = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+    secrets = {i["value"] for p in people for i in p["identifier"]}
+    secrets |= {n["family"] for p in people for n in p["name"]}
+    assert len(people) > 0 and len(secrets) > 5
+    result = ingest_submission(folder, folder / "mapping.yaml", tmp_path / "out", cdm=load_cdm())
+    frames = [*result.tables.values(), *result.quarantine.values(), result.findings]
+    text = "\n".join(frame.select(pl.all().cast(pl.String)).write_csv() for frame in frames)
+    text += "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").glob("*.json"))
+    leaked = sorted(s for s in secrets if s in text)
+    assert leaked == []
