@@ -3,16 +3,19 @@ codebook and a FHIR R4-style bundle, rendered by the simulator from its truth, i
 their hand-written mappings and validated.
 
 On the clean renders: no error, no warning the truth itself does not get (so none from the
-mapping's limits), and
-every truth field the export holds equals the simulator's truth, patient by patient. On the
+mapping's limits), and every truth field the export holds equals the simulator's truth, patient by patient. On the
 renders with planted defects: each is reported by the rule the answer key names, at its row.
 
-Fields these layouts do not carry (so not compared): the age at infusion, KMT2A, cytogenetic
+Fields these layouts do not carry (so not compared): KMT2A, cytogenetic
 risk, prior HCT as a flag and the prior blinatumomab response; infusion setting, trial, dose,
 lymphodepletion, bridging and CD19 before infusion; the marrows' counts (ANC, platelets),
 specimen, EMD, CNS status and time-point label; the progression's site, marrow blasts and
 remission date (ingest derives the remission from the day-28 marrow); the transplant's disease
 status. A salvage response "not evaluated" has no date of its own.
+
+A reinfusion's pre-infusion marrow is, in these exports as in a hospital's, the latest marrow in
+the three weeks before it; the simulator records pre-infusion values for the index infusion
+only, so a reinfusion is compared on its date and product alone.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "patient_key",
         "sex",
         "birth_year",
+        "age_at_index_years",
         "diagnosis_date",
         "diagnosis_icd10",
         "ph_status",
@@ -116,6 +120,10 @@ def _comparable(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     """The compared fields, floats rounded, rows in a fixed order; a salvage response not
     evaluated carries no date in the truth either."""
     columns = FIELDS[table]
+    if table == "car_t_infusions":
+        frame = frame.with_columns(
+            pl.when(pl.col("is_index_infusion")).then(pl.col(c)).alias(c) for c in columns[4:]
+        )
     frame = frame.select(columns).with_columns(
         pl.col(c).round(9) for c in columns if frame.schema[c] == pl.Float64
     )

@@ -2,16 +2,18 @@
 
 Files: ``observations.csv`` (``;``-separated, a title line with the date the data are complete
 to, then one row per observation: ``PATIENT;DATE;CODE;VALUE;UNIT``, dates as ``YYYYMMDD``),
-``demographics.csv`` (one row per patient) and ``codebook.csv`` (what each code means). Coded
-values are written as the CDM vocabulary's labels, as a warehouse's display names would be.
+``demographics.csv`` (one row per patient: sex, year of birth, age at the index infusion) and
+``codebook.csv`` (what each code means). Coded values are written as the CDM vocabulary's
+labels, as a warehouse's display names would be.
 
-What the extract carries (and the truth columns a clean ingest with ``eav_mapping.yaml``
-recovers): sex and year of birth; diagnosis date and ICD-10 code, Ph status; each CAR T infusion
-(date, product) with the pre-infusion marrow (blasts, MRD, a few days before the index
-infusion) and the disease burden; every marrow after the infusion (blasts, MRD, response); each
-progression (date, type) with the CD19 phenotype on its date; each salvage line (start, the
-agents in one cell joined by ``+``) and its best response on the response date; each transplant
-(date, type, donor, intent); vital status at the last contact, death date and cause.
+What the extract carries (the truth columns a clean ingest with ``eav_mapping.yaml`` recovers):
+sex, year of birth, age at infusion; diagnosis date and ICD-10 code, Ph status, prior therapy;
+each CAR T infusion (date, product) with the pre-infusion marrow (blasts, MRD, EMD, a few days
+before the index infusion) and the disease burden; every marrow after the infusion (blasts,
+MRD with its method, response); each progression (date, type) with the CD19 phenotype on its
+date; each salvage line (start, the agents in one cell joined by ``+``) and its best response;
+each transplant (date, type, donor, intent); vital status at the last contact, death date and
+cause.
 
 Lineage: the CSV line a person sees (the title line is line 1, the header line 2). Each row's
 ``_ref`` is ``<truth id>:<CODE>``, so a defect can be placed on one observation.
@@ -226,6 +228,7 @@ def build(site: SiteInfo, t: dict[str, pl.DataFrame]) -> Export:
         local_id().alias("PATIENT"),
         pl.col("sex").alias("SEX"),
         pl.col("birth_year").cast(pl.String).alias("BIRTH_YEAR"),
+        num("age_at_index_years", 1).alias("AGE_AT_CART"),
         pl.col("patient_key").alias(REF),
     )
     cut = t["follow_up"]["data_cut_date"]

@@ -12,10 +12,10 @@ Resources, linked by references (``Patient/<id>``, ``Condition/<id>``):
 * ``Procedure``: each CAR T infusion (``code.text`` the product) and each allogeneic transplant
   (intent in ``reasonCode``, donor in an extension);
 * ``MedicationAdministration``: each salvage agent, ``reasonReference`` naming the progression;
-* ``Observation``: Ph status; prior therapy; the pre-infusion marrow (blasts, MRD, EMD) and the
-  disease burden; each marrow after infusion (blasts with a ``<`` comparator, MRD with its
-  method and interpretation, response); the CD19 phenotype at progression; the salvage's best
-  response; the last contact; the cause of death.
+* ``Observation``: Ph status; prior therapy; the age at the index infusion; the pre-infusion
+  marrow (blasts, MRD, EMD) and the disease burden; each marrow after infusion (blasts with a
+  ``<`` comparator, MRD with its method and interpretation, response); the CD19 phenotype at
+  progression; the salvage's best response; the last contact; the cause of death.
 
 The bundle's ``timestamp`` is the data cut. Lineage: an entry's 1-based position in the bundle.
 """
@@ -251,6 +251,13 @@ def resources(t: dict[str, pl.DataFrame]) -> pl.DataFrame:
             "infusion_date",
             "infusion_id",
             text=pl.col("disease_burden").str.to_lowercase(),
+        ),
+        _observation(
+            index.join(t["patients"].select("patient_key", "age_at_index_years"), on="patient_key"),
+            "AGE_AT_CART",
+            "infusion_date",
+            "infusion_id",
+            quantity=pl.struct(value=pl.col("age_at_index_years"), unit=pl.lit("a")),
         ),
         _entries(inf, infusion, "infusion_id", "infusion_date", "CAR_T"),
         _observation(
