@@ -485,8 +485,8 @@ def _nearest(anchors: pl.DataFrame, candidates: pl.DataFrame, lookup: Lookup, da
 
     if lookup.relation == "last_before":
         return asof("backward", False).drop("__a", "__cp")
-    if lookup.relation == "first_after":
-        return asof("forward", False).drop("__a", "__cp")
+    if lookup.relation == "first_after":  # on or after the anchor, as docs/mapping.md says
+        return asof("forward", True).drop("__a", "__cp")
     before = asof("backward", True)
     after = asof("forward", True)
     both = before.join(after, on="__i", suffix="_after")

@@ -23,6 +23,8 @@ LAYOUTS: tuple[str, ...] = ("redcap", "excel", "ehr", "deid")
 _SITE_PREFIX = {"redcap": "REDCAP", "excel": "EXCEL", "ehr": "EHR", "deid": "DEID"}
 # Registry-style layouts of the second sample cohort (cartreg.synth.render.registry_style).
 _SITE_PREFIX |= {"registry": "REGISTRY", "classeur": "CLASSEUR", "jsondeid": "JSON"}
+# Long and linked layouts (cartreg.synth.render.eav, cartreg.synth.render.fhir).
+_SITE_PREFIX |= {"eav": "EAV", "fhir": "FHIR"}
 _EPOCH = date(1970, 1, 1)
 
 Arr = np.ndarray

@@ -37,6 +37,10 @@ class Sheet:
     text_overrides: dict[str, pl.Series] = field(default_factory=dict)
     # A JSON document around the records (``_json``, one per line): ``@RECORDS@`` marks them.
     envelope: str | None = None
+    # A CSV's field separator, and a title line written above its header (count it in
+    # ``header_rows``).
+    separator: str = ","
+    title: str | None = None
 
     @property
     def source_file(self) -> str:
@@ -165,8 +169,14 @@ def write_export(export: Export, folder: Path, *, append: bool = False) -> list[
             if sheet.file.endswith(".ndjson"):
                 fh.write("".join(line + "\n" for line in sheet.frame["_json"]).encode("utf-8"))
             else:
+                if sheet.title is not None and not append:
+                    fh.write((sheet.title + "\n").encode("utf-8"))
                 sheet.frame.drop(REF, strict=False).write_csv(
-                    fh, include_header=not append, null_value="", line_terminator="\n"
+                    fh,
+                    include_header=not append,
+                    null_value="",
+                    line_terminator="\n",
+                    separator=sheet.separator,
                 )
         written.append(path)
     for file, book_sheets in workbooks.items():
