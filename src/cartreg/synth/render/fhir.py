@@ -124,7 +124,7 @@ def resources(t: dict[str, pl.DataFrame]) -> pl.DataFrame:
         identifier=pl.concat_list(
             pl.struct(
                 system=pl.lit("urn:oid:2.16.840.1.113883.3.9999.1"),
-                value=pl.format("{}", (h % 9_000_000 + 1_000_000).cast(pl.String)),
+                value=(h % 9_000_000 + 1_000_000).cast(pl.String),
             )
         ),
         name=pl.concat_list(
