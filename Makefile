@@ -14,12 +14,13 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,gx,bench]"
 	touch $(STAMP)
 
-# Headless Chromium for the HTML-report browser tests (Debian package; skipped if present).
+# Headless Chromium for the HTML-report and portal browser tests (Debian package; skipped if
+# present). Without it `make test` stops: a browser test must never skip silently in CI.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium not found: browser tests will be skipped"; fi; }
+	  else echo "chromium not found: install Debian's chromium (as root: make browser)" >&2; exit 1; fi; }
 
 # R with survival and cmprsk: the reference the statistics tests run (Debian packages; skipped
 # if present). Without them the R tests fail, they are never skipped.
@@ -28,7 +29,7 @@ r:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      r-base-core r-cran-survival r-cran-cmprsk >/dev/null; \
-	  else echo "R with survival and cmprsk not found: install r-base-core r-cran-survival r-cran-cmprsk"; fi; }
+	  else echo "R with survival and cmprsk not found: install r-base-core r-cran-survival r-cran-cmprsk" >&2; exit 1; fi; }
 
 demo: $(STAMP)
 	$(BIN)/cartreg demo --out $(OUT)
