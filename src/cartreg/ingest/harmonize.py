@@ -507,14 +507,16 @@ def _column_findings(
         rule_id, category = _PROBLEM_RULES.get(spec.dtype, ("ING-NUMBER", "conformance"))
         detail = ""
     out: list[pl.DataFrame] = []
-    if rule_col.extract is not None:
-        unmatched = frame.filter(pl.col(_bad(target)) == NO_MATCH)
-        if unmatched.height:
+
+    def flag(rows: pl.Expr, rule: str, severity: str, category: str, message: pl.Expr) -> None:
+        """One finding per row of ``frame`` that ``rows`` selects."""
+        hits = frame.filter(rows)
+        if hits.height:
             out.append(
-                unmatched.select(
-                    pl.lit("ING-EXTRACT").alias("rule_id"),
-                    pl.lit("info").alias("severity"),
-                    pl.lit("conformance").alias("category"),
+                hits.select(
+                    pl.lit(rule).alias("rule_id"),
+                    pl.lit(severity).alias("severity"),
+                    pl.lit(category).alias("category"),
                     pl.lit("value").alias("subcategory"),
                     pl.lit(table.name).alias("table"),
                     pl.lit(target).alias("column"),
@@ -522,80 +524,54 @@ def _column_findings(
                     "source_file",
                     "source_row",
                     value.alias("value"),
-                    pl.lit(
-                        f"{table.name}.{target} from '{source}': the extract pattern finds no "
-                        "value in this cell; left empty"
-                    ).alias("message"),
+                    message.alias("message"),
                 )
             )
-    bounds = frame.filter(pl.col(_bad(target)) == BOUND_KEPT)
-    if bounds.height:
-        out.append(
-            bounds.select(
-                pl.lit("ING-QUALIFIER").alias("rule_id"),
-                pl.lit("warning").alias("severity"),
-                pl.lit("conformance").alias("category"),
-                pl.lit("value").alias("subcategory"),
-                pl.lit(table.name).alias("table"),
-                pl.lit(target).alias("column"),
-                pl.lit(site_id).alias("site_id"),
-                "source_file",
-                "source_row",
-                value.alias("value"),
-                pl.lit(
-                    f"{table.name}.{target} from '{source}': the value is a bound ('<' or '>'), "
-                    f"not a measurement, and {target} has no qualifier column: the number is "
-                    "kept without its sign; check it, or record the measured value"
-                ).alias("message"),
-            )
+
+    where = f"{table.name}.{target} from '{source}'"
+    status = pl.col(_bad(target))
+    if rule_col.extract is not None:
+        flag(
+            status == NO_MATCH,
+            "ING-EXTRACT",
+            "info",
+            "conformance",
+            pl.lit(f"{where}: the extract pattern finds no value in this cell; left empty"),
         )
-    problems = frame.filter(
-        pl.col(_bad(target)).is_not_null() & ~pl.col(_bad(target)).is_in([NO_MATCH, BOUND_KEPT])
+    flag(
+        status == BOUND_KEPT,
+        "ING-QUALIFIER",
+        "warning",
+        "conformance",
+        pl.lit(
+            f"{where}: the value is a bound ('<' or '>'), not a measurement, and {target} has no "
+            "qualifier column: the number is kept without its sign; check it, or record the "
+            "measured value"
+        ),
     )
-    if problems.height:
-        if detail:
-            message = pl.lit(f"{table.name}.{target} from '{source}': {detail}")
-        elif spec.dtype == "date":
-            message = _date_message(rule_col, table.name, masked, formats)
-        else:
-            message = pl.lit(
-                f"{table.name}.{target} from '{source}': not a "
-                f"{'whole number' if spec.dtype == 'integer' else 'number'}; value set to null"
-            )
-        out.append(
-            problems.select(
-                pl.lit(rule_id).alias("rule_id"),
-                pl.lit("error").alias("severity"),
-                pl.lit(category).alias("category"),
-                pl.lit("value").alias("subcategory"),
-                pl.lit(table.name).alias("table"),
-                pl.lit(target).alias("column"),
-                pl.lit(site_id).alias("site_id"),
-                "source_file",
-                "source_row",
-                value.alias("value"),
-                message.alias("message"),
-            )
+    if detail:
+        message = pl.lit(f"{where}: {detail}")
+    elif spec.dtype == "date":
+        message = _date_message(rule_col, table.name, masked, formats)
+    else:
+        message = pl.lit(
+            f"{where}: not a {'whole number' if spec.dtype == 'integer' else 'number'}; "
+            "value set to null"
         )
-    sentinels = frame.filter(pl.col(_sentinel(target)))
-    if sentinels.height:
-        out.append(
-            sentinels.select(
-                pl.lit("ING-SENTINEL").alias("rule_id"),
-                pl.lit("info").alias("severity"),
-                pl.lit("completeness").alias("category"),
-                pl.lit("value").alias("subcategory"),
-                pl.lit(table.name).alias("table"),
-                pl.lit(target).alias("column"),
-                pl.lit(site_id).alias("site_id"),
-                "source_file",
-                "source_row",
-                value.alias("value"),
-                pl.lit(
-                    f"{table.name}.{target} from '{source}': missing-value code read as null"
-                ).alias("message"),
-            )
-        )
+    flag(
+        status.is_not_null() & ~status.is_in([NO_MATCH, BOUND_KEPT]),
+        rule_id,
+        "error",
+        category,
+        message,
+    )
+    flag(
+        pl.col(_sentinel(target)),
+        "ING-SENTINEL",
+        "info",
+        "completeness",
+        pl.lit(f"{where}: missing-value code read as null"),
+    )
     return out
 
 
