@@ -9,11 +9,11 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cartreg.cdm import CDM, load_cdm
-from cartreg.ingest.derive import burden_from_blasts, derive_tables, exact_age
+from cartreg.ingest.derive import burden_from_blasts, derive_tables, with_exact_age
 from cartreg.rules import find_rule, load_rules
 from cartreg.rules.engine import run_rules
 
@@ -230,9 +230,13 @@ def _python_age(birth: dt.date, on: dt.date) -> float:
     birth=st.dates(dt.date(1930, 1, 1), dt.date(2008, 12, 31)),
     on=st.dates(dt.date(2016, 1, 1), dt.date(2025, 6, 30)),
 )
+@example(birth=dt.date(1992, 2, 29), on=dt.date(2021, 2, 28))
+@example(birth=dt.date(1992, 2, 29), on=dt.date(2021, 3, 1))
+@example(birth=dt.date(1992, 2, 29), on=dt.date(2020, 2, 29))
+@example(birth=dt.date(1999, 12, 31), on=dt.date(2020, 12, 31))
 def test_exact_age_matches_a_calendar_computation(birth: dt.date, on: dt.date) -> None:
     frame = pl.DataFrame({"b": [birth], "d": [on]})
-    age = frame.select(exact_age(pl.col("b"), pl.col("d"))).item()
+    age = with_exact_age(frame, pl.col("b"), pl.col("d"), "age")["age"].item()
     assert age == pytest.approx(_python_age(birth, on), abs=1e-9)
 
 

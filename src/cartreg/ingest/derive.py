@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from cartreg.cdm.model import CDM, TableSpec
-from cartreg.exprs import format_text
 from cartreg.ingest.harmonize import ORDER
 
 ROW_IDS: dict[str, tuple[str, str, str]] = {
@@ -297,11 +296,25 @@ def derive_remissions(
         return progressions
     types = cdm.vocabularies["progression_type"]
     ending = [c for c in types.codes if types.term(c).attributes.get("ends_remission")]
+    day = pl.col("progression_day")
+    previous = day.shift(1).over("patient_key", order_by=[day, ORDER])
+    frame = progressions.with_row_index("__row").with_columns(
+        pl.coalesce(previous, pl.lit(0, dtype=pl.Int64)).alias("__after")
+    )
+    needs = frame.filter(
+        pl.col("event_type").is_in(ending)
+        & pl.col("remission_date").is_null()
+        & pl.col("remission_day").is_null()
+        & day.is_not_null()
+    )
+    if needs.is_empty():
+        return frame.drop("__row", "__after")
+    # only the assessments of patients with a relapse to date
     candidates = (
         assessments.filter(
             pl.col("response").is_in(remission_codes(cdm))
             & (pl.col("assessment_day") > 0)
-            & pl.col("patient_key").is_not_null()
+            & pl.col("patient_key").is_in(needs.get_column("patient_key").implode())
         )
         .select(
             "patient_key",
@@ -316,18 +329,7 @@ def derive_remissions(
         .drop("__rorder")
         .sort("__rday")
     )
-    day = pl.col("progression_day")
-    previous = day.shift(1).over("patient_key", order_by=[day, ORDER])
-    frame = progressions.with_row_index("__row").with_columns(
-        pl.coalesce(previous, pl.lit(0, dtype=pl.Int64)).alias("__after")
-    )
-    needs = frame.filter(
-        pl.col("event_type").is_in(ending)
-        & pl.col("remission_date").is_null()
-        & pl.col("remission_day").is_null()
-        & day.is_not_null()
-    )
-    if needs.is_empty() or candidates.is_empty():
+    if candidates.is_empty():
         return frame.drop("__row", "__after")
     found = (
         needs.select("__row", "patient_key", "__after", "progression_day")
@@ -357,21 +359,40 @@ def derive_remissions(
     )
 
 
-def exact_age(birth: pl.Expr, on: pl.Expr) -> pl.Expr:
-    """Age in years on date ``on`` of a person born on ``birth``: completed years plus the
-    fraction of the current year of life (exact at every birthday, 29 February included)."""
-    years = on.dt.year() - birth.dt.year()
+def with_exact_age(frame: pl.DataFrame, birth: pl.Expr, on: pl.Expr, alias: str) -> pl.DataFrame:
+    """``frame`` with column ``alias``: the age in years on date ``on`` of a person born on
+    ``birth``, completed years plus the fraction of the current year of life (exact at every
+    birthday; a 29 February birthday falls on 28 February in common years).
 
-    def month_day(date: pl.Expr) -> pl.Expr:
-        # month and day are Int8: widen before combining them
-        return date.dt.month().cast(pl.Int32) * 100 + date.dt.day().cast(pl.Int32)
+    Computed in stages on integer columns: every polars date operation costs a pass through
+    the calendar, and one nested expression repeats them (0.9 s for 100 k patients).
+    """
+    by, bm, bd, oy, full, last, following = (
+        f"__age_{p}" for p in ("by", "bm", "bd", "oy", "full", "last", "next")
+    )
+    staged = frame.with_columns(
+        birth.dt.year().cast(pl.Int32).alias(by),
+        birth.dt.month().cast(pl.Int32).alias(bm),
+        birth.dt.day().cast(pl.Int32).alias(bd),
+        on.dt.year().cast(pl.Int32).alias(oy),
+        (on.dt.month().cast(pl.Int32) * 100 + on.dt.day().cast(pl.Int32)).alias(full),
+    )
+    before = pl.col(full) < pl.col(bm) * 100 + pl.col(bd)
+    staged = staged.with_columns((pl.col(oy) - pl.col(by) - before.cast(pl.Int32)).alias(full))
 
-    before = month_day(on) < month_day(birth)
-    full = years - before.cast(pl.Int32)
-    last = birth.dt.offset_by(format_text("{}y", full))
-    following = birth.dt.offset_by(format_text("{}y", full + 1))
-    fraction = (on - last).dt.total_days() / (following - last).dt.total_days()
-    return full.cast(pl.Float64) + fraction
+    def anniversary(years: pl.Expr) -> pl.Expr:
+        year = pl.col(by) + years
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        feb29 = (pl.col(bm) == 2) & (pl.col(bd) == 29)
+        return pl.date(year, pl.col(bm), pl.when(feb29 & ~leap).then(28).otherwise(pl.col(bd)))
+
+    staged = staged.with_columns(
+        anniversary(pl.col(full)).alias(last), anniversary(pl.col(full) + 1).alias(following)
+    )
+    days = (on - pl.col(last)).dt.total_days() / (pl.col(following) - pl.col(last)).dt.total_days()
+    return staged.with_columns((pl.col(full).cast(pl.Float64) + days).alias(alias)).drop(
+        by, bm, bd, oy, full, last, following
+    )
 
 
 def derive_ages(patients: pl.DataFrame, infusions: pl.DataFrame) -> pl.DataFrame:
@@ -397,17 +418,18 @@ def derive_ages(patients: pl.DataFrame, infusions: pl.DataFrame) -> pl.DataFrame
     frame = patients.with_row_index("__row").join(
         index, on="patient_key", how="left", maintain_order="left"
     )
-    from_date = exact_age(pl.col("birth_date"), pl.col("__idate")).round(2)
+    idate, year = pl.col("__idate"), pl.col("birth_year")
+    frame = with_exact_age(frame, pl.col("birth_date"), idate, "__exact")
+    frame = with_exact_age(frame, pl.date(year, 12, 31), idate, "__dated_low")
+    frame = with_exact_age(frame, pl.date(year, 1, 1), idate, "__dated_high")
+    from_date = pl.col("__exact").round(2)
     exact = pl.col("age_at_index_years").is_null() & from_date.is_not_null()
     frame = frame.with_columns(
         pl.when(exact).then(from_date).otherwise("age_at_index_years").alias("age_at_index_years"),
         *_provenance("age_at_index_years", "BIRTH_DATE", pl.col("__iid"), exact),
     )
-    year = pl.col("birth_year")
-    dated_low = exact_age(pl.date(year, 12, 31), pl.col("__idate"))
-    dated_high = exact_age(pl.date(year, 1, 1), pl.col("__idate"))
-    low = pl.coalesce(dated_low, (pl.col("__iyear") - year - 1).cast(pl.Float64))
-    high = pl.coalesce(dated_high, (pl.col("__iyear") - year + 1).cast(pl.Float64))
+    low = pl.coalesce("__dated_low", (pl.col("__iyear") - year - 1).cast(pl.Float64))
+    high = pl.coalesce("__dated_high", (pl.col("__iyear") - year + 1).cast(pl.Float64))
     bounded = (
         pl.col("age_at_index_min_years").is_null()
         & pl.col("age_at_index_max_years").is_null()
@@ -426,7 +448,7 @@ def derive_ages(patients: pl.DataFrame, infusions: pl.DataFrame) -> pl.DataFrame
         .alias("age_at_index_max_years"),
         *_provenance("age_at_index_min_years", "BIRTH_YEAR", pl.col("__iid"), bounded),
         *_provenance("age_at_index_max_years", "BIRTH_YEAR", pl.col("__iid"), bounded),
-    ).drop("__row", "__iid", "__idate", "__iyear")
+    ).drop("__row", "__iid", "__idate", "__iyear", "__exact", "__dated_low", "__dated_high")
 
 
 def burden_from_blasts(

@@ -741,7 +741,12 @@ def _repeated_records(collected: Collected, cdm: CDM) -> pl.DataFrame:
         if not parts or not all(k in parts[0].columns for k in keys):
             continue  # a derived key (row ids) cannot repeat
         rows = pl.concat([p.select(*keys, "source_file", "source_row", ORDER) for p in parts])
-        ranked = rows.filter(pl.all_horizontal(pl.col(keys).is_not_null())).with_columns(
+        key = pl.col(keys[0]) if len(keys) == 1 else pl.struct(keys)
+        # one hash pass finds the repeated keys; the ordered windows run on those rows only
+        repeating = rows.filter(pl.all_horizontal(pl.col(keys).is_not_null())).filter(
+            key.is_duplicated()
+        )
+        ranked = repeating.with_columns(
             pl.col("source_file").first().over(keys, order_by=ORDER).alias("__first_file"),
             pl.col("source_row").first().over(keys, order_by=ORDER).alias("__first_row"),
             pl.int_range(pl.len()).over(keys, order_by=ORDER).alias("__k"),
