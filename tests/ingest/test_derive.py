@@ -13,7 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cartreg.cdm import CDM, load_cdm
-from cartreg.ingest.derive import burden_from_blasts, derive_tables, with_exact_age
+from cartreg.ingest.derive import burden_from_blasts, derive_tables, with_exact_age, year_bound_ages
 from cartreg.rules import find_rule, load_rules
 from cartreg.rules.engine import run_rules
 
@@ -238,6 +238,22 @@ def test_exact_age_matches_a_calendar_computation(birth: dt.date, on: dt.date) -
     frame = pl.DataFrame({"b": [birth], "d": [on]})
     age = with_exact_age(frame, pl.col("b"), pl.col("d"), "age")["age"].item()
     assert age == pytest.approx(_python_age(birth, on), abs=1e-9)
+
+
+@given(
+    year=st.integers(1930, 2008),
+    on=st.dates(dt.date(2016, 1, 1), dt.date(2025, 12, 31)),
+)
+@example(year=1990, on=dt.date(2020, 12, 31))
+@example(year=1990, on=dt.date(2021, 1, 1))
+@example(year=1990, on=dt.date(2024, 2, 29))
+def test_birth_year_bounds_equal_the_exact_ages_of_31_december_and_1_january(
+    year: int, on: dt.date
+) -> None:
+    frame = pl.DataFrame({"y": [year], "d": [on]})
+    bounds = frame.select(year_bound_ages(pl.col("y"), pl.col("d"), "low", "high"))
+    assert bounds["low"].item() == _python_age(dt.date(year, 12, 31), on)
+    assert bounds["high"].item() == _python_age(dt.date(year, 1, 1), on)
 
 
 def test_age_from_the_birth_date_is_exact_and_marked() -> None:

@@ -395,6 +395,25 @@ def with_exact_age(frame: pl.DataFrame, birth: pl.Expr, on: pl.Expr, alias: str)
     )
 
 
+def year_bound_ages(year: pl.Expr, on: pl.Expr, low: str, high: str) -> list[pl.Expr]:
+    """The exact ages on date ``on`` of people born on 31 December (``low``) and on 1 January
+    (``high``) of ``year``: a birth year's bounds.
+
+    From 1 January the age is the completed years plus the days since New Year over the
+    year's length; from 31 December one year less plus one day more: the same values as
+    :func:`with_exact_age`, from the date's day of the year alone.
+    """
+    on_year = on.dt.year().cast(pl.Int64)
+    leap = (on_year % 4 == 0) & ((on_year % 100 != 0) | (on_year % 400 == 0))
+    length = pl.lit(365) + leap.cast(pl.Int64)
+    day = on.dt.ordinal_day().cast(pl.Int64)
+    years = on_year - year.cast(pl.Int64)
+    return [
+        ((years - 1).cast(pl.Float64) + day / length).alias(low),
+        (years.cast(pl.Float64) + (day - 1) / length).alias(high),
+    ]
+
+
 def derive_ages(patients: pl.DataFrame, infusions: pl.DataFrame) -> pl.DataFrame:
     """Age at the index infusion where the site did not give it.
 
@@ -420,8 +439,7 @@ def derive_ages(patients: pl.DataFrame, infusions: pl.DataFrame) -> pl.DataFrame
     )
     idate, year = pl.col("__idate"), pl.col("birth_year")
     frame = with_exact_age(frame, pl.col("birth_date"), idate, "__exact")
-    frame = with_exact_age(frame, pl.date(year, 12, 31), idate, "__dated_low")
-    frame = with_exact_age(frame, pl.date(year, 1, 1), idate, "__dated_high")
+    frame = frame.with_columns(year_bound_ages(year, idate, "__dated_low", "__dated_high"))
     from_date = pl.col("__exact").round(2)
     exact = pl.col("age_at_index_years").is_null() & from_date.is_not_null()
     frame = frame.with_columns(

@@ -434,12 +434,19 @@ def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> dic
 
 
 def source_access(
-    mapping: SiteMapping, root: Path, read_of: Callable[[str], ReadResult]
+    mapping: SiteMapping,
+    root: Path,
+    read_of: Callable[[str], ReadResult],
+    identifiers_of: Callable[[str], Mapping[str, str]] | None = None,
 ) -> SourceAccess:
-    """The sources of a submission as rules see them when they join or look up rows."""
+    """The sources of a submission as rules see them when they join or look up rows.
+
+    ``identifiers_of`` gives a source's identifier columns when the caller computes them
+    (on a thread); by default they are computed here, once per source.
+    """
     identifiers: dict[str, Mapping[str, str]] = {}
 
-    def identifiers_of(name: str) -> Mapping[str, str]:
+    def computed(name: str) -> Mapping[str, str]:
         if name not in identifiers:
             identifiers[name] = source_identifiers(mapping.sources[name], read_of(name).frame, root)
         return identifiers[name]
@@ -447,7 +454,7 @@ def source_access(
     return SourceAccess(
         frame_of=lambda name: read_of(name).frame,
         reader_of=lambda name: mapping.sources[name].reader,
-        identifiers_of=identifiers_of,
+        identifiers_of=identifiers_of or computed,
     )
 
 
@@ -669,6 +676,20 @@ def close_sources(collected: Collected, root: Path, site_id: str) -> None:
         )
 
 
+def settle_tables(
+    collected: Collected,
+    cdm: CDM,
+    mapping: SiteMapping,
+    rules: list[tuple[str, int, TableRule]],
+) -> None:
+    """What needs every rule's rows: rows before the index infusion left out where a rule asks,
+    rows combined by key, repeated keys quarantined. :func:`close_sources` then accounts for
+    every source row."""
+    drop_before_index(collected, cdm, [r for _, _, r in rules])
+    combine_keyed(collected, cdm, mapping)
+    quarantine_repeated_keys(collected, cdm, mapping.site_id)
+
+
 def settle(
     collected: Collected,
     cdm: CDM,
@@ -676,11 +697,8 @@ def settle(
     rules: list[tuple[str, int, TableRule]],
     root: Path,
 ) -> None:
-    """What needs every rule's rows: rows before the index infusion left out where a rule asks,
-    rows combined by key, repeated keys quarantined, and every source row accounted for."""
-    drop_before_index(collected, cdm, [r for _, _, r in rules])
-    combine_keyed(collected, cdm, mapping)
-    quarantine_repeated_keys(collected, cdm, mapping.site_id)
+    """:func:`settle_tables`, then every source row accounted for (:func:`close_sources`)."""
+    settle_tables(collected, cdm, mapping, rules)
     close_sources(collected, root, mapping.site_id)
 
 
@@ -840,13 +858,23 @@ def harmonize_submission(
     # Polars releases the GIL: the next source is read while this one's rules run, two rules
     # at a time. Results are taken in mapping order, so outputs and the first error raised are
     # those of a sequential run.
+    # Identifier columns are found on a thread of their own as soon as a source is read, while
+    # the rules of the previous source run.
     reader = ThreadPoolExecutor(max_workers=1)
+    identify = ThreadPoolExecutor(max_workers=1)
     workers = ThreadPoolExecutor(max_workers=2)
     try:
         reads = {
             name: reader.submit(read_source, spec, root) for name, spec in mapping.sources.items()
         }
-        access = source_access(mapping, root, lambda name: reads[name].result())
+
+        def identifiers(spec: SourceSpec) -> dict[str, str]:
+            return source_identifiers(spec, reads[spec.name].result().frame, root)
+
+        found = {name: identify.submit(identifiers, spec) for name, spec in mapping.sources.items()}
+        access = source_access(
+            mapping, root, lambda name: reads[name].result(), lambda name: found[name].result()
+        )
         for spec in mapping.sources.values():
             if progress:
                 progress(f"reading {spec.file}")
@@ -868,18 +896,29 @@ def harmonize_submission(
             )
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
+        identify.shutdown(wait=True, cancel_futures=True)
         workers.shutdown(wait=True, cancel_futures=True)
-    settle(collected, cdm, mapping, rules, root)
-    collected.findings += count_findings(collected.sources_manifest, mapping.site_id)
-    collected.findings += empty_rule_findings(mapping, collected.rule_counts)
-    collected.findings += collected.where.findings(mapping)
-    findings_out = sorted_findings(collected.findings)
-    if writer is not None:
-        writer.findings(findings_out)
-        writer.quarantine(collected.quarantine)
+    settle_tables(collected, cdm, mapping, rules)
     if progress:
         progress("deriving ids and day offsets")
-    tables = derive_tables(collected.tables(), cdm, on_table=writer.table if writer else None)
+    # The tables are final but for their derivations, which run while the sources are closed
+    # (quarantine records, counts) and the findings sorted and written.
+    deriving = ThreadPoolExecutor(max_workers=1)
+    try:
+        derived = deriving.submit(
+            derive_tables, collected.tables(), cdm, writer.table if writer else None
+        )
+        close_sources(collected, root, mapping.site_id)
+        collected.findings += count_findings(collected.sources_manifest, mapping.site_id)
+        collected.findings += empty_rule_findings(mapping, collected.rule_counts)
+        collected.findings += collected.where.findings(mapping)
+        findings_out = sorted_findings(collected.findings)
+        if writer is not None:
+            writer.findings(findings_out)
+            writer.quarantine(collected.quarantine)
+        tables = derived.result()
+    finally:
+        deriving.shutdown(wait=True, cancel_futures=True)
     manifest = build_manifest(cdm, mapping, collected.sources_manifest, tables)
     return IngestResult(
         tables=tables,

@@ -198,17 +198,21 @@ def check_cell_sizes(frame: pl.DataFrame, where: str) -> None:
     """
     text = [c for c, t in frame.schema.items() if t == pl.String and c not in LINEAGE]
     coded = [c for c, t in frame.schema.items() if isinstance(t, pl.Categorical)]
-    # ``cat.len_bytes`` measures each code once; ``Categories.to_series`` walks the
-    # categories in Python (0.2 s per million rows)
-    lengths = [pl.col(text).str.len_bytes(), pl.col(coded).cat.len_bytes()]
-    longest = frame.select(e.max().fill_null(0) for e in lengths) if text or coded else None
     sizes: dict[str, int] = {}
-    if longest is not None:
-        sizes = {name: int(longest.get_column(name)[0]) for name in (*text, *coded)}
+    if text:
+        longest = frame.select(pl.col(text).str.len_bytes().max().fill_null(0)).row(0)
+        sizes.update({name: int(size) for name, size in zip(text, longest, strict=True)})
+    for name in coded:
+        # each column has its own categories (readers give it a fresh mapping): its distinct
+        # texts are measured once, not once per row
+        size = category_values(frame.get_column(name)).str.len_bytes().max()
+        sizes[name] = int(size) if isinstance(size, int) else 0
     for name, size in sizes.items():
         if size > MAX_CELL_BYTES:
             rows = frame.filter(pl.col(name).cast(pl.String).str.len_bytes() > MAX_CELL_BYTES)
-            first = int(rows.get_column("source_row")[0]) if rows.height else None
+            if rows.is_empty():
+                continue  # a category that no row holds (shared categories)
+            first = int(rows.get_column("source_row")[0]) if "source_row" in rows.columns else None
             raise cell_too_large(where, name, size, first)
 
 
