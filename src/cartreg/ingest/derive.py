@@ -206,7 +206,8 @@ def derive_salvage_links(
             pl.col("agent").replace_strict(categories, default=None, return_dtype=pl.String),
         ).alias("category")
     )
-    if salvage.height and progressions.height:
+    unlinked = salvage.get_column("progression_id").null_count() > 0
+    if unlinked and progressions.height:
         prog = (
             progressions.select(
                 "patient_key",
@@ -236,18 +237,19 @@ def derive_salvage_links(
             .select("__row", "__pid_link")
         )
         salvage = (
-            with_day.join(linked, on="__row", how="left")
-            .join(first, on="patient_key", how="left")
+            with_day.join(linked, on="__row", how="left", maintain_order="left")
+            .join(first, on="patient_key", how="left", maintain_order="left")
             .with_columns(
                 pl.coalesce(
                     pl.col("progression_id"), pl.col("__pid_link"), pl.col("__first_pid")
                 ).alias("progression_id")
             )
-            .sort("__row")
             .drop("__row", "__sday", "__pid_link", "__first_pid")
         )
     # Agents whose start is unknown form one line after the dated lines of their progression
     # (a line number is required; CP-015 reports the missing start).
+    if salvage.get_column("line_number").null_count() == 0:
+        return salvage
     group = ["patient_key", "progression_id"]
     start = pl.col("start_day")
     known = start.rank("dense").over(group)
@@ -562,14 +564,6 @@ def derive_tables(
             lambda: derive_disease_burden(offsets_and_ids("car_t_infusions"), cdm)
         )
         assessed = pool.submit(offsets_and_ids, "disease_assessments")
-        pending = {n: pool.submit(derive_alone, n) for n in alone}
-        pending["car_t_infusions"] = pool.submit(lambda: done("car_t_infusions", infused.result()))
-        pending["disease_assessments"] = pool.submit(
-            lambda: done("disease_assessments", assessed.result())
-        )
-        pending["patients"] = pool.submit(
-            lambda: done("patients", derive_ages(offsets_and_ids("patients"), infused.result()))
-        )
 
         def salvage_and_progressions() -> dict[str, pl.DataFrame]:
             progressions = derive_remissions(
@@ -581,6 +575,18 @@ def derive_tables(
                 "salvage_treatments": done("salvage_treatments", salvage),
             }
 
+        # The longest chain (assessments, remissions, salvage links) first; the other tables
+        # fill the worker it leaves free.
         pair = pool.submit(salvage_and_progressions)
+        pending = {
+            "patients": pool.submit(
+                lambda: done("patients", derive_ages(offsets_and_ids("patients"), infused.result()))
+            )
+        }
+        pending |= {n: pool.submit(derive_alone, n) for n in alone}
+        pending["car_t_infusions"] = pool.submit(lambda: done("car_t_infusions", infused.result()))
+        pending["disease_assessments"] = pool.submit(
+            lambda: done("disease_assessments", assessed.result())
+        )
         final = {n: f.result() for n, f in pending.items()} | pair.result()
     return {name: final[name] for name in cdm.tables}

@@ -691,7 +691,8 @@ class SharedParses:
         """Whether the codes are positions in ``source`` (the frame given to the rules)."""
         return source is self._source
 
-    def _once(self, key: Hashable, build: Callable[[], Any]) -> Any:
+    def once(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()``, run by the first rule asking for ``key``; the others get its result."""
         with self._lock:
             entry = self._built.get(key)
             owner = entry is None
@@ -707,7 +708,7 @@ class SharedParses:
 
     def codes(self, column: str) -> tuple[pl.DataFrame, pl.Series]:
         """``_distinct_codes`` of the whole source column."""
-        result: tuple[pl.DataFrame, pl.Series] = self._once(
+        result: tuple[pl.DataFrame, pl.Series] = self.once(
             ("codes", column),
             lambda: _distinct_codes(self._source.get_column(column)),
         )
@@ -735,7 +736,7 @@ class SharedParses:
         def run() -> tuple[str, pl.DataFrame]:
             return target, build(self.codes(column)[0])
 
-        result: tuple[str, pl.DataFrame] = self._once(("lookup", key), run)
+        result: tuple[str, pl.DataFrame] = self.once(("lookup", key), run)
         return result
 
 
@@ -876,9 +877,17 @@ def harmonize_rule(
     if not reshaped and isinstance(source.schema[rule.patient_id], pl.Categorical):
         # Built once per distinct id and spread by the reader's codes.
         ids, id_codes = whole_column(rule.patient_id)
-        keys = ids.select(
-            _patient_key(mapping.site_id, pl.first(), rule.patient_id_extract)
-        ).to_series()
+
+        def patient_keys() -> pl.Series:
+            return ids.select(
+                _patient_key(mapping.site_id, pl.first(), rule.patient_id_extract)
+            ).to_series()
+
+        keys = (
+            shared.once(("patient_key", rule.patient_id, rule.patient_id_extract), patient_keys)
+            if shared is not None
+            else patient_keys()
+        )
         selected = selected.with_columns(keys.gather(id_codes).alias(PID))
     else:
         selected = selected.with_columns(
@@ -962,7 +971,7 @@ def harmonize_rule(
             def build(
                 domain: pl.DataFrame, col: ColumnRule = col, spec: ColumnSpec = spec
             ) -> pl.DataFrame:
-                return parsed_lookup(domain, col, spec).collect()
+                return parsed_lookup(domain, col, spec).collect(engine="in-memory")
 
             built_for, lookup_every = shared.lookup(key, build, col.target)
             renames = dict(zip(_lookup_names(built_for), _lookup_names(col.target), strict=True))
@@ -978,8 +987,9 @@ def harmonize_rule(
         lookups.append(planned)
         positions.append(codes)
     # One by one: these plans are small, and collect_all's parallel dispatch costs more than
-    # it saves (measured: 150 ms against 85 ms per 1M-row event export).
-    computed = [lookup.collect() for lookup in lookups]
+    # it saves (measured: 150 ms against 85 ms per 1M-row event export). In memory: polars 2's
+    # default (streaming) engine costs ~4 ms more per plan, and a rule has dozens of them.
+    computed = [lookup.collect(engine="in-memory") for lookup in lookups]
     order = _row_order(frame, parsed, computed, positions, order_by)
     if order is not None:
         frame = frame.select(pl.all().gather(order))

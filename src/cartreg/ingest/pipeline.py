@@ -868,10 +868,12 @@ def harmonize_submission(
             name: reader.submit(read_source, spec, root) for name, spec in mapping.sources.items()
         }
 
-        def identifiers(spec: SourceSpec) -> dict[str, str]:
+        def identify_source(spec: SourceSpec) -> dict[str, str]:
             return source_identifiers(spec, reads[spec.name].result().frame, root)
 
-        found = {name: identify.submit(identifiers, spec) for name, spec in mapping.sources.items()}
+        found = {
+            name: identify.submit(identify_source, spec) for name, spec in mapping.sources.items()
+        }
         access = source_access(
             mapping, root, lambda name: reads[name].result(), lambda name: found[name].result()
         )
