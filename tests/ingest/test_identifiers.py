@@ -60,6 +60,9 @@ IDENTIFIER_NAMES = [
     "mobile", "email", "address", "zip_code", "MRN", "MRNNumber", "medical_record_number",
     "ssn", "social_security_number", "NHS_number", "insurance_number", "IBAN", "ip_address",
     "url", "photo", "license_plate", "Name", "mother_name", "initials",
+    # fields of nested records, flattened (the fuzz run's Parquet seed 196413)
+    "nested.patient_name", "nested.nested.patient_name", "kontakt.Nachname", "patient.name",
+    "contact.email", "person.0.phone",
 ]  # fmt: skip
 
 # Columns a CDM mapping reads every day: dates of care, day offsets, products, study ids.
@@ -74,6 +77,8 @@ ORDINARY_NAMES = [
     "product_lot_or_batch", "lot", "batch", "cell_dose", "CELLS_PER_KG", "PROTOCOL_NCT",
     "trial_id", "CAUSE_OF_DEATH", "insurance_type", "Krankenkasse", "ANC_PER_UL",
     "DONOR_TYPE", "timepoint", "mrd_status", "redcap_data_access_group", "age", "sex",
+    "nested.sex", "nested.birth_year", "drug.name", "product.product_name", "site.center_name",
+    "Pat.-Nr.", "dose.value",
 ]  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from cartreg.ingest.readers.excel import read_excel_text
 from cartreg.ingest.readers.json import read_json_text
 from cartreg.ingest.readers.parquet import read_parquet_text
 from cartreg.ingest.readers.redcap import parse_choices, read_redcap
+from tests.zips import with_compression_method, with_version_needed
 
 
 @pytest.mark.parametrize(
@@ -300,6 +302,26 @@ def test_excel_rows_keep_their_numbers_and_the_real_cells_are_scanned(tmp_path: 
     sheet.write(1_048_575, 16_383, "x")  # XFD1048576: a 17-billion-cell rectangle
     book.close()
     with pytest.raises(InputError, match="over the 20,000,000-cell limit"):
+        read_excel_text(path, sheet="S")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: with_version_needed(data, 203),  # the fuzz run's seed 16694705: exit 3
+        lambda data: with_compression_method(data, 99),
+        lambda data: with_compression_method(data, 77),
+    ],
+)
+def test_workbooks_with_zip_headers_python_cannot_read_are_unreadable_input(
+    tmp_path: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    path = tmp_path / "site.xlsx"
+    book = xlsxwriter.Workbook(path)
+    book.add_worksheet("S").write_row(0, 0, ["id", "sex"])
+    book.close()
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(InputError, match=r"not a readable \.xlsx workbook"):
         read_excel_text(path, sheet="S")
 
 

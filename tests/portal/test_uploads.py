@@ -13,6 +13,7 @@ from cartreg.portal.config import Limits
 from cartreg.portal.uploads import UploadRejected, receive_files
 from tests.portal.conftest import World
 from tests.portal.helpers import SAMPLE, client, running_portal, token, upload, wait_json
+from tests.zips import with_compression_method, with_version_needed
 
 CSV = b"STUDY_ID,SEX\nCT1,F\n"
 LIMITS = Limits(files=5, unzipped_bytes=4 << 20, zip_ratio=50)
@@ -88,6 +89,18 @@ def test_links_and_zips_inside_zips_are_refused(tmp_path: Path) -> None:
         _receive(tmp_path, ("x.zip", _zip({"records.csv": b"/etc/passwd"}, links=("records.csv",))))
     with pytest.raises(UploadRejected, match="zip inside a zip"):
         _receive(tmp_path, ("x.zip", _zip({"inner.zip": _zip({"a.csv": CSV})})))
+
+
+def test_damaged_zips_are_refused_as_unreadable_not_a_server_error(tmp_path: Path) -> None:
+    # found by the fuzz run: a header asking for zip version 20.3 raised NotImplementedError
+    archive = _zip({"records.csv": CSV})
+    with pytest.raises(UploadRejected, match="not a readable zip archive"):
+        _receive(tmp_path, ("x.zip", with_version_needed(archive, 203)))
+    with pytest.raises(UploadRejected, match="cannot be unpacked"):
+        _receive(tmp_path, ("y.zip", with_compression_method(archive, 99)))
+    with pytest.raises(UploadRejected, match="cannot be unpacked"):
+        _receive(tmp_path, ("z.zip", with_compression_method(archive, 77)))
+    assert _outside(tmp_path) == []
 
 
 def test_a_zip_of_a_folder_is_unpacked_flat_and_mac_clutter_ignored(tmp_path: Path) -> None:

@@ -276,7 +276,21 @@ def name_kind(column: str) -> str | None:
     others = [t for t in tokens if t not in _GENERIC_NAMES and t not in _FILLERS]
     if generic and all(t in _PERSON_WORDS or t.isdigit() for t in others):
         return PERSON_NAME
+    record, _, field = column.rpartition(".")
+    if record and field[:1].isalpha():
+        return _field_kind(record, field)
     return None
+
+
+def _field_kind(record: str, field: str) -> str | None:
+    """The kind a field of a nested record announces (``nested.patient_name``, a flattened
+    struct): its own name decides, but a bare ``name`` only under a record of a person
+    (``patient.name``, not ``drug.name``)."""
+    kind = name_kind(field)
+    if kind == PERSON_NAME and all(t in _GENERIC_NAMES for t in name_tokens(field)):
+        context = [t for t in name_tokens(record) if t not in _FILLERS and not t.isdigit()]
+        return kind if all(t in _PERSON_WORDS for t in context) else None
+    return kind
 
 
 # --- By value ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -165,11 +166,17 @@ def _strip_common_folder(paths: list[PurePosixPath]) -> list[PurePosixPath]:
     return paths
 
 
+# What Python's zipfile raises for a damaged archive or entry: a bad header or CRC, a cut
+# stream, a "version needed" or compression method it does not implement.
+_DAMAGED_ENTRY = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
+_DAMAGED_ZIP = (*_DAMAGED_ENTRY, OSError, ValueError)
+
+
 def _unpack_zip(archive: Path, shown: str, dest: Path, budget: _Budget) -> list[ReceivedFile]:
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError):
-        raise UploadRejected(f"{shown} is not a zip archive") from None
+    except _DAMAGED_ZIP:
+        raise UploadRejected(f"{shown} is not a readable zip archive") from None
     with zf:
         entries = []
         for info in zf.infolist():
@@ -207,8 +214,15 @@ def _unpack_zip(archive: Path, shown: str, dest: Path, budget: _Budget) -> list[
                 raise UploadRejected(f"{relative} is sent twice", hint="send each file once")
             budget.add_file()
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as source:
-                size = _copy(source, target, budget, cap=info.file_size)
+            try:
+                with zf.open(info) as source:
+                    size = _copy(source, target, budget, cap=info.file_size)
+            except _DAMAGED_ENTRY:
+                raise UploadRejected(
+                    f"{shown}: entry {info.filename!r} cannot be unpacked (damaged, or packed "
+                    "with a method zip tools rarely use)",
+                    hint="zip the files again with a standard zip tool",
+                ) from None
             _check_content(target, str(relative))
             received.append(ReceivedFile(relative.as_posix(), size))
         return received

@@ -92,7 +92,14 @@ def _open(path: Path) -> zipfile.ZipFile:
     check_file_size(path, MAX_WORKBOOK_FILE_BYTES, "a workbook")
     try:
         book = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,  # a damaged header asks for a zip version Python cannot read
+    ) as exc:
         raise _not_a_workbook(path, str(exc)[:60]) from None
     total = sum(info.file_size for info in book.infolist())
     if total > 4 * MAX_WORKBOOK_XML_BYTES:
