@@ -301,3 +301,15 @@ def test_json_numbers_and_booleans_keep_their_text_across_records(tmp_path: Path
     assert frame.get_column("v").to_list() == ["5", "1.5"]
     assert frame.get_column("b").to_list() == ["false", "unknown"]
     assert frame.get_column("a").to_list() == [[{"x": "1.50"}], [{"x": "2"}, {"x": "true"}]]
+
+
+def test_objects_with_no_field_are_left_out_of_quarantine(tmp_path: Path) -> None:
+    # found by the fuzz run (ndjson seed 408437): ``{}`` in every row crashed the masking of
+    # nested quarantine columns, and Parquet cannot store a field-less object
+    kept = _patient("P1", salvage=[], last_day=30)
+    unkeyed = {**_patient("P2", salvage=[], last_day=30), "pseudo_id": None, "extra": [{}]}
+    site = _site(tmp_path / "site", [{**kept, "extra": [{}]}, unkeyed])
+    result = ingest_submission(site, site / "mapping.yaml", tmp_path / "out")
+    quarantine = pl.read_parquet(tmp_path / "out" / "quarantine" / "cohort.parquet")
+    assert "extra" not in quarantine.columns
+    assert sum(s["rows_quarantined"] for s in result.manifest["sources"]) == 1

@@ -131,6 +131,16 @@ def test_mapping_paths_stay_inside_the_submission_folder(tmp_path: Path, file: s
     assert not (tmp_path / "out").exists()
 
 
+def test_a_file_name_no_system_can_open_is_a_mapping_error(tmp_path: Path) -> None:
+    # found by the fuzz run (mapping seed 5187): a 500-byte name was an OSError, exit 3
+    from cartreg.errors import ConfigError
+
+    site = _copy(tmp_path)
+    _replace(site / "mapping.yaml", "file: events.csv", f"file: {'x' * 500}.csv")
+    with pytest.raises(ConfigError, match=r"sources\.events\.file: .* not a file name"):
+        ingest_submission(site, site / "mapping.yaml", tmp_path / "out")
+
+
 def test_a_link_out_of_the_folder_is_refused_and_a_link_inside_is_followed(
     tmp_path: Path,
 ) -> None:

@@ -258,6 +258,11 @@ def build_manifest(
     }
 
 
+# Longest file name and path Linux, macOS and Windows file systems open (bytes).
+_NAME_MAX = 255
+_PATH_MAX = 4096
+
+
 def confined_path(root: Path, name: str, mapping_path: Path, key: str) -> Path:
     """``root / name``, which must stay inside the submission folder once symbolic links are
     followed: a mapping cannot make cartreg read ``/etc/passwd`` or ``../other_site``.
@@ -265,6 +270,14 @@ def confined_path(root: Path, name: str, mapping_path: Path, key: str) -> Path:
     A path written outside the folder is the mapping's mistake (ConfigError at ``key``); a
     link inside the folder pointing out of it is the submission's (InputError on the file).
     """
+    longest = max((len(part.encode("utf-8")) for part in Path(name).parts), default=0)
+    if longest > _NAME_MAX or len(str(root.absolute() / name).encode("utf-8")) > _PATH_MAX:
+        raise ConfigError(
+            f"'{name[:60]}…' is not a file name this system can open (a name of {longest} bytes)",
+            path=mapping_path,
+            key=key,
+            hint="give the name of a file in the submission folder",
+        )
     folder = root.resolve()
     written = Path(os.path.normpath(root.absolute() / name))
     try:
@@ -390,11 +403,23 @@ def _redacted(records: pl.DataFrame) -> pl.DataFrame:
         for c, dtype in records.schema.items()
         if c not in own and (dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum))
     ]
+    # An object with no field (``{}`` wherever it occurs) holds no value, and Parquet cannot
+    # store its type.
+    records = records.drop(c for c, dtype in records.schema.items() if _holds_no_field(dtype))
     nested = [c for c, dtype in records.schema.items() if dtype.is_nested()]
     records = redact_columns(records, text, dates=False, limit=MAX_CELL_CHARS)
     return records.with_columns(
         _redacted_nested(pl.col(c), records.schema[c]).alias(c) for c in nested
     )
+
+
+def _holds_no_field(dtype: PolarsDataType) -> bool:
+    """Whether a nested type has a field-less object at some level (``{}``, ``[{}]``)."""
+    if isinstance(dtype, pl.Struct):
+        return not dtype.fields or any(_holds_no_field(f.dtype) for f in dtype.fields)
+    if isinstance(dtype, pl.List | pl.Array):
+        return _holds_no_field(dtype.inner)
+    return False
 
 
 def _redacted_nested(expr: pl.Expr, dtype: PolarsDataType) -> pl.Expr:

@@ -124,9 +124,13 @@ def with_lineage(frame: pl.DataFrame, label: str, first_row: int) -> pl.DataFram
 
 
 def require_file(path: Path) -> None:
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except OSError as exc:  # a name too long, a path through a file
+        raise InputError(f"{str(path)[:120]}: cannot open ({exc.strerror})") from None
+    if not exists:
         raise InputError(f"{path}: input file not found", hint="check the 'file' of this source")
-    if not path.is_file():
+    if not is_file:
         raise InputError(f"{path}: not a file")
 
 
