@@ -325,6 +325,22 @@ def test_workbooks_with_zip_headers_python_cannot_read_are_unreadable_input(
         read_excel_text(path, sheet="S")
 
 
+def test_parquet_text_that_is_not_utf8_is_unreadable_input(tmp_path: Path) -> None:
+    # found by the fuzz run (Parquet seed 589059387): pyarrow hands over bytes that are not
+    # UTF-8, and parsing them as dates panicked in chrono (exit 3)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "x.parquet"
+    table = pa.table({"id": ["P1", "P2"], "dx_date": ["2021-02-12", "2021-03-04"]})
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False)
+    data = path.read_bytes()
+    assert data.count(b"2021-02-12") == 1
+    path.write_bytes(data.replace(b"2021-02-12", b"20\xb01-02-12"))
+    with pytest.raises(InputError, match=r"not a readable Parquet file .*UTF8"):
+        read_parquet_text(path)
+
+
 def test_parquet_records_come_from_the_footer_and_structs_are_flattened(tmp_path: Path) -> None:
     path = tmp_path / "x.parquet"
     pl.DataFrame({"id": ["a", "b"], "dose": [{"value": 1.5}, {"value": None}]}).write_parquet(path)

@@ -52,6 +52,9 @@ def read_parquet_text(path: Path, *, label: str | None = None) -> ReadResult:
 
     try:
         table = pq.read_table(path)
+        # pyarrow decodes text without checking it is UTF-8: a damaged page hands polars bytes
+        # that are not characters, and parsing them later panicked (a char boundary in chrono)
+        table.validate(full=True)
         # Struct columns become ``parent.child`` columns, as JSON objects do.
         frame = flatten_structs(to_text(pl.DataFrame(pl.from_arrow(table))))
     except (
