@@ -138,6 +138,7 @@ FOUND_WORKBOOK = 16694705  # a zip header asking for version 20.3: exit 3
 FOUND_PARQUET = (
     196413,  # patient_name only inside a struct (nested.patient_name): copied to quarantine
     589059387,  # text that is not UTF-8: a date parse panicked (second run)
+    470,  # a metadata key that is not UTF-8: polars panicked taking the table (second run)
 )
 FOUND_MAPPING = 5187  # a 500-byte file name: OSError, exit 3
 
@@ -172,6 +173,7 @@ def test_damaged_parquet_files() -> None:
     @given(built=mutators.parquet_files(parquet_frame()))
     @example(built=found[0])
     @example(built=found[1])
+    @example(built=found[2])
     def case(built: mutators.Built) -> None:
         def damage(folder: Path) -> tuple[str, ...]:
             (folder / SITES["parquet"].data_file).write_bytes(built.data)

@@ -341,6 +341,23 @@ def test_parquet_text_that_is_not_utf8_is_unreadable_input(tmp_path: Path) -> No
         read_parquet_text(path)
 
 
+def test_parquet_metadata_that_is_not_utf8_is_left_behind(tmp_path: Path) -> None:
+    # found by the fuzz run (Parquet seed 470): a damaged metadata key made polars panic
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "x.parquet"
+    field = pa.field("id", pa.string(), metadata={b"note\xff": b"\xfe"})
+    table = pa.table({"id": ["P1"], "visit": [{"day": 3}]})
+    table = pa.Table.from_arrays(
+        [table.column("id"), table.column("visit")],
+        schema=pa.schema([field, pa.field("visit", table.schema.field("visit").type)]),
+    ).replace_schema_metadata({b"ARRO\xff:schema": b"x"})
+    pq.write_table(table, path)
+    result = read_parquet_text(path)
+    assert result.frame.select("id", "visit.day").rows() == [("P1", "3")]
+
+
 def test_parquet_records_come_from_the_footer_and_structs_are_flattened(tmp_path: Path) -> None:
     path = tmp_path / "x.parquet"
     pl.DataFrame({"id": ["a", "b"], "dose": [{"value": 1.5}, {"value": None}]}).write_parquet(path)

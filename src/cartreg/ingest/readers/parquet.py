@@ -8,6 +8,7 @@ the page sizes and raises an error. The record count comes from the file's foote
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -22,6 +23,9 @@ from cartreg.ingest.readers.base import (
     with_lineage,
 )
 from cartreg.ingest.transforms.reshape import flatten_structs
+
+if TYPE_CHECKING:  # pyarrow is imported when a Parquet file is read, not at start-up
+    import pyarrow as pa
 
 
 def _unreadable(path: Path, exc: BaseException) -> InputError:
@@ -43,6 +47,28 @@ def footer_rows(path: Path) -> int:
         raise _unreadable(path, exc) from None
 
 
+def _without_metadata(schema: pa.Schema) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([_plain_field(f) for f in schema])
+
+
+def _plain_field(field: pa.Field) -> pa.Field:
+    """``field`` without metadata, nor any on the fields it holds."""
+    import pyarrow as pa
+
+    kind = field.type
+    if pa.types.is_struct(kind):
+        kind = pa.struct([_plain_field(kind.field(i)) for i in range(kind.num_fields)])
+    elif pa.types.is_list(kind):
+        kind = pa.list_(_plain_field(kind.value_field))
+    elif pa.types.is_large_list(kind):
+        kind = pa.large_list(_plain_field(kind.value_field))
+    elif pa.types.is_fixed_size_list(kind):
+        kind = pa.list_(_plain_field(kind.value_field), kind.list_size)
+    return pa.field(field.name, kind, field.nullable)
+
+
 def read_parquet_text(path: Path, *, label: str | None = None) -> ReadResult:
     require_file(path)
     check_file_size(path, MAX_PARQUET_FILE_BYTES, "a Parquet file")
@@ -55,6 +81,9 @@ def read_parquet_text(path: Path, *, label: str | None = None) -> ReadResult:
         # pyarrow decodes text without checking it is UTF-8: a damaged page hands polars bytes
         # that are not characters, and parsing them later panicked (a char boundary in chrono)
         table.validate(full=True)
+        # Metadata is not data, and polars panicked on a key that is not UTF-8 (a damaged
+        # footer): the table goes over without it, at every level.
+        table = table.cast(_without_metadata(table.schema))
         # Struct columns become ``parent.child`` columns, as JSON objects do.
         frame = flatten_structs(to_text(pl.DataFrame(pl.from_arrow(table))))
     except (
