@@ -7,9 +7,17 @@ a missing input file). Each renders as one line: what, where, and how to fix.
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 from cartreg.redact import redact_text
+
+# What Python's zipfile raises for a damaged archive (workbooks, portal uploads): a bad header
+# or CRC, a cut stream, a "version needed" or compression method it does not implement. An
+# entry read from an open archive raises the first group; opening it, any of them.
+ZIP_ENTRY_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
+ZIP_DAMAGE = (*ZIP_ENTRY_DAMAGE, OSError, ValueError)
 
 # The longest line the CLI prints for an error (the exit-code contract in cli/main.py).
 MESSAGE_LIMIT = 400  # room for what, where and how to fix; paths are shortened first

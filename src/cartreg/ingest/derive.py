@@ -406,8 +406,7 @@ def year_bound_ages(year: pl.Expr, on: pl.Expr, low: str, high: str) -> list[pl.
     :func:`with_exact_age`, from the date's day of the year alone.
     """
     on_year = on.dt.year().cast(pl.Int64)
-    leap = (on_year % 4 == 0) & ((on_year % 100 != 0) | (on_year % 400 == 0))
-    length = pl.lit(365) + leap.cast(pl.Int64)
+    length = pl.lit(365) + on.dt.is_leap_year().cast(pl.Int64)
     day = on.dt.ordinal_day().cast(pl.Int64)
     years = on_year - year.cast(pl.Int64)
     return [

@@ -460,26 +460,14 @@ def source_identifiers(spec: SourceSpec, frame: pl.DataFrame, root: Path) -> dic
 
 def source_access(
     mapping: SiteMapping,
-    root: Path,
     read_of: Callable[[str], ReadResult],
-    identifiers_of: Callable[[str], Mapping[str, str]] | None = None,
+    identifiers_of: Callable[[str], Mapping[str, str]],
 ) -> SourceAccess:
-    """The sources of a submission as rules see them when they join or look up rows.
-
-    ``identifiers_of`` gives a source's identifier columns when the caller computes them
-    (on a thread); by default they are computed here, once per source.
-    """
-    identifiers: dict[str, Mapping[str, str]] = {}
-
-    def computed(name: str) -> Mapping[str, str]:
-        if name not in identifiers:
-            identifiers[name] = source_identifiers(mapping.sources[name], read_of(name).frame, root)
-        return identifiers[name]
-
+    """The sources of a submission as rules see them when they join or look up rows."""
     return SourceAccess(
         frame_of=lambda name: read_of(name).frame,
         reader_of=lambda name: mapping.sources[name].reader,
-        identifiers_of=identifiers_of or computed,
+        identifiers_of=identifiers_of,
     )
 
 
@@ -900,7 +888,7 @@ def harmonize_submission(
             name: identify.submit(identify_source, spec) for name, spec in mapping.sources.items()
         }
         access = source_access(
-            mapping, root, lambda name: reads[name].result(), lambda name: found[name].result()
+            mapping, lambda name: reads[name].result(), lambda name: found[name].result()
         )
         for spec in mapping.sources.values():
             if progress:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import shutil
 import stat
 import zipfile
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 
-from cartreg.errors import InputError
+from cartreg.errors import ZIP_DAMAGE, ZIP_ENTRY_DAMAGE, InputError
 from cartreg.portal.config import Limits
 
 TEXT_TYPES = frozenset(
@@ -166,16 +165,10 @@ def _strip_common_folder(paths: list[PurePosixPath]) -> list[PurePosixPath]:
     return paths
 
 
-# What Python's zipfile raises for a damaged archive or entry: a bad header or CRC, a cut
-# stream, a "version needed" or compression method it does not implement.
-_DAMAGED_ENTRY = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
-_DAMAGED_ZIP = (*_DAMAGED_ENTRY, OSError, ValueError)
-
-
 def _unpack_zip(archive: Path, shown: str, dest: Path, budget: _Budget) -> list[ReceivedFile]:
     try:
         zf = zipfile.ZipFile(archive)
-    except _DAMAGED_ZIP:
+    except ZIP_DAMAGE:
         raise UploadRejected(f"{shown} is not a readable zip archive") from None
     with zf:
         entries = []
@@ -217,7 +210,7 @@ def _unpack_zip(archive: Path, shown: str, dest: Path, budget: _Budget) -> list[
             try:
                 with zf.open(info) as source:
                     size = _copy(source, target, budget, cap=info.file_size)
-            except _DAMAGED_ENTRY:
+            except ZIP_ENTRY_DAMAGE:
                 raise UploadRejected(
                     f"{shown}: entry {info.filename!r} cannot be unpacked (damaged, or packed "
                     "with a method zip tools rarely use)",

@@ -215,9 +215,8 @@ def check_cell_sizes(frame: pl.DataFrame, where: str) -> None:
         if size > MAX_CELL_BYTES:
             rows = frame.filter(pl.col(name).cast(pl.String).str.len_bytes() > MAX_CELL_BYTES)
             if rows.is_empty():
-                continue  # a category that no row holds (shared categories)
-            first = int(rows.get_column("source_row")[0]) if "source_row" in rows.columns else None
-            raise cell_too_large(where, name, size, first)
+                continue  # the text of a code only rows the reader rejected held
+            raise cell_too_large(where, name, size, int(rows.get_column("source_row")[0]))
 
 
 def suspicious_rows(frame: pl.DataFrame) -> pl.DataFrame:

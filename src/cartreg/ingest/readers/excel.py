@@ -17,14 +17,13 @@ from __future__ import annotations
 import html
 import re
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree
 
 import polars as pl
 
-from cartreg.errors import InputError, did_you_mean
+from cartreg.errors import ZIP_DAMAGE, ZIP_ENTRY_DAMAGE, InputError, did_you_mean
 from cartreg.ingest.limits import (
     MAX_SHEET_CELLS,
     MAX_SHEET_COLUMNS,
@@ -83,7 +82,7 @@ def _read_part(book: zipfile.ZipFile, name: str, path: Path) -> bytes:
         )
     try:
         return book.read(name)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+    except (*ZIP_ENTRY_DAMAGE, OSError) as exc:
         raise _not_a_workbook(path, f"{name}: {exc}") from None
 
 
@@ -92,14 +91,7 @@ def _open(path: Path) -> zipfile.ZipFile:
     check_file_size(path, MAX_WORKBOOK_FILE_BYTES, "a workbook")
     try:
         book = zipfile.ZipFile(path)
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        OSError,
-        EOFError,
-        ValueError,
-        NotImplementedError,  # a damaged header asks for a zip version Python cannot read
-    ) as exc:
+    except ZIP_DAMAGE as exc:
         raise _not_a_workbook(path, str(exc)[:60]) from None
     total = sum(info.file_size for info in book.infolist())
     if total > 4 * MAX_WORKBOOK_XML_BYTES:
