@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from cartreg.errors import InputError
+from cartreg.errors import ZIP_DAMAGE, ZIP_ENTRY_DAMAGE, InputError
 from cartreg.exprs import format_text
 from cartreg.queries.lifecycle import OPEN, RESPONSES, mask_identifiers, site_queries
 from cartreg.registry.store import Registry
@@ -197,21 +197,23 @@ def _response_code(text: str | None, where: str) -> str | None:
 
 def read_workbook(path: Path | str) -> Answers:
     """The site's answers in a workbook made by :func:`write_workbook` (any row order)."""
-    import zipfile
-
     import openpyxl
 
     path = Path(path)
     if not path.is_file():
         raise InputError("workbook not found", where=str(path))
-    try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=False)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise InputError(
+
+    def unreadable(exc: BaseException) -> InputError:
+        return InputError(
             f"not a readable XLSX workbook ({type(exc).__name__})",
             where=str(path),
             hint=f"send back the query workbook you were given, saved as .xlsx ({_GIVEN})",
-        ) from None
+        )
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=False)
+    except (*ZIP_DAMAGE, KeyError) as exc:
+        raise unreadable(exc) from None
     try:
         if SHEET not in book.sheetnames or ABOUT not in book.sheetnames:
             raise InputError(
@@ -231,6 +233,10 @@ def read_workbook(path: Path | str) -> Answers:
                 hint=f"send back the query workbook you were given ({_GIVEN})",
             )
         rows = list(book[SHEET].iter_rows(values_only=True))
+    except (*ZIP_ENTRY_DAMAGE, KeyError, SyntaxError) as exc:
+        # read-only sheets are unpacked and parsed while their rows are read (SyntaxError:
+        # the XML parsers' errors)
+        raise unreadable(exc) from None
     finally:
         book.close()
     if not rows:
