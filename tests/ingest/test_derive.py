@@ -70,6 +70,63 @@ def _relapse(day: int, key: str = "S-1", **extra: Any) -> dict[str, Any]:
     }
 
 
+# ---- the index infusion ----------------------------------------------------------------------
+
+
+def test_the_first_infusion_is_the_index_unless_the_site_flags_one() -> None:
+    later = INDEX + dt.timedelta(days=90)
+    out = _derive(
+        patients=[_patient("S-1"), _patient("S-2"), _patient("S-3")],
+        car_t_infusions=[
+            _infusion("S-1", later),
+            _infusion("S-1", INDEX),  # unflagged site rows: the earlier date is the index
+            _infusion("S-2", INDEX, is_index_infusion=False),
+            _infusion("S-2", later, is_index_infusion=True),  # the site's own choice wins
+            _infusion("S-3", later, is_index_infusion=True),
+            _infusion("S-3", INDEX, is_index_infusion=True),  # two flagged: CR-007's finding
+        ],
+        disease_assessments=[_assessment(28, "CR", key) for key in ("S-1", "S-2", "S-3")],
+    )
+    infusions = out["car_t_infusions"]
+    index = infusions.filter("is_index_infusion")
+    assert index.select("patient_key", "infusion_date").rows() == [
+        ("S-1", INDEX),
+        ("S-2", later),
+        ("S-3", INDEX),
+        ("S-3", later),
+    ]
+    assert infusions.filter(pl.col("patient_key") == "S-1").get_column(
+        "is_reinfusion"
+    ).to_list() == [
+        False,
+        True,
+    ]
+    # day offsets count from the index; of two flagged, the earlier one (as ranked) is day 0
+    days = dict(out["disease_assessments"].select("patient_key", "assessment_day").rows())
+    assert days == {"S-1": 28, "S-2": 28 - 90, "S-3": 28}
+
+
+def test_without_any_flag_every_patient_has_one_index_infusion() -> None:
+    out = _derive(
+        patients=[_patient("S-1"), _patient("S-2")],
+        car_t_infusions=[
+            _infusion("S-2", INDEX + dt.timedelta(days=7)),
+            _infusion("S-1", INDEX),
+            _infusion("S-2", INDEX),
+            _infusion("S-1", None),
+        ],
+        disease_assessments=[_assessment(28, "CR", "S-2")],
+    )
+    infusions = out["car_t_infusions"]
+    assert infusions.select("patient_key", "infusion_number", "is_index_infusion").rows() == [
+        ("S-1", 1, True),
+        ("S-1", 2, False),
+        ("S-2", 1, True),
+        ("S-2", 2, False),
+    ]
+    assert out["disease_assessments"].get_column("assessment_day").to_list() == [28]
+
+
 # ---- remission of each relapse ----------------------------------------------------------------
 
 

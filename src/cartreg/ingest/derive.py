@@ -115,24 +115,31 @@ def derive_index_infusion(infusions: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
     ranked = sort_rows(infusions, ["patient_key", *order]).with_columns(
         _position_in_patient().alias("__k")
     )
-    has_flag = pl.col("is_index_infusion").any().over("patient_key")
+    # Most sites flag no infusion: then the first is the index, one per patient in patient
+    # order, and neither a window over the patients nor a grouping is needed.
+    flags_given = ranked.get_column("is_index_infusion").null_count() < ranked.height
+    first = pl.col("__k") == 1
+    is_index = (
+        pl.when(pl.col("is_index_infusion").any().over("patient_key"))
+        .then(pl.col("is_index_infusion").fill_null(False))
+        .otherwise(first)
+        if flags_given
+        else first
+    )
     ranked = ranked.with_columns(
         pl.coalesce(pl.col("infusion_number"), pl.col("__k")).alias("infusion_number"),
-        pl.when(has_flag)
-        .then(pl.col("is_index_infusion").fill_null(False))
-        .otherwise(pl.col("__k") == 1)
-        .alias("is_index_infusion"),
+        is_index.alias("is_index_infusion"),
     ).with_columns(
         pl.coalesce(pl.col("is_reinfusion"), ~pl.col("is_index_infusion")).alias("is_reinfusion"),
         pl.coalesce(
             pl.col("infusion_year"), pl.col("infusion_date").dt.year().cast(pl.Int64)
         ).alias("infusion_year"),
     )
-    index = (
-        ranked.filter(pl.col("is_index_infusion"))
-        .group_by("patient_key", maintain_order=True)
-        .agg(pl.col("infusion_date").first().alias(INDEX_DATE))
+    index = ranked.filter(pl.col("is_index_infusion")).select(
+        "patient_key", pl.col("infusion_date").alias(INDEX_DATE)
     )
+    if flags_given:  # a site may flag two infusions of one patient (CR-007 reports it)
+        index = index.group_by("patient_key", maintain_order=True).agg(pl.col(INDEX_DATE).first())
     return ranked.drop("__k"), index
 
 
@@ -299,18 +306,20 @@ def derive_remissions(
     types = cdm.vocabularies["progression_type"]
     ending = [c for c in types.codes if types.term(c).attributes.get("ends_remission")]
     day = pl.col("progression_day")
-    previous = day.shift(1).over("patient_key", order_by=[day, ORDER])
-    frame = progressions.with_row_index("__row").with_columns(
-        pl.coalesce(previous, pl.lit(0, dtype=pl.Int64)).alias("__after")
-    )
-    needs = frame.filter(
+    lacking = (
         pl.col("event_type").is_in(ending)
         & pl.col("remission_date").is_null()
         & pl.col("remission_day").is_null()
         & day.is_not_null()
     )
-    if needs.is_empty():
-        return frame.drop("__row", "__after")
+    # Checked first: the window below costs more than the rest when every remission is given.
+    if not progressions.select(lacking.any()).item():
+        return progressions
+    previous = day.shift(1).over("patient_key", order_by=[day, ORDER])
+    frame = progressions.with_row_index("__row").with_columns(
+        pl.coalesce(previous, pl.lit(0, dtype=pl.Int64)).alias("__after")
+    )
+    needs = frame.filter(lacking)
     # only the assessments of patients with a relapse to date
     candidates = (
         assessments.filter(
@@ -439,7 +448,10 @@ def derive_ages(patients: pl.DataFrame, infusions: pl.DataFrame) -> pl.DataFrame
         index, on="patient_key", how="left", maintain_order="left"
     )
     idate, year = pl.col("__idate"), pl.col("birth_year")
-    frame = with_exact_age(frame, pl.col("birth_date"), idate, "__exact")
+    if frame.get_column("birth_date").null_count() < frame.height:
+        frame = with_exact_age(frame, pl.col("birth_date"), idate, "__exact")
+    else:  # most sites give no birth date: spare the calendar arithmetic
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("__exact"))
     frame = frame.with_columns(year_bound_ages(year, idate, "__dated_low", "__dated_high"))
     from_date = pl.col("__exact").round(2)
     exact = pl.col("age_at_index_years").is_null() & from_date.is_not_null()
