@@ -173,7 +173,15 @@ def test_files_the_streaming_reader_cannot_prove_are_read_whole(
     )
 
 
-@given(data=st.binary(max_size=300), block=st.integers(1, 17))
+# Random bytes, and texts made of the bytes the scan counts (line ends, separators, quotes,
+# the halves of a UTF-8 sequence) so that blocks often cut between them.
+_SCANNED = st.lists(
+    st.sampled_from([b"a", b",", b"\n", b"\r", b"\r\n", b'"', b"\xc3", b"\xa9", b"\xff"]),
+    max_size=120,
+).map(b"".join)
+
+
+@given(data=st.one_of(st.binary(max_size=300), _SCANNED), block=st.integers(1, 17))
 def test_block_counts_match_the_whole_file(data: bytes, block: int) -> None:
     import tempfile
 
@@ -191,6 +199,7 @@ def test_block_counts_match_the_whole_file(data: bytes, block: int) -> None:
     assert scan.lines == data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     assert scan.has_quotes == (b'"' in data)
     assert scan.tail == data[-2:]
+    assert scan.lone_cr == (data.count(b"\r") != data.count(b"\r\n"))
     try:
         data.decode("utf-8")
         assert scan.utf8

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from cartreg.errors import InputError
@@ -53,6 +54,7 @@ from cartreg.ingest.readers.base import (
 
 DELIMITERS = (",", ";", "\t", "|")
 _BLOCK = 2**20
+_LF = 0x0A
 _HEAD = 65536
 _UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 # The csv module refuses fields above its limit (128 kB by default): allow one byte more than
@@ -409,32 +411,41 @@ class ByteScan:
 
 
 def scan_bytes(path: Path, separator: str) -> ByteScan:
-    """Digest and counts of ``path``, read in 1 MB blocks (bounded memory, and cheaper than
-    one large read: the blocks reuse the same memory)."""
+    """Digest and counts of ``path``, read in 1 MB blocks into one reused buffer (bounded
+    memory, and no fresh pages to fault in per block).
+
+    It runs beside polars' parse of the same file: bytes are counted by numpy, which is several
+    times faster than ``bytes.count`` for one byte and lets go of the GIL while it counts.
+    """
     digest = hashlib.sha256()
     sep = separator.encode("utf-8")
+    sep_byte = sep[0] if len(sep) == 1 else None
     decoder = codecs.getincrementaldecoder("utf-8")()
     lines = separators = size = crs = crlfs = 0
     quotes = False
     utf8 = True
     tail = b""
+    buffer = bytearray(_BLOCK)
     with path.open("rb") as handle:
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-            size += len(block)
-            lines += block.count(b"\n")
-            separators += block.count(sep) if len(sep) == 1 else 0
-            quotes = quotes or b'"' in block
-            if b"\r" in block or tail.endswith(b"\r"):
-                crs += block.count(b"\r")
-                crlfs += block.count(b"\r\n") + (tail.endswith(b"\r") and block[:1] == b"\n")
+        while n := handle.readinto(buffer):
+            chunk = buffer if n == _BLOCK else bytes(buffer[:n])  # the last block is short
+            digest.update(chunk)
+            size += n
+            codes = np.frombuffer(chunk, dtype=np.uint8)
+            lines += int(np.count_nonzero(codes == _LF))
+            if sep_byte is not None:
+                separators += int(np.count_nonzero(codes == sep_byte))
+            quotes = quotes or b'"' in chunk
+            if b"\r" in chunk or tail.endswith(b"\r"):
+                crs += chunk.count(b"\r")
+                crlfs += chunk.count(b"\r\n") + (tail.endswith(b"\r") and chunk[:1] == b"\n")
             # ASCII blocks skip the decoder, unless it holds the start of a sequence.
-            if utf8 and (not block.isascii() or decoder.getstate()[0]):
+            if utf8 and (not chunk.isascii() or decoder.getstate()[0]):
                 try:
-                    decoder.decode(block)
+                    decoder.decode(chunk)
                 except UnicodeDecodeError:
                     utf8 = False
-            tail = (tail + block)[-2:]
+            tail = (tail + chunk[-2:])[-2:]
     if utf8:
         try:
             decoder.decode(b"", final=True)  # a sequence cut off at the end of the file
