@@ -489,6 +489,8 @@ def _column_findings(
     masked: bool,
     formats: tuple[str, ...],
 ) -> list[pl.DataFrame]:
+    if frame.is_empty():  # usually: only rows with a problem or a sentinel get here
+        return []
     target = rule_col.target
     value = pl.lit(MASK) if masked else pl.col(_raw(target))
     source = (
