@@ -52,6 +52,7 @@ def test_the_documented_parameters_are_the_model() -> None:
         (("        m: 0.99\n", "        m: 1.5\n"), r"levels\[1\]\.m"),
         (("sql: ELSE, m: 0.01, u: 0.5}", "sql: 'sex_l <> sex_r', m: 0.01, u: 0.5}"), "ELSE"),
         (("threshold: 0.7", "threshold: high"), "threshold"),
+        (("requires: [death_day]\n    event: true", "event: true"), "event comparison"),
     ],
 )
 def test_a_broken_model_file_is_a_config_error(

@@ -147,6 +147,8 @@ def load_model(path: Path | str | None = None) -> LinkageModel:
             )
         if not levels or levels[-1].sql != "ELSE":
             raise ConfigError("the last level must be ELSE", path=path, key=key)
+        if comp.get("event") and not comp.get("requires"):
+            raise ConfigError("an event comparison names its field in requires", path=path, key=key)
         comparisons.append(
             Comparison(
                 name=str(comp.get("name")),
