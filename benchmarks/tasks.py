@@ -269,6 +269,8 @@ MINIMAL_DROPPED = {
         "prior_inotuzumab",
     ),
     "car_t_infusions": ("infusion_date",),
+    "progression_events": ("progression_date", "progression_day"),
+    "follow_up": ("death_date", "death_day"),
 }
 
 
@@ -286,21 +288,30 @@ def _linkage_tables(source: Path, evidence: str = "as_recorded") -> dict[str, An
     return tables
 
 
+# what the linkage reads: patients, index infusions, first progression and death
+_LINKAGE_TABLES = ("patients", "car_t_infusions", "progression_events", "follow_up")
+# calendar dates the de-identified layout leaves out (it gives years and day offsets)
+_DEID_DATES = {
+    "patients": ("birth_date", "diagnosis_date"),
+    "car_t_infusions": ("infusion_date",),
+    "progression_events": ("progression_date",),
+    "follow_up": ("death_date",),
+}
+
+
 def _recorded_tables(source: Path) -> dict[str, Any]:
     import polars as pl
 
     if (source / "patients.parquet").is_file():
         deid = pl.col("site_id").str.starts_with("DEID_")
-        patients = pl.read_parquet(source / "patients.parquet").with_columns(
-            pl.when(deid).then(None).otherwise(pl.col(c)).alias(c)
-            for c in ("birth_date", "diagnosis_date")
-        )
-        infusions = pl.read_parquet(source / "car_t_infusions.parquet").with_columns(
-            pl.when(deid).then(None).otherwise(pl.col("infusion_date")).alias("infusion_date")
-        )
-        return {"patients": patients, "car_t_infusions": infusions}
+        return {
+            name: pl.read_parquet(source / f"{name}.parquet").with_columns(
+                pl.when(deid).then(None).otherwise(pl.col(c)).alias(c) for c in _DEID_DATES[name]
+            )
+            for name in _LINKAGE_TABLES
+        }
     tables = {}
-    for name in ("patients", "car_t_infusions"):
+    for name in _LINKAGE_TABLES:
         parts = [pl.read_parquet(p) for p in sorted(source.glob(f"*/tables/{name}.parquet"))]
         tables[name] = pl.concat(parts, how="diagonal_relaxed")
     return tables

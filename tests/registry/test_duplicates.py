@@ -306,3 +306,92 @@ def test_bad_link_files_are_config_errors(tmp_path: Path, body: str, message: st
     path.write_text(body, encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load_links(path)
+
+
+def with_outcome(rows: Rows, key: str, *, progression: int | None, death: int | None) -> Rows:
+    """``key``'s first progression and death, as days from the index infusion (day offsets
+    only: what a de-identified site gives)."""
+    if progression is not None:
+        rows.setdefault("progression_events", []).append(
+            {
+                "progression_id": f"{key}-P1",
+                "patient_key": key,
+                "event_seq": 1,
+                "progression_day": progression,
+                "event_type": "RELAPSE_AFTER_CR",
+            }
+        )
+    if death is not None:
+        for row in rows["follow_up"]:
+            if row["patient_key"] == key:
+                row.update(vital_status="DEAD", death_day=death)
+    return rows
+
+
+def year_only_pair(**outcome_b: int | None) -> Rows:
+    """A dated record and a year-only record of one patient (a de-identified site), with the
+    outcome of the first given and that of the second from ``outcome_b``."""
+    rows = combine(patient("SITE_A", "1"), patient("SITE_B", "1"))
+    rows["car_t_infusions"][1]["infusion_date"] = None
+    with_outcome(rows, "SITE_A-1", progression=312, death=405)
+    return with_outcome(rows, "SITE_B-1", **{"progression": None, "death": None, **outcome_b})
+
+
+def test_the_same_interval_to_progression_and_death_is_evidence() -> None:
+    agreeing = link_patients(frames(year_only_pair(progression=312, death=405)), threshold=0.01)
+    missing = link_patients(frames(year_only_pair()), threshold=0.01)
+    apart = link_patients(frames(year_only_pair(progression=160, death=700)), threshold=0.01)
+    best, none, other = (r.pairs.row(0, named=True) for r in (agreeing, missing, apart))
+    assert "progression: same day" in best["evidence"] and "death: same day" in best["evidence"]
+    assert best["mw_progression"] > 3 and best["mw_death"] > 3
+    assert other["mw_progression"] < 0 and other["mw_death"] < 0
+    assert other["match_weight"] < none["match_weight"] < best["match_weight"]
+
+
+def test_a_record_without_a_progression_or_death_is_no_evidence() -> None:
+    pair = link_patients(frames(year_only_pair()), threshold=0.01).pairs.row(0, named=True)
+    assert "progression: missing" in pair["evidence"] and "death: missing" in pair["evidence"]
+    assert pair["mw_progression"] == 0 and pair["mw_death"] == 0
+
+
+def test_year_only_records_meet_dated_ones_through_the_interval_to_progression() -> None:
+    # infusion years apart (one site counts from a re-infusion) and nothing else to block on
+    rows = year_only_pair(progression=312)
+    rows["car_t_infusions"][1]["infusion_year"] = 2023
+    scored = link_patients(frames(rows), threshold=0.01).state.pairs
+    assert scored.select("key_a", "key_b").rows() == [("SITE_A-1", "SITE_B-1")]
+
+
+def test_outcome_explanations_name_no_identifier_or_value() -> None:
+    from cartreg.ingest.identifiers import identifier_columns
+
+    pairs = link_patients(frames(year_only_pair(progression=312, death=405))).pairs
+    explanation = pairs.select("evidence", pl.col("^mw_.*$"))
+    assert {"mw_progression", "mw_death"} <= set(explanation.columns)
+    assert identifier_columns(explanation) == []
+    text = explanation.select("evidence").write_csv()
+    assert "312" not in text and "405" not in text
+
+
+def test_capacity_counts_an_outcome_for_the_records_that_have_it() -> None:
+    """Two year-only sites; 40% of the records have a first progression."""
+    base = pl.DataFrame({"i": range(600)}).select(
+        pl.format("S{}-{}", pl.col("i") % 2, pl.col("i")).alias("unique_id"),
+        pl.format("S{}", pl.col("i") % 2).alias("site_id"),
+        pl.when(pl.col("i") % 3 == 0).then(pl.lit("M")).otherwise(pl.lit("F")).alias("sex"),
+        (1950 + pl.col("i") % 40).alias("birth_year"),
+        (2017 + pl.col("i") % 8).alias("inf_year"),
+        pl.when(pl.col("i") % 5 < 2).then(30 + pl.col("i") % 700).alias("progression_day"),
+    )
+    full = base.with_columns(
+        [pl.lit(None, dtype=t).alias(c) for c, t in lk.RECORD_SCHEMA.items() if c not in base]
+    ).select(list(lk.RECORD_SCHEMA))
+    without = full.with_columns(pl.lit(None, dtype=pl.Int64).alias("progression_day"))
+    model = lk.load_model()
+    with_event = lk.linkage_capacity(full, model, threshold=0.7).row(0, named=True)
+    no_event = lk.linkage_capacity(without, model, threshold=0.7).row(0, named=True)
+    assert "progression" in with_event["evidence"] and "progression" not in no_event["evidence"]
+    assert with_event["predicted_recall"] > no_event["predicted_recall"]
+    # a share of the pairs has the event: no more than it can add to all of them
+    assert with_event["predicted_recall"] - no_event["predicted_recall"] <= 0.4 + 1e-9
+    assert with_event["best_probability"] == pytest.approx(no_event["best_probability"])

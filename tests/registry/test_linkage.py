@@ -52,6 +52,7 @@ def test_the_documented_parameters_are_the_model() -> None:
         (("        m: 0.99\n", "        m: 1.5\n"), r"levels\[1\]\.m"),
         (("sql: ELSE, m: 0.01, u: 0.5}", "sql: 'sex_l <> sex_r', m: 0.01, u: 0.5}"), "ELSE"),
         (("threshold: 0.7", "threshold: high"), "threshold"),
+        (("requires: [death_day]\n    event: true", "event: true"), "event comparison"),
     ],
 )
 def test_a_broken_model_file_is_a_config_error(
@@ -81,6 +82,23 @@ def test_records_read_evidence_from_the_cdm_tables() -> None:
     assert first["birth_age"] == round((first["birth_year"] + first["age"]) * 10)
     index = cohort.tables["car_t_infusions"].filter(pl.col("is_index_infusion"))
     assert first["inf_dn"] == index["infusion_date"][0].toordinal() - 719163
+
+
+def test_records_carry_the_days_to_first_progression_and_death() -> None:
+    cohort = simulate_cohort(200, 2, seed=5)
+    records = lk.linkage_records(cohort.tables).select("unique_id", "progression_day", "death_day")
+    first = (
+        cohort.tables["progression_events"]
+        .filter(pl.col("event_seq") == 1)
+        .select(pl.col("patient_key").alias("unique_id"), pl.col("progression_day").alias("p"))
+    )
+    deaths = cohort.tables["follow_up"].select(
+        pl.col("patient_key").alias("unique_id"), pl.col("death_day").alias("d")
+    )
+    both = records.join(first, on="unique_id", how="left").join(deaths, on="unique_id")
+    assert 0 < both["p"].count() < both.height and 0 < both["d"].count() < both.height
+    assert both["progression_day"].eq_missing(both["p"]).all()
+    assert both["death_day"].eq_missing(both["d"]).all()
 
 
 def test_value_frequencies_are_shrunk_towards_the_model_for_small_data() -> None:

@@ -1,8 +1,9 @@
 """Probabilistic record linkage of patients across sites (Fellegi-Sunter, splink on DuckDB).
 
 One record per patient and site: sex, birth year (or date), diagnosis month or its interval to
-the index infusion, index infusion date (or year), product, Ph status and age at index, read
-from the CDM tables. The model (``linkage_model.yaml``) gives every comparison level an expert
+the index infusion, index infusion date (or year), product, Ph status and age at index, and
+the days from the index infusion to the first progression and to death, read from the CDM
+tables. The model (``linkage_model.yaml``) gives every comparison level an expert
 m and u; splink scores the blocked candidate pairs of *different* sites with them, adjusting
 exact agreements on skewed fields (birth year, infusion year, product, Ph status) for how
 common the value is. Nothing here trains on the data by default: a small consortium cannot fit
@@ -49,6 +50,8 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
     "birth_age": pl.Int64(),
     "prior_therapy": pl.String(),
     "n_prior_lines": pl.Int64(),
+    "progression_day": pl.Int64(),
+    "death_day": pl.Int64(),
 }
 _PRIOR_THERAPY = ("prior_allohct", "prior_blinatumomab", "prior_inotuzumab")
 _UNKNOWN = ("UNKNOWN",)  # vocabulary codes that say "not known": no evidence either way
@@ -80,6 +83,9 @@ class Comparison:
     description: str
     requires: tuple[str, ...]
     levels: tuple[Level, ...]
+    # recorded only for patients who had the event (a progression, a death): its absence is
+    # no evidence, and the capacity estimate counts it for the share of records that have it
+    event: bool = False
 
     @property
     def scored(self) -> tuple[Level, ...]:
@@ -141,12 +147,15 @@ def load_model(path: Path | str | None = None) -> LinkageModel:
             )
         if not levels or levels[-1].sql != "ELSE":
             raise ConfigError("the last level must be ELSE", path=path, key=key)
+        if comp.get("event") and not comp.get("requires"):
+            raise ConfigError("an event comparison names its field in requires", path=path, key=key)
         comparisons.append(
             Comparison(
                 name=str(comp.get("name")),
                 description=" ".join(str(comp.get("description", "")).split()),
                 requires=tuple(comp.get("requires") or ()),
                 levels=tuple(levels),
+                event=bool(comp.get("event", False)),
             )
         )
     if not comparisons:
@@ -222,6 +231,27 @@ def linkage_records(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
             .unique("unique_id", keep="first", maintain_order=True)
         )
         base = base.join(index, on="unique_id", how="left", maintain_order="left")
+    progression = tables.get("progression_events", pl.DataFrame())
+    if progression.height and {"patient_key", "event_seq", "progression_day"} <= set(
+        progression.columns
+    ):
+        # days from the index infusion to the first progression (a day offset: de-identified
+        # sites give it too)
+        first = (
+            progression.lazy()
+            .filter(pl.col("event_seq") == 1)
+            .group_by(pl.col("patient_key").cast(pl.String).alias("unique_id"))
+            .agg(pl.col("progression_day").cast(pl.Int64).min().alias("progression_day"))
+        )
+        base = base.join(first, on="unique_id", how="left", maintain_order="left")
+    follow_up = tables.get("follow_up", pl.DataFrame())
+    if follow_up.height and {"patient_key", "death_day"} <= set(follow_up.columns):
+        death = (
+            follow_up.lazy()
+            .group_by(pl.col("patient_key").cast(pl.String).alias("unique_id"))
+            .agg(pl.col("death_day").cast(pl.Int64).max().alias("death_day"))
+        )
+        base = base.join(death, on="unique_id", how="left", maintain_order="left")
     records = (
         base.unique("unique_id", keep="first", maintain_order=True)
         .with_columns(
@@ -593,12 +623,15 @@ def _reachable(comp: Comparison, top: Level) -> list[Level]:
 
 
 def _distributions(
-    model: LinkageModel, tops: dict[str, int]
+    model: LinkageModel, tops: dict[str, int], shares: Mapping[str, tuple[float, float]]
 ) -> tuple[
     list[list[tuple[float, float]]], list[list[tuple[float, float]]], float, float, list[str]
 ]:
     """Weight atoms under M and U, the weight of full agreement, its chance rate and the
-    comparisons used, for a pair of sites whose perfect partner reaches level ``tops[c]``."""
+    comparisons used, for a pair of sites whose perfect partner reaches level ``tops[c]``.
+    An event comparison counts for the share of pairs that both have the event (``shares[c]``:
+    of true pairs, of pairs of different patients), weight 0 for the rest; it is left out of
+    the full agreement, which every pair can reach."""
     m_atoms, u_atoms, used = [], [], []
     best = 0.0
     chance = 1.0
@@ -609,21 +642,36 @@ def _distributions(
         reach = _reachable(comp, top)
         m_sum = sum(lv.m or 0.0 for lv in reach)
         u_sum = sum(lv.u or 0.0 for lv in reach)
-        m_atoms.append([(lv.weight, (lv.m or 0.0) / m_sum) for lv in reach])
-        u_atoms.append([(lv.weight, (lv.u or 0.0) / u_sum) for lv in reach])
-        best += top.weight
-        chance *= (top.u or 1.0) / u_sum
+        q_m, q_u = shares.get(comp.name, (1.0, 1.0)) if comp.event else (1.0, 1.0)
+        m_atom = [(lv.weight, q_m * (lv.m or 0.0) / m_sum) for lv in reach]
+        u_atom = [(lv.weight, q_u * (lv.u or 0.0) / u_sum) for lv in reach]
+        if comp.event:
+            m_atom.append((0.0, 1.0 - q_m))
+            u_atom.append((0.0, 1.0 - q_u))
+        else:
+            best += top.weight
+            chance *= (top.u or 1.0) / u_sum
+        m_atoms.append(m_atom)
+        u_atoms.append(u_atom)
         used.append(comp.name)
     return m_atoms, u_atoms, best, chance, used
+
+
+# A site records an event field (a progression, a death) when at least this share of its
+# records have it; other fields when at least half do.
+_EVENT_SHARE = 0.05
 
 
 def _top_levels(records: pl.DataFrame, model: LinkageModel) -> pl.DataFrame:
     """Per pair of sites, the level a record's perfect partner at the other site reaches in each
     comparison: records of site a compared with themselves, stripped of the fields site b
-    leaves mostly empty. One row per ordered pair of sites."""
+    leaves mostly empty. One row per ordered pair of sites. For an event comparison, the level
+    is the most common among records with the event, and ``__share_<name>`` is the share of
+    records of site a whose partner has it (``__share_b_<name>``: of site b's records)."""
     import duckdb
 
     fields = [c for c in RECORD_SCHEMA if c not in ("unique_id", "site_id")]
+    event_fields = {f for c in model.comparisons if c.event for f in c.requires}
     shares = records.group_by("site_id").agg(
         [pl.col(c).is_not_null().mean().alias(c) for c in fields]
     )
@@ -633,23 +681,40 @@ def _top_levels(records: pl.DataFrame, model: LinkageModel) -> pl.DataFrame:
     pairs = pairs.filter(pl.col("site_id") != pl.col("site_b"))
     left = [pl.col(c).alias(f"{c}_l") for c in fields]
     right = [
-        pl.when(pl.col(f"__has_{c}") >= 0.5).then(pl.col(c)).otherwise(None).alias(f"{c}_r")
+        pl.when(pl.col(f"__has_{c}") >= (_EVENT_SHARE if c in event_fields else 0.5))
+        .then(pl.col(c))
+        .otherwise(None)
+        .alias(f"{c}_r")
         for c in fields
     ]
-    table = pairs.select(pl.col("site_id").alias("site_a"), "site_b", *left, *right)
+    events = [c for c in model.comparisons if c.event]
+    share_b = [pl.col(f"__has_{c.requires[0]}").alias(f"__share_b_{c.name}") for c in events]
+    table = pairs.select(pl.col("site_id").alias("site_a"), "site_b", *left, *right, *share_b)
     conn = duckdb.connect(":memory:")
     try:
         conn.execute("SET autoinstall_known_extensions = false")
         conn.execute("SET autoload_known_extensions = false")
         conn.register("pairs", table.to_arrow())
         cases = ", ".join(f"{level_case_sql(c)} AS {c.name}" for c in model.comparisons)
-        rel = conn.sql(f"SELECT site_a, site_b, {cases} FROM pairs")
+        extra = "".join(f", __share_b_{c.name}" for c in events)
+        rel = conn.sql(f"SELECT site_a, site_b, {cases}{extra} FROM pairs")
         levels = pl.from_arrow(rel.to_arrow_table())
     finally:
         conn.close()
     assert isinstance(levels, pl.DataFrame)
-    names = [c.name for c in model.comparisons]
-    return levels.group_by("site_a", "site_b").agg([pl.col(n).mode().min().alias(n) for n in names])
+    aggs = []
+    for comp in model.comparisons:
+        if not comp.event:
+            aggs.append(pl.col(comp.name).mode().min().alias(comp.name))
+            continue
+        null = next(i for i, lv in enumerate(comp.levels) if lv.null)
+        has = pl.col(comp.name) != null
+        aggs += [
+            pl.col(comp.name).filter(has).mode().min().fill_null(null).alias(comp.name),
+            has.mean().alias(f"__share_{comp.name}"),
+            pl.col(f"__share_b_{comp.name}").first(),
+        ]
+    return levels.group_by("site_a", "site_b").agg(aggs)
 
 
 CAPACITY_SCHEMA: dict[str, pl.DataType] = {
@@ -695,7 +760,17 @@ def linkage_capacity(
         if site_a > site_b:
             continue
         tops = {c.name: int(top[c.name]) for c in model.comparisons}
-        m_atoms, u_atoms, best, chance, used = _distributions(model, tops)
+        # event comparisons: true pairs both have the event as often as site a's records do;
+        # pairs of different patients as often as records of both sites do
+        event_shares = {
+            c.name: (
+                float(top[f"__share_{c.name}"]),
+                float(top[f"__share_{c.name}"]) * float(top[f"__share_b_{c.name}"]),
+            )
+            for c in model.comparisons
+            if c.event
+        }
+        m_atoms, u_atoms, best, chance, used = _distributions(model, tops, event_shares)
         pairs = sizes[site_a] * sizes[site_b]
         if not used:
             m_dist = u_dist = (0.0, __import__("numpy").ones(1))
@@ -769,15 +844,13 @@ def em_check(
 ) -> EMCheck:
     """Estimate u by random sampling and m (and the prior) by EM, starting from the expert
     values, and set the estimates beside them."""
-    linkage = Linkage.open(records, model, prior)
-    training = linkage.linker.training
     splink_log = logging.getLogger("splink")
     collect = _Collect()
     splink_log.addHandler(collect)
     splink_log.setLevel(logging.WARNING)
     splink_log.propagate = False  # kept for the report, not printed
     try:
-        sessions = _em_sessions(linkage, training, max_pairs)
+        linkage, sessions = _em_sessions(records, model, prior, max_pairs)
     finally:
         splink_log.removeHandler(collect)
         splink_log.propagate = True
@@ -822,25 +895,51 @@ def em_check(
     return EMCheck(levels=levels, sessions=sessions, prior=float(em_prior), notes=collect.messages)
 
 
-def _em_sessions(linkage: Linkage, training: Any, max_pairs: float) -> list[dict[str, Any]]:
-    """u by random sampling, then one EM session per blocking rule of ``EM_BLOCKING``."""
-    training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=1)
-    max_iterations = linkage.linker._settings_obj.training_settings.max_iterations
-    sessions = []
-    for rule in EM_BLOCKING:
-        session = training.estimate_parameters_using_expectation_maximisation(
+def _em_sessions(
+    records: pl.DataFrame, model: LinkageModel, prior: float, max_pairs: float
+) -> tuple[Linkage, list[dict[str, Any]]]:
+    """u by random sampling, then one EM session per blocking rule of ``EM_BLOCKING``; the
+    linkage whose settings hold the estimates, and the sessions."""
+
+    def fresh() -> Linkage:
+        linkage = Linkage.open(records, model, prior)
+        logging.getLogger("splink").setLevel(logging.WARNING)  # open() quietens it
+        linkage.linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=1)
+        return linkage
+
+    def train(linkage: Linkage, rule: str) -> Any:
+        return linkage.linker.training.estimate_parameters_using_expectation_maximisation(
             f"({rule}) AND l.site_id <> r.site_id",
             fix_u_probabilities=True,
             estimate_without_term_frequencies=True,
             populate_probability_two_random_records_match_from_trained_values=True,
         )
+
+    linkage = fresh()
+    max_iterations = linkage.linker._settings_obj.training_settings.max_iterations
+    sessions: list[dict[str, Any]] = []
+    trained: list[str] = []
+    for rule in EM_BLOCKING:
+        try:
+            session = train(linkage, rule)
+        except ValueError as exc:
+            # splink refuses an m that EM drove to exactly zero (a level that only pairs of
+            # different patients fall in): the session estimates nothing and leaves the linker
+            # half-trained, so the sessions that did finish are run again on a fresh one
+            logging.getLogger("splink").warning("EM session '%s' stopped: %s", rule, exc)
+            sessions.append({"blocking": rule, "iterations": 0, "converged": False})
+            linkage = fresh()
+            for done in trained:
+                train(linkage, done)
+            continue
+        trained.append(rule)
         history = getattr(session, "_core_model_settings_history", [])
         iterations = max(0, len(history) - 1)
         # splink stops after max_iterations whether or not the parameters settled
         sessions.append(
             {"blocking": rule, "iterations": iterations, "converged": iterations < max_iterations}
         )
-    return sessions
+    return linkage, sessions
 
 
 def _probability_or_none(value: Any) -> float | None:
