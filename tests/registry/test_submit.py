@@ -121,6 +121,18 @@ def test_other_site_rows_are_refused(
         submit_output(registry, out, site=SITE, mapping_path=mapping_file)
 
 
+def test_another_sites_mapping_is_refused_as_provenance(
+    registry: Path, make_output: MakeOutput, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text("site_id: SITE_B\nmapping_version: '1'\n", encoding="utf-8")
+    out = make_output(SITE, patient(SITE, "1"))
+    with pytest.raises(InputError, match="the mapping is for site SITE_B, not SITE_A"):
+        submit_output(registry, out, site=SITE, mapping_path=other, accept_reason="known")
+    with open_registry(registry) as reg:
+        assert registry_status(reg).height == 0  # nothing stored
+
+
 def test_exception_inside_the_transaction_leaves_registry_unchanged(
     registry: Path, make_output: MakeOutput, mapping_file: Path
 ) -> None:

@@ -128,6 +128,21 @@ def blocks(counts: dict[str, int], fail_on: str) -> bool:
     return any(n > 0 and SEVERITY_ORDER[s] <= limit for s, n in counts.items())
 
 
+def _check_mapping_site(mapping_file: Path, site: str) -> None:
+    """The mapping stored as a version's provenance must be the site's own: another site's
+    mapping would be recorded as how this site's data was made."""
+    from cartreg.yamlio import load_yaml
+
+    raw = load_yaml(mapping_file)
+    mapping_site = raw.get("site_id") if isinstance(raw, dict) else None
+    if mapping_site is not None and str(mapping_site) != site:
+        raise InputError(
+            f"the mapping is for site {mapping_site}, not {site}",
+            where=str(mapping_file),
+            hint="give the mapping this site's output was made with (--mapping)",
+        )
+
+
 def _check_site(out_dir: Path, site: str, manifest: dict[str, Any], registry: Registry) -> None:
     manifest_site = manifest.get("site_id")
     if manifest_site is not None and manifest_site != site:
@@ -316,6 +331,7 @@ def submit_output(
     mapping_sha = ""
     if mapping_path is not None:
         mapping_file = Path(mapping_path)
+        _check_mapping_site(mapping_file, site)
         mapping_sha = sha256_file(mapping_file)
         mapping_text = mapping_file.read_text(encoding="utf-8", errors="replace")
     sources = [s for s in manifest.get("sources") or [] if isinstance(s, dict)]
