@@ -29,7 +29,9 @@ def make_output(tmp_path: Path, cdm: CDM) -> MakeOutput:
 @pytest.fixture
 def mapping_file(tmp_path: Path) -> Path:
     path = tmp_path / "mapping.yaml"
-    path.write_text("site_id: SITE_A\nmapping_version: '1'\n", encoding="utf-8")
+    # A stand-in stored as the provenance of any test site's versions: it names no site_id
+    # (a mapping that names one must be the storing site's own).
+    path.write_text("mapping_version: '1'\n", encoding="utf-8")
     return path
 
 

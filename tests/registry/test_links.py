@@ -83,8 +83,42 @@ def test_one_pair_named_by_pseudonym_and_by_site_key_is_one_pair() -> None:
         (pseudonym(secret, "S1-A"), pseudonym(secret, "S2-B"), "same", pseudonym(secret, "S1-A")),
         ("S1-A", "S2-B", "distinct", None),
     )
-    with pytest.raises(ConfigError, match="decide the pair S1-A / S2-B differently"):
+    # named as the file first names each patient
+    first = f"decide the pair {pseudonym(secret, 'S1-A')} / {pseudonym(secret, 'S2-B')} differently"
+    with pytest.raises(ConfigError, match=first):
         check(frame, aliases)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [("S1-A", "S2-B", "same", "S1-A"), ("S2-B", "S1-A", "distinct", None)],
+        [("S1-A", "S2-B", "same", "S2-B"), ("S2-B", "S3-C", "same", "S3-C")],
+        [("S1-A", "S2-B", "same", "S1-A"), ("S3-C", "S2-B", "same", "S3-C")],
+        [
+            ("S1-A", "S2-B", "same", "S1-A"),
+            ("S1-A", "S3-C", "same", "S1-A"),
+            ("S2-B", "S3-C", "distinct", None),
+        ],
+        [("S1-A", "S1-E", "distinct", None)],  # a warning, not an error
+    ],
+)
+def test_a_file_written_in_pseudonyms_is_answered_in_pseudonyms(
+    rows: list[tuple[str, str, str, str | None]],
+) -> None:
+    """The consortium never sees a site's local ids, not even in an error about its links."""
+    secret = b"0123456789abcdef0123"
+    alias = {k: pseudonym(secret, k) for k in KEYS}
+    aliases = pl.DataFrame({"patient_key": KEYS, "pseudonym": [alias[k] for k in KEYS]})
+    frame = links(*[(alias[a], alias[b], d, alias[k] if k else None) for a, b, d, k in rows])
+    try:
+        _, warnings = check(frame, aliases)
+        said = " ".join(warnings["message"].to_list())
+        assert warnings.height == 1
+    except ConfigError as exc:
+        said = str(exc)
+    assert "PSN-" in said
+    assert not any(key in said for key in KEYS), said
 
 
 def test_consistent_links_pass_unchanged() -> None:

@@ -26,16 +26,30 @@ from cartreg.findings import empty_findings, findings_frame, rule_columns
 
 LINK_IGNORED = "REG-LINK-IGNORED"
 _PAIR = ["__lo", "__hi"]
+_KEYS = ("key_a", "key_b", "keep")
+
+
+def _as_written(links: pl.DataFrame) -> dict[str, str]:
+    """Each site key of ``links`` as the file wrote it (a pseudonym stays a pseudonym): what
+    messages show, so a consortium that writes pseudonyms is never shown local ids."""
+    shown: dict[str, str] = {}
+    for c in _KEYS:
+        pairs = links.select(c, f"__written_{c}").drop_nulls().unique(c, keep="first")
+        for key, written in pairs.iter_rows():
+            shown.setdefault(key, written)
+    return shown
 
 
 def _canonical(links: pl.DataFrame, aliases: pl.DataFrame | None) -> pl.DataFrame:
     """Links with pseudonyms replaced by site keys, numbered as in the file (1-based)."""
-    out = links.with_row_index("link", offset=1)
+    out = links.with_row_index("link", offset=1).with_columns(
+        pl.col(c).alias(f"__written_{c}") for c in _KEYS
+    )
     if aliases is not None and aliases.height:
         back = dict(
             zip(aliases["pseudonym"].to_list(), aliases["patient_key"].to_list(), strict=True)
         )
-        out = out.with_columns(pl.col(c).replace(back) for c in ("key_a", "key_b", "keep"))
+        out = out.with_columns(pl.col(c).replace(back) for c in _KEYS)
     is_same = pl.col("decision") == "same"
     return out.with_columns(
         pl.when(is_same).then(pl.col("keep")).alias("keep"),  # a keep means nothing otherwise
@@ -69,7 +83,7 @@ def _contradiction(source: Path, message: str) -> ConfigError:
     )
 
 
-def _check_pairs(links: pl.DataFrame, source: Path) -> None:
+def _check_pairs(links: pl.DataFrame, source: Path, shown: dict[str, str]) -> None:
     """One decision per pair, and no patient both kept and dropped."""
     twice = (
         links.group_by(_PAIR, maintain_order=True)
@@ -81,7 +95,7 @@ def _check_pairs(links: pl.DataFrame, source: Path) -> None:
         raise _contradiction(
             source,
             f"links {first['link'][0]} and {first['link'][1]} decide the pair "
-            f"{first['__lo']} / {first['__hi']} differently",
+            f"{shown[first['__lo']]} / {shown[first['__hi']]} differently",
         )
     same = links.filter(pl.col("decision") == "same")
     both = same.select("link", pl.col("keep").alias("key")).join(
@@ -91,11 +105,11 @@ def _check_pairs(links: pl.DataFrame, source: Path) -> None:
         first = both.sort("link", "other").row(0, named=True)
         raise _contradiction(
             source,
-            f"link {first['link']} keeps {first['key']}, link {first['other']} drops it",
+            f"link {first['link']} keeps {shown[first['key']]}, link {first['other']} drops it",
         )
 
 
-def _check_clusters(links: pl.DataFrame, source: Path) -> None:
+def _check_clusters(links: pl.DataFrame, source: Path, shown: dict[str, str]) -> None:
     """``same`` links joined into persons: one kept record each, no ``distinct`` inside."""
     parent: dict[str, str] = {}
 
@@ -119,7 +133,8 @@ def _check_clusters(links: pl.DataFrame, source: Path) -> None:
             other, first = kept[person]
             raise _contradiction(
                 source,
-                f"links {first} and {link} keep both {other} and {keep}, which the 'same' "
+                f"links {first} and {link} keep both {shown[other]} and {shown[keep]}, which "
+                "the 'same' "
                 "links make one patient",
             )
         kept.setdefault(person, (keep, link))
@@ -129,7 +144,8 @@ def _check_clusters(links: pl.DataFrame, source: Path) -> None:
         if a in parent and b in parent and root(a) == root(b):
             raise _contradiction(
                 source,
-                f"link {link} says {a} and {b} are distinct, but 'same' links make them one "
+                f"link {link} says {shown[a]} and {shown[b]} are distinct, but 'same' links "
+                "make them one "
                 "patient",
             )
 
@@ -163,10 +179,13 @@ def check_links(
     different_sites = pl.col("__sa") != pl.col("__sb")
     applying = known_links.filter(different_sites)
     unpaired = known_links.filter(~different_sites)
-    _check_pairs(applying, source)
-    _check_clusters(applying, source)
+    shown = _as_written(numbered)
+    _check_pairs(applying, source, shown)
+    _check_clusters(applying, source, shown)
     unknown_key = (
-        pl.when(pl.col("key_a").is_in(known)).then(pl.col("key_b")).otherwise(pl.col("key_a"))
+        pl.when(pl.col("key_a").is_in(known))
+        .then(pl.col("__written_key_b"))
+        .otherwise(pl.col("__written_key_a"))
     )
     warnings = [
         _ignored(
@@ -177,8 +196,8 @@ def check_links(
             format_text(
                 "{} and {} are patients of the same site (a merge links patients of "
                 "different sites)",
-                pl.col("key_a"),
-                pl.col("key_b"),
+                pl.col("__written_key_a"),
+                pl.col("__written_key_b"),
             ),
             source,
         ),
