@@ -395,3 +395,27 @@ def test_capacity_counts_an_outcome_for_the_records_that_have_it() -> None:
     # a share of the pairs has the event: no more than it can add to all of them
     assert with_event["predicted_recall"] - no_event["predicted_recall"] <= 0.4 + 1e-9
     assert with_event["best_probability"] == pytest.approx(no_event["best_probability"])
+
+
+def test_an_explanation_lists_the_evidence_strongest_first_and_leaves_out_what_weighs_nothing() -> (
+    None
+):
+    from cartreg.registry.duplicates import explain
+
+    model = lk.load_model()
+    weights = {c.name: 0.5 for c in model.comparisons} | {
+        "infusion": 9.1,
+        "sex": -1.2,
+        "progression": 0.0,  # the 'missing' level: no evidence either way
+    }
+    pair = pl.DataFrame(
+        {
+            "evidence": ["; ".join(f"{c.name}: some level" for c in model.comparisons)],
+            **{f"mw_{name}": [w] for name, w in weights.items()},
+        }
+    )
+    text = pair.select(explain(model)).item()
+    parts = text.split(", ")
+    assert parts[0] == "infusion some level (+9.1)" and parts[1] == "sex some level (-1.2)"
+    assert "progression" not in text
+    assert len(parts) == len(model.comparisons) - 1

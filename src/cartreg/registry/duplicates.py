@@ -581,8 +581,10 @@ def _signed(weight: pl.Expr) -> pl.Expr:
 
 
 def explain(model: lk.LinkageModel | None = None) -> pl.Expr:
-    """The explanation of each pair as text: its evidence with each comparison's match weight.
-    Built from the ``evidence`` and ``mw_*`` columns: it names comparisons and levels only."""
+    """The explanation of each pair as text: the comparisons that carry evidence, each with its
+    level and match weight, strongest first (a comparison either record cannot make weighs
+    nothing and is left out; ``duplicates.csv`` keeps every one). Built from the ``evidence``
+    and ``mw_*`` columns: it names comparisons and levels only."""
     model = model or lk.load_model()
     labels = pl.col("evidence").str.split("; ")
     parts = []
@@ -592,14 +594,22 @@ def explain(model: lk.LinkageModel | None = None) -> pl.Expr:
             .list.first()
             .str.strip_prefix(f"{comp.name}: ")
         )
+        weight = pl.col(f"mw_{comp.name}")
+        text = format_text("{} {} ({})", pl.lit(comp.name), level, _signed(weight))
         parts.append(
-            pl.when(level.is_not_null()).then(
-                format_text(
-                    "{} {} ({})", pl.lit(comp.name), level, _signed(pl.col(f"mw_{comp.name}"))
-                )
+            pl.struct(
+                pl.when(level.is_not_null() & (weight != 0)).then(text).alias("text"),
+                weight.abs().alias("strength"),
             )
         )
-    return pl.concat_list(parts).list.drop_nulls().list.join(", ")
+    # Strongest first: a finding's message is capped (docs/security.md), and what a long
+    # explanation loses there should be its weakest evidence.
+    ranked = pl.concat_list(parts).list.eval(
+        pl.element()
+        .sort_by(pl.element().struct.field("strength"), descending=True, maintain_order=True)
+        .struct.field("text")
+    )
+    return ranked.list.drop_nulls().list.join(", ")
 
 
 def duplicate_findings(
@@ -640,12 +650,23 @@ def duplicate_findings(
             "source_file",
             "source_row",
             pl.col("pair_id").alias("value"),
+            # The review status before the evidence: a long explanation is cut at the message
+            # cap (docs/security.md), and only its weakest evidence may be lost there.
             format_text(
                 "possible cross-site duplicate: {} ({}) and {} ({}), {}; {}",
                 "key_a",
                 "site_a",
                 "key_b",
                 "site_b",
+                pl.when(reviewed)
+                .then(
+                    format_text(
+                        "reviewed: {}, kept {}",
+                        "decision",
+                        pl.coalesce(pl.col("keep"), pl.lit("both")),
+                    )
+                )
+                .otherwise(pl.lit("not reviewed (decide with `cartreg registry link`)")),
                 pl.when(scored)
                 .then(
                     format_text(
@@ -657,17 +678,6 @@ def duplicate_findings(
                     )
                 )
                 .otherwise(pl.lit("not scored by the current model (listed for its review)")),
-                pl.when(reviewed)
-                .then(
-                    format_text(
-                        "reviewed: {}, kept {}",
-                        "decision",
-                        pl.coalesce(pl.col("keep"), pl.lit("both")),
-                    )
-                )
-                .otherwise(
-                    pl.lit("not reviewed: both records kept, decide with `cartreg registry link`")
-                ),
             ).alias("message"),
         )
     )
