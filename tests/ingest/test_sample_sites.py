@@ -57,6 +57,38 @@ def test_answer_key_ingest_defects_are_found(ingested: dict[str, IngestResult]) 
     assert missed.height == 0, missed.rows()
 
 
+def test_a_larger_cohort_gives_no_ingest_error_beyond_its_planted_defects(
+    cdm: CDM, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The sample mappings are the sites' own: a cohort ten times the sample's (with spellings
+    the sample never drew, e.g. every reinfusion reason) harmonizes with the planted defects as
+    its only ingest errors."""
+    from click.testing import CliRunner
+
+    from cartreg.cli.main import cli
+
+    out = tmp_path_factory.mktemp("cohort")
+    args = ["synth", "--patients", "2000", "--sites", "4", "--seed", "7", "--out", str(out)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    key = pl.read_csv(out / "defects.csv", infer_schema=False).filter(
+        pl.col("rule_id").str.starts_with("ING-")
+    )
+    columns = ["site_id", "source_file", "source_row", "rule_id"]
+    errors = []
+    for site in ORIGINAL:
+        result = ingest_submission(
+            out / "sites" / site, SAMPLE / site / "mapping.yaml", None, cdm=cdm
+        )
+        errors.append(
+            result.findings.filter(pl.col("severity") == "error").select(
+                "site_id", "source_file", pl.col("source_row").cast(pl.String), "rule_id"
+            )
+        )
+    found = pl.concat(errors).unique()
+    assert found.join(key, on=columns, how="anti").rows() == []  # nothing unplanted
+    assert key.join(found, on=columns, how="anti").rows() == []  # every planted one
+
+
 def _comparable_columns(cdm: CDM, table: str, deidentified: bool) -> list[str]:
     spec = cdm.tables[table]
     offsets = {c.sibling_of for c in spec.columns if c.role == "day_offset"}
