@@ -307,6 +307,8 @@ def test_review_explains_a_pair_and_link_records_a_decision_for_later_merges(
     args = ("--merged", str(out), "--registry", str(reg), "--reason", "same MRN on both letters")
     with pytest.raises(InputError, match="pseudonyms"):
         run("registry", "link", pair_id, "--decision", "same", "--keep", keep, *args)
+    with pytest.raises(InputError, match="--keep must name one of the pair's two records: "):
+        run("registry", "link", pair_id, "--decision", "same", "--keep", "PSN-typo", *args)
     linked = run(
         "registry",
         "link",

@@ -241,8 +241,15 @@ def decide_pair(
 ) -> pl.DataFrame:
     """Record a reviewed decision on a pair (keys as shown in a merge) in the registry; it
     applies from the next merge on. Returns the recorded link (canonical site keys)."""
+    from cartreg.errors import InputError
     from cartreg.registry.store import transaction
 
+    # The command's own words first: check_links speaks of link-file fields.
+    if decision == "same" and keep not in (key_a, key_b):
+        raise InputError(
+            f"--keep must name one of the pair's two records: {key_a} or {key_b}",
+            hint="the record that stays in the merge",
+        )
     link = check_links(
         pl.DataFrame(
             [
