@@ -175,9 +175,11 @@ def prepare_tables(
 
 
 def _categorical_keys(lf: pl.LazyFrame) -> pl.LazyFrame:
-    if lf.collect_schema().get(PATIENT_KEY) == pl.String:
-        return lf.with_columns(pl.col(PATIENT_KEY).cast(pl.Categorical()))
-    return lf
+    # site_id too: every rule counts its denominator per site (per_site), a grouping that
+    # hashes integers on a categorical and every row's text on a string.
+    schema = lf.collect_schema()
+    keys = [k for k in (PATIENT_KEY, "site_id") if schema.get(k) == pl.String]
+    return lf.with_columns(pl.col(k).cast(pl.Categorical()) for k in keys) if keys else lf
 
 
 def run_rules(

@@ -209,4 +209,9 @@ def located(
 
 def per_site(lf: pl.LazyFrame) -> pl.LazyFrame:
     """Denominator rows counted per site."""
-    return lf.group_by(pl.col("site_id").cast(pl.String)).agg(pl.len().cast(pl.Int64).alias("n"))
+    # Grouped as stored (a categorical in the engine's tables), then named as text.
+    return (
+        lf.group_by("site_id")
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+        .with_columns(pl.col("site_id").cast(pl.String))
+    )
