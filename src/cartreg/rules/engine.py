@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,11 +200,8 @@ def run_rules(
     ``on_step`` hears of the rules done (stage ``rules``; rules that cannot apply count at once).
     """
     cdm = cdm or load_cdm()
-    # The tables are conformed by polars (no GIL) while the catalog's YAML is read.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        prepared = pool.submit(prepare_tables, tables, cdm)
-        rule_list = tuple(rules) if rules is not None else load_rules(rules_dir, cdm=cdm)
-        lazies, present, heights = prepared.result()
+    rule_list = tuple(rules) if rules is not None else load_rules(rules_dir, cdm=cdm)
+    lazies, present, heights = prepare_tables(tables, cdm)
     ctx = CheckContext(lazies, _identifiers(cdm))
 
     fixed: dict[str, dict[str, Any]] = {}
