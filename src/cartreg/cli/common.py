@@ -80,7 +80,12 @@ def exit_code_for(findings: pl.DataFrame, fail_on: str) -> int:
 def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    out = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    # Piped or redirected, lines of text stay whole: a key or a path split at column 80
+    # defeats grep. On a terminal, text wraps at its width.
+    if not out.is_terminal:
+        out.soft_wrap = True
+    return out
 
 
 def submission_arguments(fn: F) -> F:
