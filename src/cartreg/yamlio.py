@@ -53,6 +53,11 @@ def load_yaml(path: Path) -> Any:
         raise ConfigError("file not found", path=path, hint="check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read file: {exc}", path=path) from None
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, path: Path) -> Any:
+    """:func:`load_yaml` of text already read from ``path`` (named in errors)."""
     try:
         return yaml.load(text, Loader=_UniqueKeySafeLoader)
     except yaml.YAMLError as exc:

@@ -134,8 +134,7 @@ def _check_clusters(links: pl.DataFrame, source: Path, shown: dict[str, str]) ->
             raise _contradiction(
                 source,
                 f"links {first} and {link} keep both {shown[other]} and {shown[keep]}, which "
-                "the 'same' "
-                "links make one patient",
+                "the 'same' links make one patient",
             )
         kept.setdefault(person, (keep, link))
     for link, a, b in (
@@ -145,8 +144,7 @@ def _check_clusters(links: pl.DataFrame, source: Path, shown: dict[str, str]) ->
             raise _contradiction(
                 source,
                 f"link {link} says {shown[a]} and {shown[b]} are distinct, but 'same' links "
-                "make them one "
-                "patient",
+                "make them one patient",
             )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cartreg import __version__
-from cartreg.errors import InputError
+from cartreg.errors import ConfigError, InputError
 from cartreg.findings import SEVERITY_ORDER
 from cartreg.registry.store import (
     DEFAULT_LOCK_TIMEOUT,
@@ -128,12 +128,17 @@ def blocks(counts: dict[str, int], fail_on: str) -> bool:
     return any(n > 0 and SEVERITY_ORDER[s] <= limit for s, n in counts.items())
 
 
-def _check_mapping_site(mapping_file: Path, site: str) -> None:
-    """The mapping stored as a version's provenance must be the site's own: another site's
-    mapping would be recorded as how this site's data was made."""
-    from cartreg.yamlio import load_yaml
+def _check_mapping_site(mapping_file: Path, data: bytes, site: str) -> None:
+    """The mapping stored as a version's provenance (``data``, read from ``mapping_file``) must
+    be the site's own: another site's mapping would be recorded as how this site's data was
+    made."""
+    from cartreg.yamlio import parse_yaml
 
-    raw = load_yaml(mapping_file)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read file: {exc}", path=mapping_file) from None
+    raw = parse_yaml(text, mapping_file)
     mapping_site = raw.get("site_id") if isinstance(raw, dict) else None
     if mapping_site is not None and str(mapping_site) != site:
         raise InputError(
@@ -331,9 +336,13 @@ def submit_output(
     mapping_sha = ""
     if mapping_path is not None:
         mapping_file = Path(mapping_path)
-        _check_mapping_site(mapping_file, site)
-        mapping_sha = sha256_file(mapping_file)
-        mapping_text = mapping_file.read_text(encoding="utf-8", errors="replace")
+        try:  # a few kB: read once, then checked, hashed and kept
+            mapping_data = mapping_file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read file: {exc.strerror}", path=mapping_file) from None
+        _check_mapping_site(mapping_file, mapping_data, site)
+        mapping_sha = hashlib.sha256(mapping_data).hexdigest()
+        mapping_text = mapping_data.decode("utf-8", errors="replace")
     sources = [s for s in manifest.get("sources") or [] if isinstance(s, dict)]
     fingerprint = inputs_fingerprint(sources, mapping_sha)
     _check_site(out_dir, site, manifest, registry)
