@@ -231,3 +231,37 @@ def test_messages_give_the_date_the_site_typed_beside_the_day(
         catalog, cdm, "PT-027", {"follow_up": [free], "progression_events": [later]}
     )
     assert "as of day 400 (2025-02-10)" in pt027 and "on day 200 (2024-07-20)" in pt027
+
+
+def test_a_rule_breaking_the_shared_count_is_error_alone(
+    tmp_path: Path, catalog: tuple[Rule, ...], cdm: CDM
+) -> None:
+    """Denominators of one table are counted in one pass: a rule whose scope cannot be computed
+    must not take the other rules of that table down with it."""
+    raw = {
+        "id": "CP-901",
+        "name": "broken_scope",
+        "category": "completeness",
+        "subcategory": "none",
+        "severity": "error",
+        "requires": {"follow_up": ["patient_key"]},
+        # Comparing a text column with a number fails only when the plan runs.
+        "check": {
+            "type": "not_null",
+            "table": "follow_up",
+            "column": "death_day",
+            "where": {"column": "vital_status", "gte": 3},
+        },
+        "description": "A rule whose where compares text with a number.",
+        "guidance": "Fix the rule file.",
+        "examples": {
+            "pass": [{"tables": {}, "violated": 0}],
+            "fail": [{"tables": {}, "violated": 1}],
+        },
+    }
+    broken = parse_rule(raw, tmp_path / "CP-901_broken_scope.yaml")
+    good = find_rule(catalog, "CP-003")
+    run = run_rules(_follow_up(cdm), rules=[broken, good], cdm=cdm)
+    statuses = dict(zip(run.results["rule_id"], run.results["status"], strict=True))
+    assert statuses == {"CP-901": "ERROR", "CP-003": "FAILED"}
+    assert run.results.filter(pl.col("rule_id") == "CP-003")["num_denominator"].item() == 4

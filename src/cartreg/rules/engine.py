@@ -21,7 +21,7 @@ from cartreg.exprs import format_text
 from cartreg.findings import SEVERITY_ORDER, empty_findings, findings_frame, sort_findings
 from cartreg.progress import OnStep, Step
 from cartreg.rules.checks import REGISTRY, VIOLATION_COLUMNS, CheckContext, CheckOutput
-from cartreg.rules.checks.base import SEVERITY
+from cartreg.rules.checks.base import SEVERITY, Rows, per_site
 from cartreg.rules.frames import conform
 from cartreg.rules.model import Rule, load_rules
 from cartreg.rules.overrides import Override
@@ -118,31 +118,87 @@ def _result_row(
 BATCH_RULES = 20
 
 
+def _count_rows(
+    counted: Mapping[str, Rows], tables: Mapping[str, pl.LazyFrame]
+) -> dict[str, pl.DataFrame]:
+    """Per-site counts of the rules' :class:`Rows` denominators, one pass over each table.
+
+    One grouping per rule was ~0.3 s of ~80 rules at 1 M rows; here each table is grouped once,
+    with a sum of every rule's mask. A table whose pass fails is left out: its rules are then
+    counted one by one, which tells the rule that broke.
+    """
+    by_table: dict[str, list[str]] = {}
+    for rid, rows in counted.items():
+        by_table.setdefault(rows.table, []).append(rid)
+    plans = {
+        table: tables[table]
+        .select(pl.col("site_id"), *[counted[rid].mask.alias(rid) for rid in rids])
+        .group_by("site_id")
+        .agg(pl.col(rids).sum())
+        for table, rids in by_table.items()
+    }
+    try:
+        wide = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
+    except Exception:
+        wide = {}
+        for table, plan in plans.items():
+            try:
+                wide[table] = plan.collect()
+            except Exception:
+                continue
+    counts: dict[str, pl.DataFrame] = {}
+    for table, frame in wide.items():
+        for rid in by_table[table]:
+            # As per_site counts: sites with no row in scope are not listed.
+            counts[rid] = frame.select(
+                pl.col("site_id").cast(pl.String), pl.col(rid).cast(pl.Int64).alias("n")
+            ).filter(pl.col("n") > 0)
+    return counts
+
+
+def _denominator_frame(output: CheckOutput, tables: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:
+    found = output.denominator
+    if isinstance(found, Rows):
+        return per_site(tables[found.table].filter(found.mask))
+    return found
+
+
 def _collect(
-    outputs: dict[str, CheckOutput], on_batch: Callable[[list[str]], None] | None = None
+    outputs: dict[str, CheckOutput],
+    tables: Mapping[str, pl.LazyFrame],
+    on_batch: Callable[[list[str]], None] | None = None,
 ) -> tuple[dict[str, tuple[pl.DataFrame, pl.DataFrame]], dict[str, str]]:
     """Collect the rules in batches; when a batch fails, per rule to tell which one broke.
 
     ``on_batch`` hears of the ids of each batch collected."""
+    counted = {rid: o.denominator for rid, o in outputs.items() if isinstance(o.denominator, Rows)}
+    counts = _count_rows(counted, tables)
+
+    def frames_of(rid: str) -> list[pl.LazyFrame]:
+        if rid in counts:
+            return [outputs[rid].violations]
+        return [outputs[rid].violations, _denominator_frame(outputs[rid], tables)]
+
+    def result_of(rid: str, done: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+        return (done[0], counts[rid] if rid in counts else done[1])
+
     ids = list(outputs)
     results: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
     errors: dict[str, str] = {}
     for start in range(0, len(ids), BATCH_RULES):
         batch = ids[start : start + BATCH_RULES]
-        frames: list[pl.LazyFrame] = []
-        for rid in batch:
-            frames.extend([outputs[rid].violations, outputs[rid].denominator])
+        frames = {rid: frames_of(rid) for rid in batch}
         try:
-            done = pl.collect_all(frames)
+            done = iter(pl.collect_all([f for rid in batch for f in frames[rid]]))
         except Exception:
             for rid in batch:
                 try:
-                    v, d = pl.collect_all([outputs[rid].violations, outputs[rid].denominator])
-                    results[rid] = (v, d)
+                    results[rid] = result_of(rid, pl.collect_all(frames[rid]))
                 except Exception as exc:
                     errors[rid] = _first_line(exc)
         else:
-            results.update({rid: (done[2 * i], done[2 * i + 1]) for i, rid in enumerate(batch)})
+            for rid in batch:
+                results[rid] = result_of(rid, [next(done) for _ in frames[rid]])
         if on_batch is not None:
             on_batch(batch)
     return results, errors
@@ -225,7 +281,7 @@ def run_rules(
 
     if on_step is not None and done:
         on_step(Step("rules", done, len(rule_list)))
-    collected, errors = _collect(outputs, on_batch)
+    collected, errors = _collect(outputs, lazies, on_batch)
     by_id = {r.id: r for r in rule_list}
     for rid, message in errors.items():
         fixed[rid] = _result_row(by_id[rid], "ERROR", error=message)

@@ -11,10 +11,12 @@ from cartreg.exprs import format_text
 from cartreg.rules.checks.base import (
     CheckContext,
     CheckOutput,
+    Rows,
     describe,
     located,
     per_site,
     register,
+    rows_where,
     split_ref,
     where,
 )
@@ -33,11 +35,11 @@ def foreign_key(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     table, ref_table = str(p["table"]), str(p["ref_table"])
     columns = [str(c) for c in p["columns"]]
     ref_columns = [str(c) for c in p.get("ref_columns", columns)]
-    scope = where(ctx.table(table), p.get("where")).filter(
+    scope = rows_where(ctx, table, p.get("where")).both(
         pl.all_horizontal([pl.col(c).is_not_null() for c in columns])
     )
     parents = ctx.table(ref_table).select(ref_columns).unique()
-    orphans = scope.join(parents, left_on=columns, right_on=ref_columns, how="anti")
+    orphans = scope.frame(ctx).join(parents, left_on=columns, right_on=ref_columns, how="anti")
     key = pl.concat_str([pl.col(c).cast(pl.String) for c in columns], separator="|")
     violations = located(
         orphans,
@@ -51,7 +53,7 @@ def foreign_key(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
             pl.lit(ref_table),
         ),
     )
-    return CheckOutput(violations, per_site(scope))
+    return CheckOutput(violations, scope)
 
 
 @register(
@@ -69,8 +71,10 @@ def count_per_key(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     keys = [str(k) for k in p["key"]]
     child_keys = [str(k) for k in p.get("child_key", keys)]
     low, high = p.get("min"), p.get("max")
-    scope = where(ctx.table(table), p.get("where"))
-    if p.get("unless") and str(p["unless"]["table"]) in ctx.tables:
+    rows = rows_where(ctx, table, p.get("where"))
+    scope = rows.frame(ctx)
+    exempting = bool(p.get("unless")) and str(p["unless"]["table"]) in ctx.tables
+    if exempting:
         exempt = where(ctx.table(str(p["unless"]["table"])), p["unless"].get("where"))
         scope = scope.join(exempt.select(keys).unique(), on=keys, how="anti", nulls_equal=False)
     scope = scope.with_row_index("__pid")
@@ -110,7 +114,7 @@ def count_per_key(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
         value=pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|"),
         detail=format_text("{} {} found, expected {}", pl.col("__n"), pl.lit(what), pl.lit(bounds)),
     )
-    return CheckOutput(violations, per_site(scope))
+    return CheckOutput(violations, per_site(scope) if exempting else rows)
 
 
 @register(
@@ -127,10 +131,12 @@ def day_order(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     on = p.get("keys", ["patient_key"])
     pairs = dict(on) if isinstance(on, Mapping) else {str(c): str(c) for c in on}
     locate = str(p.get("locate", "later"))
+    base_rows: Rows | None = None
     if e_table == l_table:
-        base = joined(ctx, e_table, None)
-        base = where(base, p.get("where_earlier"))
-        base = where(base, p.get("where_later"))
+        base_rows = rows_where(ctx, e_table, p.get("where_earlier")).where(
+            ctx, p.get("where_later")
+        )
+        base = base_rows.frame(ctx)
         table, first, second = e_table, e_col, l_col
     elif locate == "later":
         base = where(
@@ -158,7 +164,15 @@ def day_order(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     then: dict[str, Any] = {"all": checks} if checks else {"column": second, "not_null": True}
     column = second if locate == "later" or e_table == l_table else first
     return conditional_output(
-        ctx, table, base, when, then, column, [first, second], fanned_out=e_table != l_table
+        ctx,
+        table,
+        base,
+        when,
+        then,
+        column,
+        [first, second],
+        fanned_out=e_table != l_table,
+        base_rows=base_rows,
     )
 
 

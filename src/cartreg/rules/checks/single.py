@@ -13,10 +13,12 @@ from cartreg.rules.checks.base import (
     ROW_ID,
     CheckContext,
     CheckOutput,
+    Rows,
     describe,
     located,
     per_site,
     register,
+    rows_where,
     shown,
     where,
 )
@@ -25,37 +27,36 @@ from cartreg.rules.conditions import compile_condition, condition_columns
 
 def _value_check(ctx: CheckContext, p: Mapping[str, Any], bad: pl.Expr, what: str) -> CheckOutput:
     table, column = str(p["table"]), str(p["column"])
-    scope = where(ctx.table(table), p.get("where"))
-    in_scope = scope.filter(pl.col(column).is_not_null())
+    in_scope = rows_where(ctx, table, p.get("where")).both(pl.col(column).is_not_null())
     value = shown(ctx, table, column, pl.col(column))
     violations = located(
-        in_scope.filter(bad.fill_null(False)),
+        in_scope.both(bad).frame(ctx),
         table=table,
         column=column,
         value=value,
         detail=format_text("{} = {} {}", pl.lit(column), value, pl.lit(what)),
     )
-    return CheckOutput(violations, per_site(in_scope))
+    return CheckOutput(violations, in_scope)
 
 
 @register("not_null", required=("table", "column"), optional=("where",), conditions=("where",))
 def not_null(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     """Rows (optionally only those matching ``where``) whose ``column`` is empty."""
     table, column = str(p["table"]), str(p["column"])
-    scope = where(ctx.table(table), p.get("where"))
+    scope = rows_where(ctx, table, p.get("where"))
     detail_cols = sorted(condition_columns(p.get("where")))
     detail = format_text("{} is empty", pl.lit(column))
     if detail_cols:
         described = describe(ctx, table, detail_cols, ctx.schema(table))
         detail = format_text("{} is empty ({})", pl.lit(column), described)
     violations = located(
-        scope.filter(pl.col(column).is_null()),
+        scope.both(pl.col(column).is_null()).frame(ctx),
         table=table,
         column=column,
         value=pl.lit(None, dtype=pl.String),
         detail=detail,
     )
-    return CheckOutput(violations, per_site(scope))
+    return CheckOutput(violations, scope)
 
 
 @register(
@@ -111,14 +112,16 @@ def _lineage_order(lf: pl.LazyFrame) -> pl.LazyFrame:
 def unique(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     """Rows repeating the ``columns`` of an earlier row (by file and row); nulls never match."""
     table, columns = str(p["table"]), [str(c) for c in p["columns"]]
-    scope = where(ctx.table(table), p.get("where")).filter(
+    scope = rows_where(ctx, table, p.get("where")).both(
         pl.all_horizontal([pl.col(c).is_not_null() for c in columns])
     )
     # Only rows of repeated keys are ordered (a sort of the whole table is the costly part).
     # A repeated 64-bit hash of the key is a cheap first pass; the exact count then drops the
     # rare hash collisions.
-    repeated = scope.filter(pl.struct(columns).hash().is_duplicated()).filter(
-        pl.len().over(columns) > 1
+    repeated = (
+        scope.frame(ctx)
+        .filter(pl.struct(columns).hash().is_duplicated())
+        .filter(pl.len().over(columns) > 1)
     )
     ranked = _lineage_order(repeated).with_columns(
         pl.int_range(pl.len()).over(columns).alias("__k")
@@ -133,7 +136,7 @@ def unique(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
             "repeats ({}) = ({}) of an earlier row", pl.lit(", ".join(columns)), key
         ),
     )
-    return CheckOutput(violations, per_site(scope))
+    return CheckOutput(violations, scope)
 
 
 @register(
@@ -147,7 +150,7 @@ def sequence(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     take their numbers in any order)."""
     table, number, order = str(p["table"]), str(p["number"]), str(p["order"])
     keys = [str(k) for k in p["key"]]
-    scope = where(ctx.table(table), p.get("where")).filter(
+    scope = rows_where(ctx, table, p.get("where")).both(
         pl.col(number).is_not_null() & pl.col(order).is_not_null()
     )
     # Ranks instead of a sort: an event's number must lie between the first and the last
@@ -159,7 +162,8 @@ def sequence(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
         order
     ).rank("dense").cast(pl.Int64)
     ranked = (
-        scope.with_columns(
+        scope.frame(ctx)
+        .with_columns(
             combined.rank("min").cast(pl.Int64).alias("__rmin"),
             combined.rank("max").cast(pl.Int64).alias("__rmax"),
         )
@@ -185,7 +189,7 @@ def sequence(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
             pl.col("__first"),
         ),
     )
-    return CheckOutput(violations, per_site(scope))
+    return CheckOutput(violations, scope)
 
 
 def joined(ctx: CheckContext, table: str, joins: list[Mapping[str, Any]] | None) -> pl.LazyFrame:
@@ -228,11 +232,13 @@ def conditional_output(
     detail_columns: list[str],
     *,
     fanned_out: bool = True,
+    base_rows: Rows | None = None,
 ) -> CheckOutput:
     """Rows where ``when`` holds but ``then`` does not (a null ``then`` is not a violation).
 
     ``fanned_out`` says that ``base`` may hold a row several times (joined related rows), the
-    copies next to each other, as ``joined`` gives them.
+    copies next to each other, as ``joined`` gives them. ``base_rows`` says that ``base`` is
+    those rows of ``table`` (no join), so the engine may count the denominator with others.
     """
     schema = dict(base.collect_schema())
     scope = base
@@ -255,6 +261,9 @@ def conditional_output(
         value=shown(ctx, table, value_col, pl.col(value_col)),
         detail=describe(ctx, table, detail_columns, schema),
     )
+    if base_rows is not None and not fanned_out:
+        counted = base_rows.both(compile_condition(when, schema)) if when else base_rows
+        return CheckOutput(violations, counted)
     return CheckOutput(violations, per_site(scope))
 
 
@@ -272,6 +281,9 @@ def conditional(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     when, then = p.get("when"), p["then"]
     cols = sorted(condition_columns(when) | condition_columns(then))
     column = str(p.get("column") or sorted(condition_columns(then))[0])
+    if p.get("join"):
+        return conditional_output(ctx, table, base, when, then, column, cols)
+    every = Rows(table, pl.lit(True))
     return conditional_output(
-        ctx, table, base, when, then, column, cols, fanned_out=bool(p.get("join"))
+        ctx, table, base, when, then, column, cols, fanned_out=False, base_rows=every
     )

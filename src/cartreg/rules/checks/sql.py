@@ -25,7 +25,7 @@ from cartreg.rules.checks.base import (
     CheckOutput,
     per_site,
     register,
-    where,
+    rows_where,
 )
 
 _FORBIDDEN = re.compile(
@@ -90,9 +90,8 @@ def sql(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     violations = violations.sort([*location, "value", "detail"], nulls_last=True).unique(
         subset=location, keep="first", maintain_order=True
     )
-    if p.get("denominator_query"):
-        check_select(str(p["denominator_query"]), "<rule>")
-        denominator = per_site(context.execute(str(p["denominator_query"]), eager=False))
-    else:
-        denominator = per_site(where(ctx.table(table), p.get("denominator_where")))
-    return CheckOutput(violations, denominator)
+    if not p.get("denominator_query"):
+        return CheckOutput(violations, rows_where(ctx, table, p.get("denominator_where")))
+    check_select(str(p["denominator_query"]), "<rule>")
+    in_scope = context.execute(str(p["denominator_query"]), eager=False)
+    return CheckOutput(violations, per_site(in_scope))
