@@ -208,7 +208,7 @@ def test_denominators_counted_together_equal_one_grouping_per_rule(
 ) -> None:
     """The engine counts every rule's Rows of a table in one pass; per rule, that must be what
     grouping the rule's own rows per site gives."""
-    tables, _, _ = prepare_tables(example_tables(cohort, _CDM), _CDM)
+    tables = prepare_tables(example_tables(cohort, _CDM), _CDM).frames
     ctx = CheckContext(tables)
     counted = {}
     for rule in _RULES:

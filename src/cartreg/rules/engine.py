@@ -209,11 +209,18 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def prepare_tables(
-    tables: Mapping[str, pl.DataFrame | pl.LazyFrame], cdm: CDM
-) -> tuple[dict[str, pl.LazyFrame], dict[str, set[str]], dict[str, int]]:
-    """Conform the CDM tables given and collect them once (``patient_key`` as a categorical);
-    return them, the columns each had, and their row counts."""
+@dataclass(frozen=True)
+class PreparedTables:
+    """CDM tables ready for the rules: conformed and collected once (keys as categoricals),
+    with the columns each table was given and its row count."""
+
+    frames: dict[str, pl.LazyFrame]
+    present: dict[str, set[str]]
+    heights: dict[str, int]
+
+
+def prepare_tables(tables: Mapping[str, pl.DataFrame | pl.LazyFrame], cdm: CDM) -> PreparedTables:
+    """Conform the CDM tables given and collect them once (``patient_key`` as a categorical)."""
     known = {name: frame for name, frame in tables.items() if name in cdm.tables}
     present = {name: set(frame.lazy().collect_schema().names()) for name, frame in known.items()}
     lazies = {name: conform(frame, name, cdm) for name, frame in known.items()}
@@ -226,7 +233,7 @@ def prepare_tables(
     done = pl.collect_all([_categorical_keys(lf) for lf in lazies.values()])
     lazies = {name: frame.lazy() for name, frame in zip(lazies, done, strict=True)}
     heights = {name: frame.height for name, frame in zip(lazies, done, strict=True)}
-    return lazies, present, heights
+    return PreparedTables(lazies, present, heights)
 
 
 def _categorical_keys(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -238,7 +245,7 @@ def _categorical_keys(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def run_rules(
-    tables: Mapping[str, pl.DataFrame | pl.LazyFrame],
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame] | PreparedTables,
     *,
     rules: Sequence[Rule] | None = None,
     cdm: CDM | None = None,
@@ -249,7 +256,8 @@ def run_rules(
     waive: WaiverLookup | None = None,
     on_step: OnStep | None = None,
 ) -> RuleRun:
-    """Run ``rules`` (default: the bundled catalog) over CDM ``tables`` (name -> frame).
+    """Run ``rules`` (default: the bundled catalog) over CDM ``tables`` (name -> frame, or
+    as :func:`prepare_tables` made them ready).
 
     ``as_of`` is the day waiver expiry is judged against (default: the day of the call);
     ``waive`` picks further findings to waive once they are known (waived registry queries).
@@ -257,7 +265,8 @@ def run_rules(
     """
     cdm = cdm or load_cdm()
     rule_list = tuple(rules) if rules is not None else load_rules(rules_dir, cdm=cdm)
-    lazies, present, heights = prepare_tables(tables, cdm)
+    ready = tables if isinstance(tables, PreparedTables) else prepare_tables(tables, cdm)
+    lazies, present, heights = ready.frames, ready.present, ready.heights
     ctx = CheckContext(lazies, _identifiers(cdm))
 
     fixed: dict[str, dict[str, Any]] = {}
