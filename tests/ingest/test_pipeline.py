@@ -156,6 +156,20 @@ def test_a_link_out_of_the_folder_is_refused_and_a_link_inside_is_followed(
         ingest_submission(site, site / "mapping.yaml", None)
 
 
+def test_a_folder_without_any_mapped_file_names_the_mapping_site(tmp_path: Path) -> None:
+    # new-user trial: another site's mapping on a folder said only "input file not found"
+    from cartreg.errors import InputError
+
+    site = _copy(tmp_path)
+    (site / "events.csv").unlink()
+    # One file of two missing: that file is named.
+    with pytest.raises(InputError, match=r"events\.csv: input file not found"):
+        ingest_submission(site, site / "mapping.yaml", None)
+    (site / "patients.csv").unlink()
+    with pytest.raises(InputError, match=r"none of the files the mapping of site \w+ reads"):
+        ingest_submission(site, site / "mapping.yaml", None)
+
+
 def test_rejected_rows_are_quarantined_without_cells_and_counted(tmp_path: Path) -> None:
     site = _copy(tmp_path)
     with (site / "patients.csv").open("a", encoding="utf-8") as handle:

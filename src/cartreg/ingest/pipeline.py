@@ -300,11 +300,21 @@ def confined_path(root: Path, name: str, mapping_path: Path, key: str) -> Path:
 
 
 def confine_sources(root: Path, mapping: SiteMapping) -> None:
-    """Check every ``file`` and ``dictionary`` of the mapping with :func:`confined_path`."""
+    """Check every ``file`` and ``dictionary`` of the mapping with :func:`confined_path`, and
+    that the folder holds at least one of them."""
+    found = False
     for spec in mapping.sources.values():
-        confined_path(root, spec.file, mapping.path, f"{spec.key}.file")
+        found |= confined_path(root, spec.file, mapping.path, f"{spec.key}.file").exists()
         if spec.dictionary:
             confined_path(root, spec.dictionary, mapping.path, f"{spec.key}.dictionary")
+    if mapping.sources and not found:
+        # Not one file: more likely another site's folder (or mapping) than a missing export.
+        first = next(iter(mapping.sources.values())).file
+        raise InputError(
+            f"{root}: none of the files the mapping of site {mapping.site_id} reads is here "
+            f"(such as {first})",
+            hint=f"give site {mapping.site_id}'s submission folder, or this folder's own mapping",
+        )
 
 
 def read_source(spec: SourceSpec, root: Path) -> ReadResult:
