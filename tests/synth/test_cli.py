@@ -34,6 +34,12 @@ def test_out_writes_truth_sites_and_answer_key(tmp_path: Path) -> None:
     assert (tmp_path / "sites" / "redcap_e" / "records.csv").is_file()
     key = pl.read_csv(tmp_path / "defects.csv")
     assert key.height > 0 and set(key["site_id"]) <= set(patients["site_id"])
+    # Patients reported twice are counted as such, not left to look like lost or extra rows.
+    twice = pl.read_csv(tmp_path / "truth" / "duplicates.csv").height
+    assert twice > 0
+    assert f"wrote 150 patients at 5 sites to {tmp_path}, {twice} of them reported by a" in (
+        " ".join(result.output.split())
+    )
 
 
 def test_clean_run_writes_no_answer_key(tmp_path: Path) -> None:

@@ -114,7 +114,14 @@ def synth(
                 progress=lambda text: status.update(text),
                 duplicate_rate=duplicate_rate,
             )
-        err.print(f"wrote {n_patients:,} patients at {len(sites)} sites to {out}")
+        twice = out / "truth" / "duplicates.csv"
+        # A patient reported by two sites is one patient and two site records: say both.
+        also = (
+            f", {pl.read_csv(twice).height:,} of them reported by a second site too ({twice})"
+            if twice.is_file()
+            else ""
+        )
+        err.print(f"wrote {n_patients:,} patients at {len(sites)} sites to {out}{also}")
         if summary:
             tables = {p.stem: pl.read_parquet(p) for p in sorted((out / "truth").glob("*.parquet"))}
     elif summary:
