@@ -302,6 +302,11 @@ def test_review_explains_a_pair_and_link_records_a_decision_for_later_merges(
 
     with pytest.raises(InputError, match="is not listed"):  # exit 2, one line, in `cartreg`
         run("registry", "review", "DUP-000000000000", "--merged", str(out))
+    # an id cut short when copied is answered with the id it begins, not with its form
+    with pytest.raises(InputError, match=f"did you mean {pair_id}"):
+        run("registry", "review", pair_id[:-3], "--merged", str(out))
+    with pytest.raises(InputError, match="pair ids start with DUP-"):
+        run("registry", "review", pair_id[4:], "--merged", str(out))
 
     keep = explained["key_a"]
     args = ("--merged", str(out), "--registry", str(reg), "--reason", "same MRN on both letters")

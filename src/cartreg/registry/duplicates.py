@@ -774,12 +774,25 @@ def read_pair(merged: Path | str, pair_id: str) -> dict[str, Any]:
             "no duplicates.csv here", where=str(merged), hint="give a `registry merge` --out folder"
         )
     frame = pl.read_csv(path, infer_schema_length=None, schema_overrides=_CSV_TYPES)
-    row = frame.filter(pl.col("pair_id") == pair_id.strip())
+    wanted = pair_id.strip()
+    row = frame.filter(pl.col("pair_id") == wanted)
     if row.height == 0:
         raise InputError(
-            f"pair {pair_id} is not listed", where=str(path), hint="pair ids start with DUP-"
+            f"pair {wanted[:40]} is not listed", where=str(path), hint=_pair_hint(frame, wanted)
         )
     return row.row(0, named=True)
+
+
+def _pair_hint(frame: pl.DataFrame, wanted: str) -> str:
+    """What to give instead of an unlisted pair id: the listed ids it begins, or the form."""
+    if not wanted.upper().startswith("DUP-"):
+        return "pair ids start with DUP- (see the pair_id column of duplicates.csv)"
+    started = sorted(p for p in frame["pair_id"].to_list() if p.upper().startswith(wanted.upper()))
+    if len(started) == 1:
+        return f"did you mean {started[0]}? (give the whole id)"
+    if started:
+        return f"{len(started)} listed ids begin so: give the whole id"
+    return "copy the id from the pair_id column of this duplicates.csv"
 
 
 _CSV_TYPES = {c: pl.String for c in ("pair_id", "cluster_id", "key_a", "key_b", *LINK_COLUMNS)}
