@@ -109,6 +109,32 @@ def test_json_nested_objects_flatten_and_arrays_stay_lists(tmp_path: Path) -> No
     assert frame.schema["events"] == pl.List(pl.Struct({"type": pl.String, "day": pl.String}))
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        # the second, empty list silently replaced the patient's infusion (exit 0)
+        (
+            "p.json",
+            '[{"id": "P1", "infusions": [{"date": "2021-04-12"}], "infusions": []}]',
+            "p.json: the key 'infusions'",
+        ),
+        ("p.json", '{"patients": [{"id": "P1"}], "patients": []}', "the key 'patients'"),
+        ("p.ndjson", '{"id": "P1"}\n{"id": "P2", "x": {"a": 1, "a": 2}}\n', "line 2: the key 'a'"),
+        # a key that is itself an e-mail address is not echoed
+        ("p.json", '[{"id": "P1", "j@example.org": 1, "j@example.org": 2}]', "the key '***'"),
+    ],
+)
+def test_json_objects_naming_a_key_twice_are_refused(
+    tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match="appears twice") as raised:
+        read_json_text(path, records="patients" if '"patients"' in text else None)
+    assert where in str(raised.value)
+    assert "example.org" not in str(raised.value)
+
+
 def test_ndjson_and_parquet(tmp_path: Path) -> None:
     nd = tmp_path / "e.ndjson"
     nd.write_text('{"id": "a", "n": 1}\n\n{"id": "b", "n": 2}\n', encoding="utf-8")
@@ -268,12 +294,11 @@ def test_json_depth_is_limited_before_parsing_and_records_are_counted(tmp_path: 
 
 def test_json_records_are_counted_by_their_brackets(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
-    # Two record arrays under one key: json.loads keeps the last, the brackets show both.
-    path.write_text(
-        '{"meta": [{"a": 1}], "p": [{"id": "1"}, {"id": "2"}], "p": [{"id": "3"}]}', "utf-8"
-    )
+    # The objects of the record array are counted, not those of other arrays (two record
+    # arrays under one key are refused: test_json_objects_naming_a_key_twice_are_refused).
+    path.write_text('{"meta": [{"a": 1}], "p": [{"id": "1"}, {"id": "2", "x": {}}]}', "utf-8")
     result = read_json_text(path, records="p")
-    assert result.frame.height == 1 and result.records == 2
+    assert result.frame.height == 2 and result.records == 2
     nd = tmp_path / "x.ndjson"
     nd.write_text('{"id": "1", "t": "a\u2028b"}\n\n{"id": "2"}\n', encoding="utf-8")
     result = read_json_text(nd)
@@ -422,3 +447,16 @@ def test_parquet_decimal256_is_read_as_text(tmp_path: Path) -> None:
     frame = read_parquet_text(path).frame
     assert frame.select("yob", "nested.yob").rows() == [("1970.5", "1970.5"), (None, None)]
     assert frame.get_column("listed").to_list() == [["1.5"], []]
+
+
+def test_fhir_resources_naming_a_key_twice_are_refused(tmp_path: Path) -> None:
+    from cartreg.ingest.readers.fhir import read_fhir
+
+    path = tmp_path / "bundle.json"
+    path.write_text(
+        '{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", '
+        '"id": "P1", "gender": "female", "gender": "male"}}]}',
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match="the key 'gender' appears twice"):
+        read_fhir(path, resource="Patient")
