@@ -63,6 +63,18 @@ IDENTIFIER_NAMES = [
     # fields of nested records, flattened (the fuzz run's Parquet seed 196413)
     "nested.patient_name", "nested.nested.patient_name", "kontakt.Nachname", "patient.name",
     "contact.email", "person.0.phone",
+    # spellings the lexicon missed (hostile-input review): abbreviations, compounds and
+    # synonyms in the seven languages
+    "Handynr", "TelNr", "Ehename", "Fall-ID", "Hausnr",
+    "nom_marital", "nom_usuel", "nom_epouse", "rue", "portable",
+    "nombre_de_pila", "num_historia", "NASS", "residencia",
+    "nominativo", "residenza", "codfisc", "cod_fisc",
+    "Patiëntnaam", "voorletters", "tussenvoegsel", "geslachtsnaam", "familienaam",
+    "geboorteplaats",
+    "nome_proprio", "contato_nome", "nome_social", "Telemóvel", "processo_clinico",
+    "num_processo", "NISS", "cartao_sus", "numero_cartao_sns", "num_utente", "logradouro",
+    "bairro",
+    "fname", "LNAME", "PAT_FIRST_NM", "last_nm", "nhsno", "bdate",
 ]  # fmt: skip
 
 # Columns a CDM mapping reads every day: dates of care, day offsets, products, study ids.

@@ -152,3 +152,25 @@ def test_name_and_values_must_agree(
     column: str, values: list[str], expected: str | None, cdm: CDM
 ) -> None:
     assert _suggestion(column, values, cdm) == expected
+
+
+def test_a_title_row_does_not_reveal_an_identifier_column(tmp_path: Path, cdm: CDM) -> None:
+    # Without header_row, a profile takes the title row for the header: the real names are
+    # cells, and the names under 'patient_name' (no common given names) were printed.
+    import xlsxwriter
+
+    path = tmp_path / "registry.xlsx"
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet("Patients")
+    sheet.write_row(0, 0, ["CAR-T registry export 2025-06-30"])
+    sheet.write_row(1, 0, ["study_id", "patient_name", "Nachname", "sex"])
+    for i, (name, surname) in enumerate([("Quarterfield W", "Ashcombe"), ("Zorbas T", "Ngata")]):
+        sheet.write_row(2 + i, 0, [f"P00{i}", name, surname, "F"])
+    book.close()
+    profile = profile_files([path], cdm)
+    shown = " ".join(profile.get_column("top_values").to_list())
+    for value in ("Quarterfield", "Zorbas", "Ashcombe", "Ngata"):
+        assert value not in shown
+    assert "P001" in shown and "F (2)" in shown  # other columns are still profiled
+    hidden = dict(zip(profile["column"], profile["identifier"], strict=True))
+    assert hidden["column_2"] and hidden["column_3"] and not hidden["column_4"]

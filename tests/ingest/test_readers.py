@@ -109,6 +109,32 @@ def test_json_nested_objects_flatten_and_arrays_stay_lists(tmp_path: Path) -> No
     assert frame.schema["events"] == pl.List(pl.Struct({"type": pl.String, "day": pl.String}))
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        # the second, empty list silently replaced the patient's infusion (exit 0)
+        (
+            "p.json",
+            '[{"id": "P1", "infusions": [{"date": "2021-04-12"}], "infusions": []}]',
+            "p.json: the key 'infusions'",
+        ),
+        ("p.json", '{"patients": [{"id": "P1"}], "patients": []}', "the key 'patients'"),
+        ("p.ndjson", '{"id": "P1"}\n{"id": "P2", "x": {"a": 1, "a": 2}}\n', "line 2: the key 'a'"),
+        # a key that is itself an e-mail address is not echoed
+        ("p.json", '[{"id": "P1", "j@example.org": 1, "j@example.org": 2}]', "the key '***'"),
+    ],
+)
+def test_json_objects_naming_a_key_twice_are_refused(
+    tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match="appears twice") as raised:
+        read_json_text(path, records="patients" if '"patients"' in text else None)
+    assert where in str(raised.value)
+    assert "example.org" not in str(raised.value)
+
+
 def test_ndjson_and_parquet(tmp_path: Path) -> None:
     nd = tmp_path / "e.ndjson"
     nd.write_text('{"id": "a", "n": 1}\n\n{"id": "b", "n": 2}\n', encoding="utf-8")
@@ -268,12 +294,11 @@ def test_json_depth_is_limited_before_parsing_and_records_are_counted(tmp_path: 
 
 def test_json_records_are_counted_by_their_brackets(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
-    # Two record arrays under one key: json.loads keeps the last, the brackets show both.
-    path.write_text(
-        '{"meta": [{"a": 1}], "p": [{"id": "1"}, {"id": "2"}], "p": [{"id": "3"}]}', "utf-8"
-    )
+    # The objects of the record array are counted, not those of other arrays (two record
+    # arrays under one key are refused: test_json_objects_naming_a_key_twice_are_refused).
+    path.write_text('{"meta": [{"a": 1}], "p": [{"id": "1"}, {"id": "2", "x": {}}]}', "utf-8")
     result = read_json_text(path, records="p")
-    assert result.frame.height == 1 and result.records == 2
+    assert result.frame.height == 2 and result.records == 2
     nd = tmp_path / "x.ndjson"
     nd.write_text('{"id": "1", "t": "a\u2028b"}\n\n{"id": "2"}\n', encoding="utf-8")
     result = read_json_text(nd)
@@ -367,3 +392,71 @@ def test_parquet_records_come_from_the_footer_and_structs_are_flattened(tmp_path
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(InputError, match="not a readable Parquet file"):
         read_parquet_text(path)
+
+
+def _far_dates() -> dict[str, object]:
+    """Values pyarrow stores and polars' Rust code panicked on (exit 3, "panicked" text)."""
+    import pyarrow as pa
+
+    far_day = pa.array([300_000_000, 17_987], pa.int32()).cast(pa.date32())  # year ~823,000
+    return {
+        "date32": far_day,
+        "date64": pa.array([2**62, 1_554_076_800_000], pa.int64()).cast(pa.date64()),
+        "timestamp_ms": pa.array([2**62, 1_554_076_800_000], pa.int64()).cast(pa.timestamp("ms")),
+        "list_of_dates": pa.array([[300_000_000], [17_987]], pa.list_(pa.int32())).cast(
+            pa.list_(pa.date32())
+        ),
+        "struct_of_dates": pa.StructArray.from_arrays([far_day], ["day"]),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_far_dates()))
+def test_parquet_dates_beyond_the_calendar_are_values_not_panics(tmp_path: Path, kind: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"id": ["P1", "P2"], "dx": _far_dates()[kind]}), path)
+    frame = read_parquet_text(path).frame
+    assert frame.height == 2
+    # the far value stays a value (an unreadable date, reported by the date parser later);
+    # the other row keeps its date
+    text = str(frame.drop("source_file", "source_row").rows())
+    assert "2019-04-01" in text or "2019-03-31" in text or "2019-04-01 00:00:00" in text
+
+
+def test_parquet_decimal256_is_read_as_text(tmp_path: Path) -> None:
+    # polars cannot take 256-bit decimals from Arrow: it panicked ("Int256"), at any nesting level
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "x.parquet"
+    kind = pa.decimal256(40, 1)
+    values = pa.array([Decimal("1970.5"), None], kind)
+    table = pa.table(
+        {
+            "id": ["P1", "P2"],
+            "yob": values,
+            "nested": pa.StructArray.from_arrays([values], ["yob"]),
+            "listed": pa.array([[Decimal("1.5")], []], pa.list_(kind)),
+        }
+    )
+    pq.write_table(table, path)
+    frame = read_parquet_text(path).frame
+    assert frame.select("yob", "nested.yob").rows() == [("1970.5", "1970.5"), (None, None)]
+    assert frame.get_column("listed").to_list() == [["1.5"], []]
+
+
+def test_fhir_resources_naming_a_key_twice_are_refused(tmp_path: Path) -> None:
+    from cartreg.ingest.readers.fhir import read_fhir
+
+    path = tmp_path / "bundle.json"
+    path.write_text(
+        '{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", '
+        '"id": "P1", "gender": "female", "gender": "male"}}]}',
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match="the key 'gender' appears twice"):
+        read_fhir(path, resource="Patient")

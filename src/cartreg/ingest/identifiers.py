@@ -94,17 +94,22 @@ LEXICON: dict[str, Lexicon] = {
         "madchenname maedchenname rufname prenom prenoms apellido apellidos cognome cognomi "
         "achternaam voornaam voornamen roepnaam meisjesnaam sobrenome apelido initials "
         "initialen iniciales iniziali initiales patientname patname ptname patientenname "
-        "nompatient nomepaziente nombrepaciente",
+        "nompatient nomepaziente nombrepaciente fname lname ehename nominativo voorletters "
+        "tussenvoegsel geslachtsnaam familienaam patientnaam patientennaam",
         "nachname vorname familienname geburtsname patientenname achternaam voornaam surname "
-        "lastname firstname forename givenname prenom apellido cognome sobrenome",
+        "lastname firstname forename givenname prenom apellido cognome sobrenome familienaam "
+        "geslachtsnaam patientnaam",
         "last name, first name, given name, family name, middle name, maiden name, full name, "
+        "first nm, last nm, middle nm, nombre de pila, "
         "nom de famille, nom de naissance, nom d usage, nom de jeune fille, primer apellido, "
         "segundo apellido, nome completo, primeiro nome, ultimo nome",
     ),
     PHONE: _lexicon(
         "phone telephone tel tele tlf telf tfno tlfno fax telefax mobile mobil mobiel handy "
-        "cellulare celular movil gsm telefon telefono telefone telefoon rufnummer",
-        "telefon telephon telefoon phone rufnummer handynummer mobilnummer faxnummer cellphone",
+        "cellulare celular movil gsm telefon telefono telefone telefoon rufnummer handynr "
+        "telnr mobilnr faxnr telemovel portable",
+        "telefon telephon telefoon phone rufnummer handynummer mobilnummer faxnummer cellphone "
+        "telemovel",
         "cell phone, cell number, numero de portable, numero portable",
     ),
     EMAIL: _lexicon(
@@ -115,9 +120,10 @@ LEXICON: dict[str, Lexicon] = {
     ADDRESS: _lexicon(
         "address addr adress adresse adres addresses street strasse anschrift wohnort "
         "domicile domicilio direccion indirizzo endereco morada rua calle straat huisnummer "
-        "hausnummer city town ort stadt ville commune ciudad localidad municipio citta comune "
-        "woonplaats gemeente cidade concelho county residence wohnsitz latitude longitude gps "
-        "geolocation geoloc birthplace geburtsort",
+        "hausnummer hausnr city town ort stadt ville commune ciudad localidad municipio citta "
+        "comune woonplaats gemeente cidade concelho county residence residenza residencia "
+        "wohnsitz latitude longitude gps geolocation geoloc birthplace geburtsort "
+        "geboorteplaats rue logradouro bairro",
         "adress strasse anschrift wohnort direccion indirizzo endereco woonplaats wohnsitz "
         "geburtsort",
         "lieu de naissance, lugar de nacimiento, luogo di nascita, place of birth, "
@@ -135,21 +141,25 @@ LEXICON: dict[str, Lexicon] = {
         "historiaclinica krankenblatt",
         "medical record, record number, hospital number, hospital no, fall nr, fall nummer, "
         "historia clinica, numero historia, numero de historia, cartella clinica, "
-        "numero dossier, n dossier, no dossier, dossier medical, numero de processo",
+        "numero dossier, n dossier, no dossier, dossier medical, numero de processo, "
+        "numero processo, num processo, n processo, nr processo, processo clinico, "
+        "num historia, n historia, nr historia, fall id",
     ),
     NATIONAL_ID: _lexicon(
         "ssn sin nino nhs chi medicare medicaid kvnr kvnummer svnr svnummer "
         "versichertennummer versicherungsnummer personalausweis ausweis passport reisepass "
         "passeport pasaporte passaporto paspoort passaporte nir insee secu vitale nss nuss "
-        "dni nie nif tsi codicefiscale bsn burgerservicenummer sofinummer cpf cartaocidadao "
-        "steuerid",
+        "dni nie nif tsi codicefiscale codfisc bsn burgerservicenummer sofinummer cpf "
+        "cartaocidadao steuerid niss nass egk nhsno nhsnumber cartaosus",
         "versichertennummer versicherungsnummer krankenversicherungsnummer "
         "sozialversicherung versichertennr codicefiscale burgerservicenummer "
         "verzekeringsnummer polisnummer",
         "social security, security number, kv nr, kv nummer, kv no, sv nr, sv nummer, "
         "versicherten nr, vers nr, codice fiscale, tessera sanitaria, tarjeta sanitaria, "
         "securite sociale, seguridad social, sicurezza sociale, seguranca social, "
-        "numero utente, numero sns, carte vitale, health plan, health card, health insurance, "
+        "numero utente, num utente, n utente, nr utente, numero sns, n sns, num sns, "
+        "cartao sus, cartao sns, cod fisc, carte vitale, health plan, health card, "
+        "health insurance, "
         "insurance number, insurance no, insurance id, policy number, policy no, member id, "
         "beneficiary number, national id, id card, identity card, identity number, "
         "numero de securite, cartao de cidadao, carta d identita, documento de identidad",
@@ -187,13 +197,14 @@ _PERSON_WORDS = _words(
     "doente utente proband person persoon persona personne first last given family middle "
     "maiden full complete completo completa complet legal preferred birth naissance jeune "
     "fille usage mother mutter mere madre pai mae father vater pere padre vader moeder "
-    "spouse partner contact kontakt contacto contatto relative angehoriger vor nach ruf "
+    "spouse partner contact kontakt contacto contatto contato relative angehoriger vor nach ruf "
+    "marital epouse epoux usuel proprio social "
     "eerste achter voor primeiro ultimo segundo primer"
 )
 _FILLERS = _words("de du des d del della di da do dos das van von der den het the of y e et und en")
 
 _BIRTH_TOKENS = _words(
-    "birth born birthdate birthday dob geb geboren geburt geburtstag geburtsdatum gebdat "
+    "birth born birthdate birthday bdate dob geb geboren geburt geburtstag geburtsdatum gebdat "
     "gebdatum naissance naiss ne nee ddn nacimiento nac fnac fecnac nascita nasc nascimento "
     "geboorte geboortedatum"
 )
@@ -204,7 +215,8 @@ _MONTH_WORDS = _words("month monat mois mes mese maand mm")
 _YEAR_WORDS = _words("year yr yy yyyy jahr annee an ano anno jaar yob")
 # Birth-named columns that are a date by their name alone.
 _BIRTH_DATES = _words(
-    "dob birthdate birthday geburtsdatum geburtstag gebdat gebdatum ddn fnac fecnac geboortedatum"
+    "dob bdate birthdate birthday geburtsdatum geburtstag gebdat gebdatum ddn fnac fecnac "
+    "geboortedatum"
 )
 # Place of birth is a place; birth weight or order is no identifier.
 _BIRTH_PLACE = _words(

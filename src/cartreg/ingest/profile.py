@@ -19,7 +19,7 @@ import polars as pl
 from cartreg.cdm import CDM
 from cartreg.errors import InputError
 from cartreg.findings import MASK
-from cartreg.ingest.identifiers import identifier_columns
+from cartreg.ingest.identifiers import identifier_columns, name_kind
 from cartreg.ingest.readers.base import ReadResult
 from cartreg.ingest.readers.csv import read_csv_text
 from cartreg.ingest.readers.excel import read_excel_text, sheet_names
@@ -295,11 +295,32 @@ def _array_profile(
     }
 
 
+# A profile reads the first row as the header: above a workbook's or a CSV's title rows the
+# real column names are cells of the first rows, where a name such as ``patient_name`` is no
+# column name and its names were printed. A short cell there that names an identifier hides
+# its column's values.
+_HEADER_ROWS = 20
+_HEADER_CELL_CHARS = 60
+
+
+def named_below_a_title(frame: pl.DataFrame, columns: list[str]) -> set[str]:
+    """Columns one of whose first cells is the name of an identifier column."""
+    head = frame.head(_HEADER_ROWS)
+    found = set()
+    for column in columns:
+        if head.schema[column] not in (pl.String, pl.Categorical):
+            continue
+        cells = head.get_column(column).cast(pl.String).drop_nulls().str.strip_chars()
+        if any(len(c) <= _HEADER_CELL_CHARS and name_kind(c) is not None for c in cells):
+            found.add(column)
+    return found
+
+
 def profile_frame(source: SourceFrame, cdm: CDM) -> pl.DataFrame:
     """One profile row per column of a source."""
     frame = source.frame
     columns = source.own_columns()
-    identifiers = set(identifier_columns(frame))
+    identifiers = set(identifier_columns(frame)) | named_below_a_title(frame, columns)
     rows = []
     n = frame.height
     for column in columns:

@@ -34,7 +34,7 @@ import polars as pl
 
 from cartreg.errors import InputError, did_you_mean
 from cartreg.ingest.readers.base import ReadResult, require_file, to_text, with_lineage
-from cartreg.ingest.readers.json import _loads
+from cartreg.ingest.readers.json import REPEATED_KEY_HINT, RepeatedKeyError, _loads
 from cartreg.ingest.transforms.reshape import flatten_structs
 
 # Elements of a resource that identify a person: never copied (with every field under them).
@@ -124,6 +124,8 @@ def _document(path: Path) -> Any:
         return _loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not readable JSON ({exc})") from None
+    except RepeatedKeyError as exc:
+        raise InputError(f"{path}: {exc.describe()}", hint=REPEATED_KEY_HINT) from None
 
 
 def load_resources(path: Path) -> Resources:
@@ -166,6 +168,8 @@ def _load(path_text: str, mtime_ns: int, size: int) -> Resources:
                 )
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RepeatedKeyError as exc:
+        raise InputError(f"{path}: {exc.describe()}", hint=REPEATED_KEY_HINT) from None
     except RecursionError:
         raise InputError(f"{path}: nested too deeply") from None
     keys: dict[str, str] = {}

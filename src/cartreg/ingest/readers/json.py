@@ -37,6 +37,7 @@ from cartreg.ingest.readers.base import (
     with_lineage,
 )
 from cartreg.ingest.transforms.reshape import flatten_structs
+from cartreg.redact import redact_value
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _LONG_STRING = re.compile(rb'"(?:[^"\\]|\\.){%d,}' % MAX_CELL_BYTES, re.DOTALL)
@@ -56,13 +57,40 @@ def _text_scalars(obj: dict[str, Any]) -> dict[str, Any]:
 _BOOL_TEXT = {True: "true", False: "false"}
 
 
+REPEATED_KEY_HINT = "keep one value per key: a JSON reader keeps the last one and drops the other"
+
+
+class RepeatedKeyError(ValueError):
+    """A JSON object names a key twice. Python's parser keeps the last value and drops the
+    first without a word: ``"infusions": [...], "infusions": []`` lost the infusion."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+    def describe(self) -> str:
+        return f"the key '{redact_value(self.key[:40])}' appears twice in one object"
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RepeatedKeyError(key)
+            seen.add(key)
+    return _text_scalars(obj)
+
+
 def _loads(text: str) -> Any:
     """JSON with every number and boolean as the text written in the file.
 
     Sites write ``5`` and ``1.5`` (or ``false`` and ``"unknown"``) in one field; typed, those
-    records would not fit one column. As text they do, and ``1.50`` stays ``1.50``.
+    records would not fit one column. As text they do, and ``1.50`` stays ``1.50``. An object
+    naming a key twice raises :class:`RepeatedKeyError`.
     """
-    return json.loads(text, parse_int=str, parse_float=str, object_hook=_text_scalars)
+    return json.loads(text, parse_int=str, parse_float=str, object_pairs_hook=_object)
 
 
 @dataclass(frozen=True)
@@ -135,6 +163,10 @@ def _ndjson_rows(text: str, path: Path) -> tuple[list[Any], list[int]]:
             raise InputError(
                 f"{path}: line {number}: not valid JSON ({exc.msg}, column {exc.colno})",
                 hint="each line of an NDJSON file holds one complete JSON object",
+            ) from None
+        except RepeatedKeyError as exc:
+            raise InputError(
+                f"{path}: line {number}: {exc.describe()}", hint=REPEATED_KEY_HINT
             ) from None
         if not isinstance(row, dict):
             raise InputError(
@@ -210,6 +242,8 @@ def read_json_text(
             raise InputError(
                 f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
             ) from None
+        except RepeatedKeyError as exc:
+            raise InputError(f"{path}: {exc.describe()}", hint=REPEATED_KEY_HINT) from None
         except RecursionError:  # unreachable below the depth limit; kept as a guard
             raise InputError(f"{path}: nested too deeply") from None
         counted = brackets.objects_at(2)

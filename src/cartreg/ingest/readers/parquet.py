@@ -3,6 +3,11 @@
 pyarrow decodes the file and polars takes the result: polars' own Parquet decoder panicked
 (``assertion left == right``, a Rust panic) on files with damaged pages, where pyarrow checks
 the page sizes and raises an error. The record count comes from the file's footer.
+
+Some values Arrow holds, polars cannot take: 256-bit decimals (``Int256``) and dates beyond
+the years chrono can write (a ``date32`` of year 800,000) panicked inside polars, so they are
+turned into text by pyarrow before polars sees them (a far date becomes a value the date
+parser reports, not a crash).
 """
 
 from __future__ import annotations
@@ -47,25 +52,77 @@ def footer_rows(path: Path) -> int:
         raise _unreadable(path, exc) from None
 
 
-def _without_metadata(schema: pa.Schema) -> pa.Schema:
+# Days from 1970-01-01 to 0001-01-01 and to 10000-01-01: dates outside go to polars as text.
+_FIRST_DAY, _END_DAY = -719_162, 2_932_897
+_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
+def _beyond_calendar(array: pa.Array) -> bool:
+    """Whether a date or timestamp in ``array`` (at any nesting level) lies outside the years
+    1 to 9999: polars panicked (``out-of-range date``) turning such a value into text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    if pa.types.is_struct(kind):
+        return any(_beyond_calendar(array.field(i)) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _beyond_calendar(array.flatten())
+    if pa.types.is_dictionary(kind):
+        return _beyond_calendar(array.dictionary)
+    if pa.types.is_date32(kind):
+        numbers, per_day = array.view(pa.int32()), 1
+    elif pa.types.is_date64(kind):
+        numbers, per_day = array.view(pa.int64()), _PER_DAY["ms"]
+    elif pa.types.is_timestamp(kind):
+        numbers, per_day = array.view(pa.int64()), _PER_DAY[kind.unit]
+    else:
+        return False
+    bounds = pc.min_max(numbers)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    return low is not None and (low < _FIRST_DAY * per_day or high >= _END_DAY * per_day)
+
+
+def _readable_schema(table: pa.Table) -> pa.Schema:
+    """The schema polars is given: no metadata, and text for what polars cannot take."""
     import pyarrow as pa
 
-    return pa.schema([_plain_field(f) for f in schema])
+    far = {
+        name
+        for name, column in zip(table.column_names, table.columns, strict=True)
+        if any(_beyond_calendar(chunk) for chunk in column.chunks)
+    }
+    return pa.schema([_plain_field(f, dates_as_text=f.name in far) for f in table.schema])
 
 
-def _plain_field(field: pa.Field) -> pa.Field:
-    """``field`` without metadata, nor any on the fields it holds."""
+def _as_text(kind: pa.DataType, dates: bool) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_decimal256(kind) or (
+        dates and (pa.types.is_date(kind) or pa.types.is_timestamp(kind))
+    )
+
+
+def _plain_field(field: pa.Field, *, dates_as_text: bool = False) -> pa.Field:
+    """``field`` without metadata, nor any on the fields it holds; 256-bit decimals (and,
+    with ``dates_as_text``, dates and timestamps) as text, which pyarrow writes."""
     import pyarrow as pa
 
     kind = field.type
+
+    def inner(f: pa.Field) -> pa.Field:
+        return _plain_field(f, dates_as_text=dates_as_text)
+
     if pa.types.is_struct(kind):
-        kind = pa.struct([_plain_field(kind.field(i)) for i in range(kind.num_fields)])
+        kind = pa.struct([inner(kind.field(i)) for i in range(kind.num_fields)])
     elif pa.types.is_list(kind):
-        kind = pa.list_(_plain_field(kind.value_field))
+        kind = pa.list_(inner(kind.value_field))
     elif pa.types.is_large_list(kind):
-        kind = pa.large_list(_plain_field(kind.value_field))
+        kind = pa.large_list(inner(kind.value_field))
     elif pa.types.is_fixed_size_list(kind):
-        kind = pa.list_(_plain_field(kind.value_field), kind.list_size)
+        kind = pa.list_(inner(kind.value_field), kind.list_size)
+    elif _as_text(kind.value_type if pa.types.is_dictionary(kind) else kind, dates_as_text):
+        kind = pa.large_string()
     return pa.field(field.name, kind, field.nullable)
 
 
@@ -82,8 +139,9 @@ def read_parquet_text(path: Path, *, label: str | None = None) -> ReadResult:
         # that are not characters, and parsing them later panicked (a char boundary in chrono)
         table.validate(full=True)
         # Metadata is not data, and polars panicked on a key that is not UTF-8 (a damaged
-        # footer): the table goes over without it, at every level.
-        table = table.cast(_without_metadata(table.schema))
+        # footer): the table goes over without it, at every level; values polars panicked
+        # on go over as text.
+        table = table.cast(_readable_schema(table))
         # Struct columns become ``parent.child`` columns, as JSON objects do.
         frame = flatten_structs(to_text(pl.DataFrame(pl.from_arrow(table))))
     except (
