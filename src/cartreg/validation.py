@@ -114,6 +114,13 @@ STAGE_CHECKS: dict[str, tuple[str, str, str]] = {
         "A mapping rule selects no row of a source that has rows.",
         "Check the values its where, explode or checkbox names.",
     ),
+    "ING-CELL": (
+        "ingest",
+        "A workbook cell holds no value to read: an Excel error (#N/A, #DIV/0!, ...) or a "
+        "formula saved without its result. It was read as empty.",
+        "Correct the formula in the workbook, or open and save the workbook in Excel so that "
+        "formulas keep their results.",
+    ),
     "ING-SENTINEL": (
         "ingest",
         "A sentinel code (e.g. 999, UNK) was turned into an empty value.",

@@ -330,6 +330,41 @@ def test_excel_rows_keep_their_numbers_and_the_real_cells_are_scanned(tmp_path: 
         read_excel_text(path, sheet="S")
 
 
+def test_excel_error_cells_and_formulas_without_results_are_findings(tmp_path: Path) -> None:
+    # adversarial audit: both read as empty cells, exit 0 and no finding
+    import openpyxl
+
+    path = tmp_path / "site.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Registry export"])  # a title row above the header
+    sheet.append(["id", "sex", "birth_year"])
+    sheet.append(["P1", "F", 1970])
+    sheet.append(["P2", "#N/A", "=C3+1"])  # an error, and a formula a program wrote
+    sheet.append(["P3", "M", "#DIV/0!"])
+    sheet.append(["#REF!", None, None])  # a row with nothing else
+    book.save(path)
+    result = read_excel_text(path, header_row=2)
+    assert result.frame.select("source_row", "id", "sex", "birth_year").rows() == [
+        (3, "P1", "F", "1970"),
+        (4, "P2", None, None),
+        (5, "P3", "M", None),
+    ]
+    found = result.findings.sort("source_row", "column")
+    assert found.select("rule_id", "severity", "column", "source_row", "value").rows() == [
+        ("ING-CELL", "warning", "birth_year", 4, None),
+        ("ING-CELL", "warning", "sex", 4, "#N/A"),
+        ("ING-CELL", "warning", "birth_year", 5, "#DIV/0!"),
+        ("ING-CELL", "warning", "id", 6, "#REF!"),
+    ]
+    assert found["message"].to_list()[0] == (
+        "cell C4 is a formula with no saved result: read as empty"
+    )
+    assert found["message"].to_list()[1] == "cell B4 holds the Excel error #N/A: read as empty"
+    # the row holding only an error is counted as a record: it is not lost without a word
+    assert result.records == 4 and result.frame.height == 3
+
+
 @pytest.mark.parametrize(
     "damage",
     [

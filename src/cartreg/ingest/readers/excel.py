@@ -24,6 +24,7 @@ from xml.etree import ElementTree
 import polars as pl
 
 from cartreg.errors import ZIP_DAMAGE, ZIP_ENTRY_DAMAGE, InputError, did_you_mean
+from cartreg.findings import empty_findings, findings_frame, rule_columns
 from cartreg.ingest.limits import (
     MAX_SHEET_CELLS,
     MAX_SHEET_COLUMNS,
@@ -53,6 +54,27 @@ _ROW_NUMBER = re.compile(rb'\br="(\d+)"')
 _CELL_REF = re.compile(rb'\br="([A-Za-z]{1,3})(\d+)"')
 _CELL_TYPE = re.compile(rb'\bt="(\w+)"')
 _VALUE = re.compile(rb"<" + _NS + rb"v>(.*?)</" + _NS + rb"v>", re.DOTALL)
+_FORMULA = re.compile(rb"<" + _NS + rb"f\b")
+# What Excel writes in a cell whose formula failed; anything else is reported as "an error".
+_EXCEL_ERRORS = frozenset(
+    [
+        "#NULL!",
+        "#DIV/0!",
+        "#VALUE!",
+        "#REF!",
+        "#NAME?",
+        "#NUM!",
+        "#N/A",
+        "#GETTING_DATA",
+        "#SPILL!",
+        "#CALC!",
+        "#FIELD!",
+        "#BLOCKED!",
+        "#CONNECT!",
+        "#BUSY!",
+        "#UNKNOWN!",
+    ]
+)
 _TEXT = re.compile(rb"<" + _NS + rb"t\b[^>]*>(.*?)</" + _NS + rb"t>", re.DOTALL)
 _PHONETIC = re.compile(rb"<" + _NS + rb"rPh\b.*?</" + _NS + rb"rPh>", re.DOTALL)
 _SHARED = re.compile(rb"<" + _NS + rb"si\b[^>]*?(?:/>|>(.*?)</" + _NS + rb"si>)", re.DOTALL)
@@ -159,6 +181,9 @@ class SheetExtent:
     last_row: int
     last_column: int
     rows_with_values: tuple[int, ...]  # rows holding at least one non-blank value, sorted
+    # Cells with no value to read (row, column, what): an Excel error such as ``#N/A``, or ""
+    # for a formula saved without its result. calamine reads both as empty cells.
+    unreadable: tuple[tuple[int, int, str], ...] = ()
 
     @property
     def cells(self) -> int:
@@ -177,6 +202,7 @@ def scan_sheet(path: Path, sheet: str) -> SheetExtent:
         data = _read_part(book, parts[sheet], path)
         blank_shared = _shared_blank(book, path)
     rows: set[int] = set()
+    unreadable: list[tuple[int, int, str]] = []
     first_row = first_col = 10**9
     last_row = last_col = 0
     row = column = 0
@@ -201,9 +227,14 @@ def scan_sheet(path: Path, sheet: str) -> SheetExtent:
             blank = _blank_text(body)
         else:
             value = _VALUE.search(body)
-            if value is None:
+            if value is None or not value.group(1).strip():
+                if _FORMULA.search(body):
+                    unreadable.append((row, column, ""))
                 continue
             text = value.group(1)
+            if cell_type == b"e":
+                code = html.unescape(text.decode("utf-8", errors="replace")).strip()
+                unreadable.append((row, column, code if code in _EXCEL_ERRORS else "an error"))
             if cell_type == b"s":
                 index = int(text) if text.strip().isdigit() else -1
                 blank = 0 <= index < len(blank_shared) and blank_shared[index]
@@ -215,7 +246,9 @@ def scan_sheet(path: Path, sheet: str) -> SheetExtent:
             rows.add(row)
     if not last_row:
         return SheetExtent(0, 0, 0, 0, ())
-    return SheetExtent(first_row, first_col, last_row, last_col, tuple(sorted(rows)))
+    return SheetExtent(
+        first_row, first_col, last_row, last_col, tuple(sorted(rows)), tuple(unreadable)
+    )
 
 
 def _check_extent(extent: SheetExtent, where: str) -> None:
@@ -285,11 +318,63 @@ def read_excel_text(
             hint="save the workbook again from Excel, or export CSV",
         )
     titles = [v if v is not None else "" for v in grid.row(header - first_row)]
-    frame = grid.slice(header - first_row + 1).rename(
-        dict(zip(grid.columns, clean_names(titles, where), strict=True))
-    )
+    names = clean_names(titles, where)
+    frame = grid.slice(header - first_row + 1).rename(dict(zip(grid.columns, names, strict=True)))
     frame = with_lineage(frame, label, header + 1)
-    result = ReadResult(frame=drop_blank_rows(frame), records=extent.records_after(header))
+    result = ReadResult(
+        frame=drop_blank_rows(frame),
+        records=extent.records_after(header),
+        findings=_unreadable_findings(extent, header, names, label),
+    )
     check_cell_sizes(result.frame, where)
     result.reject(suspicious_rows(result.frame))
     return result
+
+
+def _cell_name(row: int, column: int) -> str:
+    letters = ""
+    while column:
+        column, rest = divmod(column - 1, 26)
+        letters = chr(65 + rest) + letters
+    return f"{letters}{row}"
+
+
+def _unreadable_findings(
+    extent: SheetExtent, header: int, names: list[str], label: str
+) -> pl.DataFrame:
+    """A warning for each data cell read as empty because it holds no value: an Excel error,
+    or a formula whose result the workbook does not hold (written by a program, not saved by
+    Excel). Without it such a cell vanished without a word."""
+    cells = [
+        (row, column, what)
+        for row, column, what in extent.unreadable
+        if row > header and 0 <= column - extent.first_column < len(names)
+    ]
+    if not cells:
+        return empty_findings()
+    messages = [
+        f"cell {_cell_name(row, column)} holds the Excel error {what}: read as empty"
+        if what
+        else f"cell {_cell_name(row, column)} is a formula with no saved result: read as empty"
+        for row, column, what in cells
+    ]
+    return findings_frame(
+        pl.DataFrame(
+            {
+                "column": [names[column - extent.first_column] for _, column, _ in cells],
+                "source_row": [row for row, _, _ in cells],
+                "value": [what or None for _, _, what in cells],
+                "message": messages,
+            },
+            schema={
+                "column": pl.String,
+                "source_row": pl.Int64,
+                "value": pl.String,
+                "message": pl.String,
+            },
+        ).with_columns(
+            rule_columns(
+                "ING-CELL", "warning", "conformance", subcategory="value", source_file=label
+            )
+        )
+    )
