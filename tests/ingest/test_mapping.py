@@ -182,6 +182,19 @@ STRICT_CASES = [
         "sources.events.encoding",
         "unknown encoding 'utf-99'",
     ),
+    # adversarial audit: accepted, and would have rewritten backslash sequences in the data
+    (
+        "file: events.csv",
+        "file: events.csv\n    encoding: unicode_escape",
+        "sources.events.encoding",
+        "'unicode_escape' is not a character set a file is saved in",
+    ),
+    (
+        "file: events.csv",
+        "file: events.csv\n    encoding: base64",
+        "sources.events.encoding",
+        "'base64' is not a character set a file is saved in",
+    ),
     (
         "file: events.csv",
         "file: events.csv\n    header_row: 0",

@@ -717,7 +717,7 @@ def _load_source(name: str, raw: Any, path: Path) -> SourceSpec:
         )
     if "encoding" in opt:
         try:
-            codecs.lookup(opt["encoding"])
+            codec = codecs.lookup(opt["encoding"])
         except LookupError:
             raise _fail(
                 path,
@@ -725,6 +725,14 @@ def _load_source(name: str, raw: Any, path: Path) -> SourceSpec:
                 f"unknown encoding {_shown(opt['encoding'])}",
                 "e.g. utf-8, cp1252, latin-1; leave it out to detect it",
             ) from None
+        if codec.name in _REWRITING_CODECS or not getattr(codec, "_is_text_encoding", True):
+            raise _fail(
+                path,
+                f"{key}.encoding",
+                f"{_shown(opt['encoding'])} is not a character set a file is saved in (it would "
+                "rewrite the text read)",
+                "e.g. utf-8, cp1252, latin-1; leave it out to detect it",
+            )
     if reader == "fhir" and "resource" not in opt:
         raise _fail(
             path,
@@ -1366,6 +1374,12 @@ def _event_dates(table: TableSpec) -> list[str]:
     from cartreg.ingest.derive import event_order
 
     return event_order(table)
+
+
+# Python codecs that decode bytes into other text than the file shows: ``unicode_escape`` turns
+# a cell's ``\\n`` into a line break, ``idna`` and ``punycode`` decode domain names. base64, hex
+# and rot13 are not text encodings at all.
+_REWRITING_CODECS = frozenset({"unicode-escape", "raw-unicode-escape", "utf-7", "punycode", "idna"})
 
 
 def _check_cdm_version(written_for: str, cdm: CDM, path: Path) -> None:
