@@ -495,3 +495,14 @@ def test_fhir_resources_naming_a_key_twice_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match="the key 'gender' appears twice"):
         read_fhir(path, resource="Patient")
+
+
+@pytest.mark.parametrize("header_row", [7, 99_999])
+def test_a_header_row_below_the_file_counts_the_lines_written(
+    tmp_path: Path, header_row: int
+) -> None:
+    # adversarial audit: a 6-line file was said to have 7 lines, and header_row 7 read nothing
+    path = tmp_path / "six.csv"
+    path.write_text("a,b\n1,2\n3,4\n5,6\n7,8\n9,10\n", encoding="utf-8")
+    with pytest.raises(InputError, match=f"header_row is {header_row}, but the file has 6 line"):
+        read_csv_text(path, header_row=header_row)

@@ -528,9 +528,11 @@ def _drop_title_rows(data: bytes, header_row: int, path: Path) -> bytes:
     if header_row == 1:
         return data
     lines = data.split(b"\n", header_row - 1)
-    if len(lines) < header_row:
+    if len(lines) < header_row or (len(lines) == header_row and not lines[-1].strip()):
+        # A final line break ends the last line: it does not begin another.
+        written = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
         raise InputError(
-            f"{path}: header_row is {header_row}, but the file has {len(lines)} line(s)",
+            f"{path}: header_row is {header_row}, but the file has {written} line(s)",
             hint="set header_row to the line holding the column names",
         )
     return lines[-1]
