@@ -223,3 +223,25 @@ def test_a_file_with_none_of_the_mapped_columns_is_blamed_on_the_file(tmp_path: 
     (site / "patients.csv").write_text("Registry export\nfoo,bar\n1,2\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"patients\.csv: none of the \d+ columns the mapping"):
         ingest_submission(site, site / "mapping.yaml", None)
+
+
+def test_a_json_file_without_the_mapped_fields_is_told_in_json_words(tmp_path: Path) -> None:
+    # adversarial audit: an empty record array was told to put "column names on line 1"
+    import shutil
+
+    from cartreg.errors import InputError
+
+    site = tmp_path / "json_c"
+    shutil.copytree(Path(__file__).parents[2] / "sample_data" / "json_c", site)
+    export = site / "export_cart_registry.json"
+    document = json.loads(export.read_text(encoding="utf-8"))
+    document["subjects"] = []
+    export.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(InputError, match="the file has no records") as caught:
+        ingest_submission(site, site / "mapping.yaml", None)
+    assert "records are read under 'subjects'" in str(caught.value)
+    assert "line" not in str(caught.value)
+    document["subjects"] = [{"x": "1"}, {"x": "2"}]
+    export.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(InputError, match=r"none of the \d+ fields the mapping reads .* records"):
+        ingest_submission(site, site / "mapping.yaml", None)

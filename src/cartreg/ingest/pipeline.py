@@ -739,10 +739,25 @@ def check_expected_columns(
         for column, _key in rule_input_columns(rule)
     }
     if wanted and not wanted & present:
+        example = sorted(wanted)[0][:40]
+        if spec.reader in ("json", "ndjson", "parquet", "fhir"):
+            # Records name their fields themselves: there is no header line to point at.
+            if not present - {"source_file", "source_row"}:
+                raise InputError(
+                    f"{root / spec.label}: the file has no records",
+                    hint="send the complete export"
+                    + (f"; records are read under '{spec.records}'" if spec.records else ""),
+                )
+            raise InputError(
+                f"{root / spec.label}: none of the {len(wanted)} fields the mapping reads "
+                f"(e.g. '{example}') is in the file's records",
+                hint="is it the right file?"
+                + (f" Records are read under '{spec.records}'." if spec.records else ""),
+            )
         where = f"row {spec.header_row}" if spec.reader == "excel" else f"line {spec.header_row}"
         raise InputError(
             f"{root / spec.label}: none of the {len(wanted)} columns the mapping reads "
-            f"(e.g. '{sorted(wanted)[0][:40]}') is in the file's header",
+            f"(e.g. '{example}') is in the file's header",
             hint=f"is it the right file, with its column names on {where}?",
         )
 
