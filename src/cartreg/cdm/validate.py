@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandera.errors
 import polars as pl
+from pandera.backends.polars.register import register_polars_backends
 
 from cartreg.cdm.model import CDM, ColumnSpec, TableSpec, load_cdm
 from cartreg.cdm.schema import CHECK_RULES, build_schema, polars_dtype
@@ -22,6 +23,11 @@ from cartreg.errors import InputError
 from cartreg.exprs import format_text
 from cartreg.findings import MASK, empty_findings, findings_frame, sort_findings
 from cartreg.progress import OnStep, Step
+
+# pandera registers its polars checks at the first validate, and imports its data-synthesis
+# strategies there (with hypothesis, when installed: ~0.2 s). Registered when this module is
+# imported, that import is paid with cartreg's others, not inside the first validation.
+register_polars_backends()
 
 _ROW = "__cartreg_row"  # position of a row in the frame handed to pandera
 _THREADS = 4  # tables validated at once
