@@ -506,3 +506,14 @@ def test_a_header_row_below_the_file_counts_the_lines_written(
     path.write_text("a,b\n1,2\n3,4\n5,6\n7,8\n9,10\n", encoding="utf-8")
     with pytest.raises(InputError, match=f"header_row is {header_row}, but the file has 6 line"):
         read_csv_text(path, header_row=header_row)
+
+
+def test_a_parquet_file_naming_a_column_twice_is_told_so(tmp_path: Path) -> None:
+    # adversarial audit: the message was pyarrow's "Multiple matches for FieldRef.Name(id)"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table([pa.array(["a"]), pa.array(["b"])], names=["id", "id"]), path)
+    with pytest.raises(InputError, match=r"the file names column 'id' twice \(columns 1 and 2\)"):
+        read_parquet_text(path)

@@ -173,11 +173,12 @@ def check_names(names: list[str], where: str) -> None:
             )
 
 
-def clean_names(names: list[str], where: str) -> list[str]:
+def clean_names(names: list[str], where: str, *, naming: str = "the header") -> list[str]:
     """Header names without surrounding spaces; an empty name becomes ``column_<position>``.
 
     Two columns whose names are equal once trimmed are an InputError: a mapping could not say
     which of them it means; so is a name holding an identifier value (``check_names``).
+    ``naming`` says what holds the names in that message (a Parquet file has no header).
     """
     check_names(names, where)
     cleaned = [
@@ -187,7 +188,7 @@ def clean_names(names: list[str], where: str) -> list[str]:
     for i, name in enumerate(cleaned, start=1):
         if name in seen:
             raise InputError(
-                f"{where}: the header names column '{name[:40]}' twice "
+                f"{where}: {naming} names column '{name[:40]}' twice "
                 f"(columns {seen[name]} and {i})",
                 hint="rename one of them in the export",
             )

@@ -23,6 +23,7 @@ from cartreg.ingest.readers.base import (
     ReadResult,
     check_cell_sizes,
     check_names,
+    clean_names,
     require_file,
     to_text,
     with_lineage,
@@ -134,6 +135,9 @@ def read_parquet_text(path: Path, *, label: str | None = None) -> ReadResult:
     import pyarrow.parquet as pq
 
     try:
+        # Two columns of one name: a mapping could not say which it means (and pyarrow failed
+        # on the ambiguous name in its own words).
+        clean_names(pq.read_schema(path).names, str(path), naming="the file")
         table = pq.read_table(path)
         # pyarrow decodes text without checking it is UTF-8: a damaged page hands polars bytes
         # that are not characters, and parsing them later panicked (a char boundary in chrono)
