@@ -517,3 +517,18 @@ def test_a_parquet_file_naming_a_column_twice_is_told_so(tmp_path: Path) -> None
     pq.write_table(pa.table([pa.array(["a"]), pa.array(["b"])], names=["id", "id"]), path)
     with pytest.raises(InputError, match=r"the file names column 'id' twice \(columns 1 and 2\)"):
         read_parquet_text(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("x.json", '{"p": [{"id": "1", "n": "\\ud800"}]}'),
+        ("x.ndjson", '{"id": "1", "n": "a\\udc00b"}\n'),
+    ],
+)
+def test_a_lone_surrogate_escape_is_named_as_such(tmp_path: Path, name: str, text: str) -> None:
+    # adversarial audit: it was "the records disagree on the shape of a field"
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match="a value holds a lone UTF-16 surrogate escape"):
+        read_json_text(path, records="p" if name.endswith(".json") else None)

@@ -271,6 +271,13 @@ def read_json_text(
     try:
         frame = pl.from_dicts(rows, infer_schema_length=None) if rows else pl.DataFrame()
         frame = flatten_structs(to_text(frame))
+    except UnicodeEncodeError:
+        # JSON may escape half of a UTF-16 pair ("\ud800"), which is no character of any text.
+        raise InputError(
+            f"{path}: a value holds a lone UTF-16 surrogate escape (such as \\ud800), which is "
+            "no character",
+            hint="export the file again as UTF-8, with whole characters",
+        ) from None
     except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
         # polars' message quotes the values it could not fit: name the field instead.
         field = _mixed_field(rows)
