@@ -532,3 +532,12 @@ def test_a_lone_surrogate_escape_is_named_as_such(tmp_path: Path, name: str, tex
     path.write_text(text, encoding="utf-8")
     with pytest.raises(InputError, match="a value holds a lone UTF-16 surrogate escape"):
         read_json_text(path, records="p" if name.endswith(".json") else None)
+
+
+def test_a_second_byte_order_mark_does_not_hide_in_a_column_name(tmp_path: Path) -> None:
+    # adversarial audit: the first column was "\ufeffid", and "did you mean" showed it
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfid,sex\n1,F\n")
+    result = read_csv_text(path)
+    assert result.frame.columns[2:] == ["id", "sex"]
+    assert result.frame.select("id", "sex").rows() == [("1", "F")]

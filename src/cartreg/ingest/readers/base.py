@@ -181,9 +181,10 @@ def clean_names(names: list[str], where: str, *, naming: str = "the header") -> 
     ``naming`` says what holds the names in that message (a Parquet file has no header).
     """
     check_names(names, where)
-    cleaned = [
-        str(n).strip() if str(n).strip() else f"column_{i}" for i, n in enumerate(names, start=1)
-    ]
+    # A byte-order mark left in a name (a file saved twice with one: "\ufeffid") is invisible,
+    # and a mapping naming "id" would be told of a column it cannot see the difference in.
+    trimmed = [str(n).replace("\ufeff", "").strip() for n in names]
+    cleaned = [n if n else f"column_{i}" for i, n in enumerate(trimmed, start=1)]
     seen: dict[str, int] = {}
     for i, name in enumerate(cleaned, start=1):
         if name in seen:
