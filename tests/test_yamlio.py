@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cartreg.errors import ConfigError
-from cartreg.yamlio import parse_yaml
+from cartreg.yamlio import load_yaml, parse_yaml
 
 
 def alias_bomb(levels: int) -> str:
@@ -42,3 +42,16 @@ def test_ordinary_anchors_and_large_files_load() -> None:
     # Size alone is no bomb: a long link file has hundreds of thousands of values.
     many = "links:\n" + "".join(f"  - {{key_a: A-{i}, key_b: B-{i}}}\n" for i in range(60_000))
     assert len(parse_yaml(many, Path("links.yaml"))["links"]) == 60_000
+
+
+@pytest.mark.parametrize(
+    "raw", ["site_id: CAFÉ\n".encode("latin-1"), "site_id: X\n".encode("utf-16")]
+)
+def test_a_file_not_saved_as_utf8_says_how_to_fix_it(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(path)
+    message = str(caught.value)
+    assert "not UTF-8 text" in message and "save it as UTF-8" in message
+    assert "codec" not in message

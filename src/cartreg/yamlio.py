@@ -51,7 +51,14 @@ def load_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", path=path, hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        # Python's own text ("'utf-8' codec can't decode ...") names no remedy.
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            path=path,
+            hint="save it as UTF-8 in the editor",
+        ) from None
+    except OSError as exc:
         raise ConfigError(f"cannot read file: {exc}", path=path) from None
     return parse_yaml(text, path)
 
