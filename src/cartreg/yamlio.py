@@ -51,15 +51,88 @@ def load_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", path=path, hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        # Python's own text ("'utf-8' codec can't decode ...") names no remedy.
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            path=path,
+            hint="save it as UTF-8 in the editor",
+        ) from None
+    except OSError as exc:
         raise ConfigError(f"cannot read file: {exc}", path=path) from None
     return parse_yaml(text, path)
 
 
+# Values that aliases may add to a document beyond those written in it. Anchors save repeating
+# a block a few times; a "billion laughs" (each level aliasing the previous one nine times) is a
+# few hundred bytes whose values every walk over it (a check, a message quoting it) expands.
+MAX_ALIAS_VALUES = 100_000
+
+
+def _expanded_size(root: yaml.Node) -> tuple[int, int]:
+    """(values with every alias expanded, distinct values) of a composed document.
+
+    Raises ValueError for an alias inside its own anchor (a structure that contains itself).
+    Iterative, with each node's size computed once: linear in the distinct nodes.
+    """
+    size: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            children = _children(node)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            continue
+        if key in size:
+            continue
+        if key in active:
+            raise ValueError(node.start_mark.line + 1)
+        active.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in active:
+                raise ValueError(child.start_mark.line + 1)
+            if id(child) not in size:
+                stack.append((child, False))
+    return size[id(root)], len(size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def parse_yaml(text: str, path: Path) -> Any:
     """:func:`load_yaml` of text already read from ``path`` (named in errors)."""
+    loader = _UniqueKeySafeLoader(text)
     try:
-        return yaml.load(text, Loader=_UniqueKeySafeLoader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        # Only an alias (written with '*') can repeat a value: most files skip the walk.
+        try:
+            expanded, distinct = _expanded_size(node) if "*" in text else (0, 0)
+        except ValueError as exc:
+            raise ConfigError(
+                "an alias refers to itself (a structure that contains itself)",
+                path=path,
+                key=f"line {exc.args[0]}",
+                hint="write the values out instead of the alias",
+            ) from None
+        if expanded - distinct > MAX_ALIAS_VALUES:
+            raise ConfigError(
+                f"aliases expand to more than {MAX_ALIAS_VALUES:,} values ({distinct:,} written)",
+                path=path,
+                hint="write the values out; anchors (&) and aliases (*) may only repeat "
+                "small blocks",
+            )
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -67,6 +140,8 @@ def parse_yaml(text: str, path: Path) -> Any:
         raise ConfigError(
             f"invalid YAML: {problem}", path=path, key=where, hint="fix the YAML syntax"
         ) from None
+    finally:
+        loader.dispose()
 
 
 def entries(

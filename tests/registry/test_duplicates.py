@@ -299,6 +299,9 @@ def test_links_from_yaml_and_csv(tmp_path: Path) -> None:
         ("links:\n  - {key_a: A-1, key_b: B-1, decision: same, keep: C-1}\n", "keep"),
         ("links:\n  - {key_a: A-1, key_b: B-1, decision: same, kept: A-1}\n", "unknown key"),
         ("links: nope\n", "links"),
+        # A list or mapping as a key was turned into its Python text and read as a key.
+        ("links:\n  - {key_a: [A-1, A-2], key_b: B-1, decision: distinct}\n", r"links\[0\]\.key_a"),
+        ("links:\n  - {key_a: A-1, key_b: B-1, decision: distinct, reason: {a: 1}}\n", "reason"),
     ],
 )
 def test_bad_link_files_are_config_errors(tmp_path: Path, body: str, message: str) -> None:

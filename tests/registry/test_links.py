@@ -152,6 +152,22 @@ def test_links_that_cannot_apply_are_warnings_and_left_out() -> None:
     assert warnings["source_row"].to_list() == [1, 2]
 
 
+def test_an_ignored_link_never_echoes_an_identifier_written_as_its_key() -> None:
+    # A key that is no patient is echoed in findings.json (merge output): a name or a record
+    # number written there by mistake must be masked like any other echoed value.
+    frame = links(
+        ("Jane Doe", "S2-B", "distinct", None),
+        ("S1-A", "MRN 12345678", "distinct", None),
+        ("S1-A", "S9-TYPO", "distinct", None),
+    )
+    _, warnings = check(frame)
+    assert warnings["message"].to_list() == [
+        "link 1 ignored: *** is not a patient of the merged versions",
+        "link 2 ignored: *** is not a patient of the merged versions",
+        "link 3 ignored: S9-TYPO is not a patient of the merged versions",
+    ]
+
+
 def link_file(folder: Path, second: str) -> Path:
     """A YAML link file: SITE_A-1 and SITE_B-1 are the same (keep SITE_A-1), then ``second``."""
     path = folder / "links.yaml"

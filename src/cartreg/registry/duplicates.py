@@ -452,6 +452,15 @@ def load_links(path: Path | str) -> pl.DataFrame:
         rows = data.get("links") if isinstance(data, dict) else None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ConfigError("expected a 'links:' list of mappings", path=path, key="links")
+        for i, r in enumerate(rows):
+            # str() would turn a list or mapping into its Python text, read as a patient key.
+            for c, v in r.items():
+                if isinstance(v, list | dict):
+                    raise ConfigError(
+                        "must be one value, not a list or mapping",
+                        path=path,
+                        key=f"links[{i}].{c}",
+                    )
         frame = pl.DataFrame(
             [
                 {c: (None if r.get(c) is None else str(r.get(c))) for c in LINK_COLUMNS}

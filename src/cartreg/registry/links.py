@@ -23,6 +23,7 @@ import polars as pl
 from cartreg.errors import ConfigError
 from cartreg.exprs import format_text
 from cartreg.findings import empty_findings, findings_frame, rule_columns
+from cartreg.redact import redact_expr
 
 LINK_IGNORED = "REG-LINK-IGNORED"
 _PAIR = ["__lo", "__hi"]
@@ -42,8 +43,10 @@ def _as_written(links: pl.DataFrame) -> dict[str, str]:
 
 def _canonical(links: pl.DataFrame, aliases: pl.DataFrame | None) -> pl.DataFrame:
     """Links with pseudonyms replaced by site keys, numbered as in the file (1-based)."""
+    # Messages echo a key as written; one that is a name or a record number typed by mistake
+    # would otherwise reach findings.json, so it is masked like any echoed value.
     out = links.with_row_index("link", offset=1).with_columns(
-        pl.col(c).alias(f"__written_{c}") for c in _KEYS
+        redact_expr(pl.col(c)).alias(f"__written_{c}") for c in _KEYS
     )
     if aliases is not None and aliases.height:
         back = dict(

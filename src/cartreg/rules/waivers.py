@@ -65,7 +65,8 @@ def parse_waivers(raw: Any, path: Path | str) -> tuple[Waiver, ...]:
                 expires = dt.date.fromisoformat(expires)
             except ValueError:
                 expires = None
-        if not isinstance(expires, dt.date):
+        # A YAML timestamp is a datetime, which passes for a date but cannot be compared with one.
+        if not isinstance(expires, dt.date) or isinstance(expires, dt.datetime):
             raise ConfigError(
                 "'expires' must be a date YYYY-MM-DD", path=path, key=f"{key}.expires"
             )
