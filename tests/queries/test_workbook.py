@@ -140,6 +140,40 @@ def test_a_damaged_workbook_is_unreadable_input(
         read_workbook(damaged)
 
 
+def test_a_workbook_that_unpacks_to_too_much_is_refused_before_it_is_read(
+    exported: Path, tmp_path: Path
+) -> None:
+    # adversarial audit: the portal takes a 20 MB workbook from any site user, and openpyxl
+    # holds shared strings in memory; a part that unpacks to 80 MiB stands for a zip bomb
+    import zipfile
+
+    from cartreg.ingest.limits import MAX_QUERY_WORKBOOK_XML_BYTES
+
+    bomb = tmp_path / "answers.xlsx"
+    with zipfile.ZipFile(exported) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item, src.read(item.filename))
+        dst.writestr("xl/padding.xml", b" " * (MAX_QUERY_WORKBOOK_XML_BYTES + 2**24))
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(
+        InputError, match=r"unpacks to 80 MiB, more than the 64 MiB a query workbook may"
+    ):
+        read_workbook(bomb)
+
+
+def test_a_workbook_with_more_rows_than_any_query_list_is_refused(
+    exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cartreg.queries.workbook as workbook
+
+    answers = read_workbook(exported)
+    monkeypatch.setattr(workbook, "MAX_QUERY_ROWS", len(answers.query_ids))
+    read_workbook(exported)  # as many rows as the limit: read
+    monkeypatch.setattr(workbook, "MAX_QUERY_ROWS", len(answers.query_ids) - 1)
+    with pytest.raises(InputError, match=r"sheet 'queries' has more than \d+ rows"):
+        read_workbook(exported)
+
+
 def test_a_workbook_of_another_registry_or_site_is_refused(
     exported: Path, site: Site, tmp_path: Path
 ) -> None:

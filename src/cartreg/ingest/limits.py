@@ -34,6 +34,11 @@ MAX_WORKBOOK_XML_BYTES = 2 * GIB
 MAX_SHEET_CELLS = 20_000_000
 MAX_SHEET_COLUMNS = 16_384  # Excel's own limit (column XFD)
 MAX_SHEET_ROWS = 1_048_576  # Excel's own limit
+# A query workbook sent back by a site (the portal accepts one from any signed-in site user):
+# its parts unpacked, and its rows. openpyxl holds shared strings and every row read in Python
+# objects; a workbook made by cartreg lists a few thousand queries.
+MAX_QUERY_WORKBOOK_XML_BYTES = 64 * MIB
+MAX_QUERY_ROWS = 100_000
 # One cell (a CSV field, a spreadsheet cell, a JSON string): free text is a few kB at most.
 MAX_CELL_BYTES = 1 * MIB
 # A mapping file is written by hand; a larger one is not a mapping.

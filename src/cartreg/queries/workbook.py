@@ -12,8 +12,10 @@ registry or site.
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import polars as pl
 
 from cartreg.errors import ZIP_DAMAGE, ZIP_ENTRY_DAMAGE, InputError
 from cartreg.exprs import format_text
+from cartreg.ingest.limits import MAX_QUERY_ROWS, MAX_QUERY_WORKBOOK_XML_BYTES, size_text
 from cartreg.queries.lifecycle import OPEN, RESPONSES, mask_identifiers, site_queries
 from cartreg.registry.store import Registry
 from cartreg.spreadsheet import neutralize_text, new_workbook
@@ -28,6 +31,7 @@ from cartreg.spreadsheet import neutralize_text, new_workbook
 FORMAT = "cartreg-queries 1"
 _GIVEN = "by `cartreg queries export` or the portal"
 SHEET, ABOUT = "queries", "about"
+_ABOUT_ROWS = 50  # the 'about' sheet holds a handful of facts
 RESPONSE, COMMENT = "response", "comment"
 # (header, width, source column); the last two are the site's.
 COLUMNS: tuple[tuple[str, int, str], ...] = (
@@ -211,6 +215,18 @@ def read_workbook(path: Path | str) -> Answers:
         )
 
     try:
+        # openpyxl holds shared strings and each row read as Python objects: a small upload
+        # that unpacks to gigabytes must not get that far. The sizes the zip directory declares
+        # are the most its parts unpack to (zipfile stops there).
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+        if unpacked > MAX_QUERY_WORKBOOK_XML_BYTES:
+            raise InputError(
+                f"the workbook unpacks to {size_text(unpacked)}, more than the "
+                f"{size_text(MAX_QUERY_WORKBOOK_XML_BYTES)} a query workbook may",
+                where=str(path),
+                hint=f"send back the query workbook you were given ({_GIVEN})",
+            )
         book = openpyxl.load_workbook(path, read_only=True, data_only=False)
     except (*ZIP_DAMAGE, KeyError) as exc:
         raise unreadable(exc) from None
@@ -223,7 +239,9 @@ def read_workbook(path: Path | str) -> Answers:
             )
         facts = {
             str(row[0]): _text(row[1])
-            for row in book[ABOUT].iter_rows(min_col=1, max_col=2, values_only=True)
+            for row in book[ABOUT].iter_rows(
+                min_col=1, max_col=2, max_row=_ABOUT_ROWS, values_only=True
+            )
             if row and row[0] is not None
         }
         if facts.get("format") != FORMAT or not facts.get("site_id"):
@@ -232,7 +250,13 @@ def read_workbook(path: Path | str) -> Answers:
                 where=str(path),
                 hint=f"send back the query workbook you were given ({_GIVEN})",
             )
-        rows = list(book[SHEET].iter_rows(values_only=True))
+        rows = list(islice(book[SHEET].iter_rows(values_only=True), MAX_QUERY_ROWS + 2))
+        if len(rows) > MAX_QUERY_ROWS + 1:
+            raise InputError(
+                f"sheet '{SHEET}' has more than {MAX_QUERY_ROWS:,} rows: not a query workbook",
+                where=str(path),
+                hint=f"send back the query workbook you were given ({_GIVEN})",
+            )
     except (*ZIP_ENTRY_DAMAGE, KeyError, SyntaxError) as exc:
         # read-only sheets are unpacked and parsed while their rows are read (SyntaxError:
         # the XML parsers' errors)
