@@ -123,6 +123,47 @@ def test_site_threshold_override(catalog: tuple[Rule, ...], cdm: CDM) -> None:
     assert run.findings.height == 0
 
 
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (
+            [
+                {"site_id": "SA", "rule_id": "CP-003", "threshold_pct": 60},
+                {"site_id": "SA", "rule_id": "CP-003", "threshold_pct": 10},
+            ],
+            r"overrides\[1\]: a second override of CP-003 for site SA \(the first is "
+            r"overrides\[0\]\)",
+        ),
+        (
+            [{"site_id": "SA", "rule_id": "CP-003", "threshold_pct": 60, "reason": ["a"]}],
+            r"overrides\[0\]\.reason: 'reason' must be text",
+        ),
+    ],
+)
+def test_overrides_that_would_be_read_wrongly_are_configuration_errors(
+    entries: list[dict[str, Any]], message: str
+) -> None:
+    # adversarial audit: one of two thresholds won without a word; a list became its text
+    from cartreg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse_overrides({"overrides": entries}, "overrides.yaml")
+
+
+def test_an_override_of_a_misspelt_rule_is_an_error_not_a_silent_default(
+    catalog: tuple[Rule, ...], cdm: CDM
+) -> None:
+    from cartreg.errors import ConfigError
+
+    overrides = parse_overrides(
+        {"overrides": [{"site_id": "SA", "rule_id": "CP-03", "threshold_pct": 60}]},
+        "overrides.yaml",
+    )
+    rule = find_rule(catalog, "CP-003")
+    with pytest.raises(ConfigError, match=r"overrides\[0\]\.rule_id: override of unknown rule"):
+        run_rules(_follow_up(cdm), rules=[rule], cdm=cdm, overrides=overrides)
+
+
 def test_waivers_hide_findings_until_they_expire(catalog: tuple[Rule, ...], cdm: CDM) -> None:
     rule = find_rule(catalog, "CP-003")
     first = run_rules(_follow_up(cdm), rules=[rule], cdm=cdm)

@@ -24,7 +24,7 @@ from cartreg.rules.checks import REGISTRY, VIOLATION_COLUMNS, CheckContext, Chec
 from cartreg.rules.checks.base import SEVERITY, Rows, per_site
 from cartreg.rules.frames import conform
 from cartreg.rules.model import Rule, load_rules
-from cartreg.rules.overrides import Override
+from cartreg.rules.overrides import Override, check_rule_ids
 from cartreg.rules.waivers import Waiver, WaiverLookup, waiver_frame
 
 STATUSES = ("ERROR", "NOT_APPLICABLE", "FAILED", "PASSED")
@@ -279,6 +279,7 @@ def run_rules(
     """
     cdm = cdm or load_cdm()
     rule_list = tuple(rules) if rules is not None else load_rules(rules_dir, cdm=cdm)
+    check_rule_ids(overrides or (), (r.id for r in rule_list))
     ready = tables if isinstance(tables, PreparedTables) else prepare_tables(tables, cdm)
     lazies, present, heights = ready.frames, ready.present, ready.heights
     ctx = CheckContext(lazies, _identifiers(cdm))
