@@ -23,3 +23,32 @@ def test_an_expiry_written_as_date_and_time_is_a_configuration_error(
     )
     with pytest.raises(ConfigError, match=r"waivers\[0\]\.expires: 'expires' must be a date"):
         load_waivers(path)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            [
+                "  - {finding_id: 3c2035aa182026ac, justification: ok, expires: 2030-01-01}",
+                "  - {finding_id: 3c2035aa182026ac, justification: ok, expires: 2020-01-01}",
+            ],
+            r"waivers\[1\]: finding 3c2035aa182026ac is waived twice \(the first is waivers\[0\]\)",
+        ),
+        (
+            [
+                "  - {finding_id: 3c2035aa182026ac, justification: ok, expires: 2030-01-01,"
+                " approved_by: [a, b]}"
+            ],
+            r"waivers\[0\]\.approved_by: 'approved_by' must be text",
+        ),
+    ],
+)
+def test_waivers_that_would_be_read_wrongly_are_configuration_errors(
+    tmp_path: Path, lines: list[str], message: str
+) -> None:
+    # second adversarial audit: the later expiry or the list's text was taken without a word
+    path = tmp_path / "waivers.yaml"
+    path.write_text("waivers:\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_waivers(path)

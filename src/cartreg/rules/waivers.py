@@ -52,10 +52,23 @@ def waiver_frame(waivers: Sequence[Waiver]) -> pl.DataFrame:
 
 def parse_waivers(raw: Any, path: Path | str) -> tuple[Waiver, ...]:
     out: list[Waiver] = []
+    seen: dict[str, str] = {}
     for key, item in entries(raw, path=path, section="waivers", allowed=_KEYS, noun="waiver"):
         fid, why, expires = item.get("finding_id"), item.get("justification"), item.get("expires")
         if not isinstance(fid, str) or not fid.strip():
             raise ConfigError("'finding_id' is required", path=path, key=f"{key}.finding_id")
+        if fid.strip() in seen:
+            # Two expiries for one finding: which one holds would depend on the order.
+            raise ConfigError(
+                f"finding {fid.strip()[:20]} is waived twice (the first is {seen[fid.strip()]})",
+                path=path,
+                key=key,
+                hint="keep one waiver per finding",
+            )
+        seen[fid.strip()] = key
+        for name in ("rule_id", "approved_by"):
+            if item.get(name) is not None and not isinstance(item.get(name), str):
+                raise ConfigError(f"'{name}' must be text", path=path, key=f"{key}.{name}")
         if not isinstance(why, str) or not why.strip():
             raise ConfigError(
                 "a waiver needs a 'justification'", path=path, key=f"{key}.justification"
