@@ -113,3 +113,20 @@ def test_a_workbook_that_is_not_one_gets_a_clear_message(world: World, tmp_path:
         assert str(tmp_path) not in response.text and "/work/" not in response.text, name
     after = world.clients["site_b"].get("/queries?state=answered").text.count('href="/queries/')
     assert after == before
+
+
+def test_dates_a_coordinator_types_must_be_plausible(world: World) -> None:
+    # second adversarial audit: an expiry of 1900-01-01 and a data cut of 0001-01-01 were taken
+    carol = world.clients["coordinator"]
+    page = carol.get("/queries?state=open&site=EHR_C").text
+    query = re.findall(r'href="/queries/(EHR_C-Q\d+)"', page)[0]
+    csrf = token(carol)
+    past = carol.post(
+        f"/queries/{query}/close",
+        data={"csrf_token": csrf, "resolution": "waived", "reason": "old", "expires": "1900-01-01"},
+    )
+    assert past.status_code == 400 and "the expiry must be on or after" in past.text
+    assert '<span class="status open">open</span>' in carol.get(f"/queries/{query}").text
+    for cut, words in (("0001-01-01", "on or after 2000-01-01"), ("2999-01-01", "on or before")):
+        refused = carol.post("/coord/merges", data={"csrf_token": csrf, "data_cut": cut})
+        assert refused.status_code == 400 and f"the data cut must be {words}" in refused.text

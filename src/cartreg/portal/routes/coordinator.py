@@ -17,6 +17,8 @@ from cartreg.registry.store import Registry
 
 router = APIRouter()
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
+# No CAR T patient was treated before this day (the first infusions for ALL were in trials).
+EARLIEST_DATA_CUT = dt.date(2000, 1, 1)
 
 
 @router.get("/coord")
@@ -126,7 +128,11 @@ def start_merge(
     portal = portal_of(request)
     if portal.config.secret is None:
         raise HTTPException(409, "merges are disabled: the server has no consortium secret")
-    cut = optional_date(data_cut, "the data cut")
+    # A data cut is a day data were complete up to: not in the future, nor before CAR T
+    # (0001-01-01 was taken, and every patient fell after it).
+    cut = optional_date(
+        data_cut, "the data cut", earliest=EARLIEST_DATA_CUT, latest=dt.date.today()
+    )
     actor = portal.actor(who)
     merge_id = portal.writer.call(lambda registry: record_merge(registry, actor, cut))
     portal.worker.enqueue(

@@ -152,7 +152,8 @@ def close(
 ) -> Response:
     portal = portal_of(request)
     row = _query(portal, who, query_id)
-    until = optional_date(expires, "the expiry")
+    # A waiver that has already expired would reopen its query at once.
+    until = optional_date(expires, "the expiry", earliest=dt.date.today() + dt.timedelta(days=1))
     action = "query.waive" if resolution == "waived" else "query.close"
     portal.write(
         lambda registry: close_queries(

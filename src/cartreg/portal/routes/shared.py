@@ -29,14 +29,25 @@ def scope(who: Principal) -> str | None:
     return who.site_id if who.role == "site" else None
 
 
-def optional_date(text: str, what: str) -> dt.date | None:
-    """A form's optional YYYY-MM-DD field."""
+def optional_date(
+    text: str,
+    what: str,
+    *,
+    earliest: dt.date | None = None,
+    latest: dt.date | None = None,
+) -> dt.date | None:
+    """A form's optional YYYY-MM-DD field, within [``earliest``, ``latest``] when given."""
     if not text.strip():
         return None
     try:
-        return dt.date.fromisoformat(text.strip())
+        day = dt.date.fromisoformat(text.strip())
     except ValueError:
         raise HTTPException(400, f"{what} must be a date (YYYY-MM-DD)") from None
+    if earliest is not None and day < earliest:
+        raise HTTPException(400, f"{what} must be on or after {earliest.isoformat()}")
+    if latest is not None and day > latest:
+        raise HTTPException(400, f"{what} must be on or before {latest.isoformat()}")
+    return day
 
 
 def progress_json(progress: Progress | None, state: str, **extra: Any) -> JSONResponse:
