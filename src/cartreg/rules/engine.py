@@ -160,9 +160,7 @@ def _count_rows(
 
 def _denominator_frame(output: CheckOutput, tables: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:
     found = output.denominator
-    if isinstance(found, Rows):
-        return per_site(tables[found.table].filter(found.mask))
-    return found
+    return per_site(found.frame(CheckContext(tables))) if isinstance(found, Rows) else found
 
 
 def _collect(

@@ -235,7 +235,8 @@ def conditional_output(
 
     ``fanned_out`` says that ``base`` may hold a row several times (joined related rows), the
     copies next to each other, as ``joined`` gives them. ``base_rows`` says that ``base`` is
-    those rows of ``table`` (no join), so the engine may count the denominator with others.
+    those rows of ``table`` (so not fanned out), and the engine may count the denominator with
+    other rules'.
     """
     schema = dict(base.collect_schema())
     scope = base
@@ -258,7 +259,7 @@ def conditional_output(
         value=shown(ctx, table, value_col, pl.col(value_col)),
         detail=describe(ctx, table, detail_columns, schema),
     )
-    if base_rows is not None and not fanned_out:
+    if base_rows is not None:
         counted = base_rows.both(compile_condition(when, schema)) if when else base_rows
         return CheckOutput(violations, counted)
     return CheckOutput(violations, per_site(scope))
@@ -280,7 +281,7 @@ def conditional(ctx: CheckContext, p: Mapping[str, Any]) -> CheckOutput:
     column = str(p.get("column") or sorted(condition_columns(then))[0])
     if p.get("join"):
         return conditional_output(ctx, table, base, when, then, column, cols)
-    every = Rows(table, pl.lit(True))
+    every = rows_where(ctx, table, None)
     return conditional_output(
         ctx, table, base, when, then, column, cols, fanned_out=False, base_rows=every
     )
